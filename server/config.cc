@@ -1,0 +1,160 @@
+#include "server/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_join.h"
+#include "runtime/status_macros.h"
+
+namespace coreserve {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Error helper: every message starts with "<source>: <key>: ".
+absl::Status KeyError(const std::string& source, const std::string& key, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, ": ", what));
+}
+
+std::string Describe(const YAML::Node& node) {
+  if (node.IsScalar()) return absl::StrCat("'", node.Scalar(), "'");
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a mapping";
+  return "nothing";
+}
+
+absl::Status CheckKeys(const YAML::Node& map, const std::string& source, const std::string& where,
+                       const std::vector<std::string>& allowed) {
+  for (const auto& item : map) {
+    const std::string key = item.first.as<std::string>();
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": unknown key '", where.empty() ? "" : where + ".",
+                                                     key, "' (allowed: ", absl::StrJoin(allowed, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadString(const YAML::Node& node, const std::string& source, const std::string& key) {
+  if (!node.IsScalar() || node.Scalar().empty()) {
+    return KeyError(source, key, absl::StrCat("expected a non-empty string, got ", Describe(node)));
+  }
+  return node.Scalar();
+}
+
+absl::StatusOr<ListenerConfig> ReadListener(const YAML::Node& node, const std::string& source,
+                                            const std::string& key, ListenerConfig value) {
+  if (!node.IsMap()) return KeyError(source, key, absl::StrCat("expected a mapping with address and port, got ",
+                                                               Describe(node)));
+  RETURN_IF_ERROR(CheckKeys(node, source, key, {"address", "port"}));
+  if (node["address"]) {
+    ASSIGN_OR_RETURN(value.address, ReadString(node["address"], source, key + ".address"));
+  }
+  if (const YAML::Node port = node["port"]) {
+    int parsed = -1;
+    if (!port.IsScalar() || !YAML::convert<int>::decode(port, parsed) || parsed < 0 || parsed > 65535) {
+      return KeyError(source, key + ".port",
+                      absl::StrCat("expected an integer from 0 to 65535, got ", Describe(port)));
+    }
+    value.port = parsed;
+  }
+  return value;
+}
+
+std::string Resolve(const std::string& path, const std::string& base_dir) {
+  const fs::path p(path);
+  if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
+  return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+}  // namespace
+
+absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const std::string& source,
+                                               const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg));
+  }
+  ServerConfig config;
+  if (root.IsNull()) return config;  // an empty file means every default
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": expected a mapping of keys at the top level"));
+  }
+  try {
+    RETURN_IF_ERROR(CheckKeys(root, source, "",
+                              {"http", "grpc", "metrics", "model_repository", "log_level",
+                               "shutdown_grace_seconds"}));
+    if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http)); }
+    if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc)); }
+    if (root["metrics"]) {
+      ASSIGN_OR_RETURN(config.metrics, ReadListener(root["metrics"], source, "metrics", config.metrics));
+    }
+    if (const YAML::Node repo = root["model_repository"]) {
+      if (repo.IsScalar()) {
+        ASSIGN_OR_RETURN(std::string path, ReadString(repo, source, "model_repository"));
+        config.model_repositories.push_back(Resolve(path, base_dir));
+      } else if (repo.IsSequence()) {
+        for (std::size_t i = 0; i < repo.size(); ++i) {
+          ASSIGN_OR_RETURN(std::string path,
+                           ReadString(repo[i], source, absl::StrCat("model_repository[", i, "]")));
+          config.model_repositories.push_back(Resolve(path, base_dir));
+        }
+      } else {
+        return KeyError(source, "model_repository",
+                        absl::StrCat("expected a path or a list of paths, got ", Describe(repo)));
+      }
+    }
+    if (const YAML::Node level = root["log_level"]) {
+      ASSIGN_OR_RETURN(std::string name, ReadString(level, source, "log_level"));
+      auto parsed = ParseLogLevel(name);
+      if (!parsed.ok()) return KeyError(source, "log_level", std::string(parsed.status().message()));
+      config.log_level = *parsed;
+    }
+    if (const YAML::Node grace = root["shutdown_grace_seconds"]) {
+      double seconds = -1;
+      if (!grace.IsScalar() || !YAML::convert<double>::decode(grace, seconds) || !(seconds >= 0) ||
+          seconds > 3600) {
+        return KeyError(source, "shutdown_grace_seconds",
+                        absl::StrCat("expected a number of seconds from 0 to 3600, got ", Describe(grace)));
+      }
+      config.shutdown_grace_seconds = seconds;
+    }
+  } catch (const YAML::Exception& e) {
+    // Anything the checks above did not anticipate (e.g. a non-scalar mapping key) still names the file.
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
+  }
+  RETURN_IF_ERROR(ValidateServerConfig(config, source));
+  return config;
+}
+
+absl::Status ValidateServerConfig(const ServerConfig& c, const std::string& source) {
+  const std::pair<const char*, int> ports[] = {{"http", c.http.port}, {"grpc", c.grpc.port},
+                                               {"metrics", c.metrics.port}};
+  for (std::size_t i = 0; i < 3; ++i) {
+    for (std::size_t j = i + 1; j < 3; ++j) {
+      if (ports[i].second != 0 && ports[i].second == ports[j].second) {
+        return absl::InvalidArgumentError(absl::StrCat(source, ": ", ports[i].first, ".port and ", ports[j].first,
+                                                       ".port are both ", ports[i].second,
+                                                       "; each listener needs its own port"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot read config file"));
+  std::stringstream text;
+  text << file.rdbuf();
+  return ParseServerConfig(text.str(), path, fs::path(path).parent_path().string());
+}
+
+}  // namespace coreserve

@@ -1,0 +1,43 @@
+// The server configuration: YAML parsed into a plain struct and validated once.
+//
+// Every default lives in the member initializers below and every key is documented in docs/CONFIG.md.
+// Errors name the file, the key and the allowed values, e.g.
+//   "config/x.yaml: http.port: expected an integer from 0 to 65535, got 'abc'".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/log.h"
+
+namespace coreserve {
+
+struct ListenerConfig {
+  std::string address;
+  int port = 0;  // 0 asks the OS for a free port; the bound port is logged at start
+};
+
+struct ServerConfig {
+  ListenerConfig http{"127.0.0.1", 8000};
+  ListenerConfig grpc{"127.0.0.1", 8001};
+  ListenerConfig metrics{"127.0.0.1", 8002};
+  // Folders holding <model>/<version>/model.onnx. Relative paths in a file are resolved against the
+  // folder of that file, so a config means the same thing whatever the working directory.
+  std::vector<std::string> model_repositories;
+  LogLevel log_level = LogLevel::kInfo;
+  // On SIGTERM: how long in-flight work may take before the listeners are closed regardless.
+  double shutdown_grace_seconds = 30.0;
+};
+
+// Reads and validates the YAML file at `path`.
+absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path);
+
+// Parses YAML text; `source` names it in error messages and `base_dir` resolves relative paths.
+absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const std::string& source,
+                                               const std::string& base_dir);
+
+// Checks the invariants that span several keys (distinct ports); used after command-line overrides too.
+absl::Status ValidateServerConfig(const ServerConfig& config, const std::string& source);
+
+}  // namespace coreserve

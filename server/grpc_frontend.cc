@@ -1,0 +1,151 @@
+#include "server/grpc_frontend.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "inference.grpc.pb.h"
+#include "server/metrics.h"
+#include "server/v2_datatype.h"
+#include "server/version.h"
+
+namespace coreserve {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+namespace {
+
+constexpr char kServiceName[] = "inference.GRPCInferenceService";
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+void FillTensors(const std::vector<runtime::TensorInfo>& tensors,
+                 google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
+  for (const runtime::TensorInfo& t : tensors) {
+    auto* m = out->Add();
+    m->set_name(t.name);
+    m->set_datatype(std::string(V2DataTypeName(t.type)));
+    for (int64_t d : t.shape) m->add_shape(d);
+  }
+}
+
+}  // namespace
+
+class V2GrpcService final : public inference::GRPCInferenceService::CallbackService {
+ public:
+  explicit V2GrpcService(const ServerState* state) : state_(state) {}
+
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
+                                       inference::ServerLiveResponse* response) override {
+    response->set_live(state_->live());
+    return Finish(context, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
+                                        inference::ServerReadyResponse* response) override {
+    response->set_ready(state_->ready());
+    return Finish(context, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context,
+                                           const inference::ServerMetadataRequest*,
+                                           inference::ServerMetadataResponse* response) override {
+    response->set_name("coreserve");
+    response->set_version(CORESERVE_VERSION);
+    return Finish(context, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* context, const inference::ModelReadyRequest* request,
+                                       inference::ModelReadyResponse* response) override {
+    auto found = Find(request->name(), request->version());
+    if (found.ok()) response->set_ready(found->entry->ready);
+    return Finish(context, found.status());
+  }
+
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
+                                          const inference::ModelMetadataRequest* request,
+                                          inference::ModelMetadataResponse* response) override {
+    auto found = Find(request->name(), request->version());
+    if (!found.ok()) return Finish(context, found.status());
+    const ModelEntry& e = *found->entry;
+    if (!e.ready) {
+      return Finish(context, absl::UnavailableError(absl::StrCat("model '", e.name, "' is not ready: ", e.error)));
+    }
+    response->set_name(e.name);
+    response->add_versions(std::to_string(e.version));
+    response->set_platform("onnx_onnxv1");
+    FillTensors(e.info.inputs, response->mutable_inputs());
+    FillTensors(e.info.outputs, response->mutable_outputs());
+    return Finish(context, absl::OkStatus());
+  }
+
+ private:
+  // A model entry together with the repository snapshot that owns it, so a concurrent repository swap
+  // cannot free the entry while this call reads it.
+  struct Found {
+    std::shared_ptr<const ModelRepository> repository;
+    const ModelEntry* entry = nullptr;
+  };
+
+  absl::StatusOr<Found> Find(const std::string& name, const std::string& version) {
+    Found found{state_->repository()};
+    if (found.repository == nullptr) return absl::UnavailableError("the model repository is still loading");
+    auto entry = found.repository->Find(name, version);
+    if (!entry.ok()) return entry.status();
+    found.entry = *entry;
+    return found;
+  }
+
+  const ServerState* state_;
+};
+
+GrpcFrontend::GrpcFrontend() = default;
+
+absl::StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const ListenerConfig& listener,
+                                                                   const ServerState* state) {
+  auto fe = std::unique_ptr<GrpcFrontend>(new GrpcFrontend());
+  fe->service_ = std::make_unique<V2GrpcService>(state);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  const std::string address = JoinHostPort(listener.address, listener.port);
+  int selected_port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &selected_port);
+  builder.RegisterService(fe->service_.get());
+  fe->server_ = builder.BuildAndStart();
+  if (fe->server_ == nullptr || selected_port == 0) {
+    return absl::UnavailableError(absl::StrCat("grpc: cannot listen on ", address));
+  }
+  fe->port_ = selected_port;
+  fe->SetServing(false);
+  return fe;
+}
+
+void GrpcFrontend::SetServing(bool serving) {
+  if (server_ == nullptr) return;
+  if (auto* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
+}
+
+void GrpcFrontend::Stop(double grace_seconds) {
+  if (server_ == nullptr) return;
+  SetServing(false);
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(grace_seconds * 1000)));
+  server_->Wait();
+  server_.reset();
+}
+
+GrpcFrontend::~GrpcFrontend() { Stop(0); }
+
+}  // namespace coreserve

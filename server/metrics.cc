@@ -1,0 +1,127 @@
+#include "server/metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu_features.h"
+#include "kernels/vadd/f32_vadd.h"
+#include "prometheus/collectable.h"
+#include "prometheus/gauge.h"
+#include "server/process_stats.h"
+#include "server/version.h"
+
+namespace coreserve {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(const char* name, const char* help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+ClientMetric Gauge(double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.gauge.value = value;
+  m.label = std::move(labels);
+  return m;
+}
+
+// Figures computed at scrape time: process resources and readiness.
+class StateCollector : public prometheus::Collectable {
+ public:
+  explicit StateCollector(const ServerState* state) : state_(state) {}
+
+  std::vector<MetricFamily> Collect() const override {
+    const ProcessStats p = ReadProcessStats();
+    std::vector<MetricFamily> out;
+    auto add = [&out](const char* name, const char* help, MetricType type, double value) {
+      MetricFamily f = Family(name, help, type);
+      ClientMetric m;
+      if (type == MetricType::Counter) m.counter.value = value; else m.gauge.value = value;
+      f.metric.push_back(m);
+      out.push_back(std::move(f));
+    };
+    add("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", MetricType::Counter,
+        p.cpu_seconds);
+    add("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+        static_cast<double>(p.resident_bytes));
+    add("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+        static_cast<double>(p.virtual_bytes));
+    add("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.",
+        MetricType::Gauge, p.start_time_seconds);
+    add("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+        static_cast<double>(p.open_fds));
+    add("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
+        static_cast<double>(p.max_fds));
+    add("coreserve_process_threads", "Number of OS threads in the process.", MetricType::Gauge,
+        static_cast<double>(p.threads));
+    add("coreserve_server_ready", "1 when the server is ready for inference (all models loaded), else 0.",
+        MetricType::Gauge, state_->ready() ? 1 : 0);
+
+    MetricFamily models = Family("coreserve_model_ready", "1 when the model version is loaded and ready, else 0.",
+                                 MetricType::Gauge);
+    if (const auto repo = state_->repository()) {
+      for (const ModelEntry& e : repo->models()) {
+        models.metric.push_back(
+            Gauge(e.ready ? 1 : 0, {{"model", e.name}, {"version", std::to_string(e.version)}}));
+      }
+    }
+    out.push_back(std::move(models));
+    return out;
+  }
+
+ private:
+  const ServerState* state_;
+};
+
+}  // namespace
+
+std::string JoinHostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const ListenerConfig& listener,
+                                                                     const ServerState* state) {
+  auto server = std::unique_ptr<MetricsServer>(new MetricsServer());
+  server->registry_ = std::make_shared<prometheus::Registry>();
+
+  prometheus::BuildGauge()
+      .Name("coreserve_build_info")
+      .Help("Build facts of the running coreserve binary; the value is always 1.")
+      .Register(*server->registry_)
+      .Add({{"version", CORESERVE_VERSION},
+            {"revision", CORESERVE_REVISION},
+            {"build_type", CORESERVE_BUILD_TYPE},
+            {"compiler", __VERSION__}})
+      .Set(1);
+  prometheus::BuildGauge()
+      .Name("coreserve_kernel_info")
+      .Help("The kernel chosen for each kernel family on this CPU; the value is always 1.")
+      .Register(*server->registry_)
+      .Add({{"family", "f32_vadd"},
+            {"kernel", kernels::F32Vadd().name},
+            {"cpu_features", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures())}})
+      .Set(1);
+
+  const std::string address = JoinHostPort(listener.address, listener.port);
+  try {
+    server->exposer_ = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
+  }
+  server->state_collector_ = std::make_shared<StateCollector>(state);
+  server->exposer_->RegisterCollectable(server->registry_);
+  server->exposer_->RegisterCollectable(server->state_collector_);
+  const std::vector<int> ports = server->exposer_->GetListeningPorts();
+  server->port_ = ports.empty() ? listener.port : ports.front();
+  return server;
+}
+
+MetricsServer::~MetricsServer() = default;
+
+}  // namespace coreserve

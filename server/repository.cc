@@ -1,0 +1,111 @@
+#include "server/repository.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
+
+namespace coreserve {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Model names appear in URLs and metric labels: keep them to a safe, unambiguous alphabet.
+bool IsValidModelName(const std::string& name) {
+  if (name.empty() || name[0] == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+ModelEntry LoadEntry(const fs::path& dir) {
+  ModelEntry entry;
+  entry.name = dir.filename().string();
+  std::error_code ec;
+  for (const auto& child : fs::directory_iterator(dir, ec)) {
+    int64_t v = 0;
+    if (child.is_directory() && absl::SimpleAtoi(child.path().filename().string(), &v) && v > 0) {
+      entry.versions.push_back(v);
+    }
+  }
+  std::sort(entry.versions.begin(), entry.versions.end());
+  if (ec) {
+    entry.error = absl::StrCat(dir.string(), ": cannot list: ", ec.message());
+    return entry;
+  }
+  if (entry.versions.empty()) {
+    entry.error = absl::StrCat(dir.string(), ": no version folder (expected <model>/<N>/model.onnx, N >= 1)");
+    return entry;
+  }
+  entry.version = entry.versions.back();
+  entry.path = (dir / std::to_string(entry.version) / "model.onnx").string();
+  auto info = runtime::ReadModelInfo(entry.path);
+  if (!info.ok()) {
+    entry.error = std::string(info.status().message());
+    return entry;
+  }
+  entry.info = *std::move(info);
+  entry.ready = true;
+  return entry;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(const std::vector<std::string>& roots) {
+  std::map<std::string, std::string> root_of;  // model name -> the root it came from
+  auto repo = std::unique_ptr<ModelRepository>(new ModelRepository());
+  for (const std::string& root : roots) {
+    std::error_code ec;
+    std::vector<fs::path> dirs;
+    for (const auto& child : fs::directory_iterator(root, ec)) {
+      if (child.is_directory()) dirs.push_back(child.path());
+    }
+    if (ec) return absl::NotFoundError(absl::StrCat("model repository ", root, ": ", ec.message()));
+    std::sort(dirs.begin(), dirs.end());
+    for (const fs::path& dir : dirs) {
+      const std::string name = dir.filename().string();
+      if (!IsValidModelName(name)) {
+        LOG_WARNING("model repository ", root, ": skipping folder '", name,
+                    "': model names use letters, digits, '_', '-' and '.', and do not start with '.'");
+        continue;
+      }
+      if (auto [it, inserted] = root_of.emplace(name, root); !inserted) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model '", name, "' is in two repositories: ", it->second, " and ", root));
+      }
+      repo->models_.push_back(LoadEntry(dir));
+      const ModelEntry& e = repo->models_.back();
+      if (e.ready) {
+        LOG_INFO("model ", e.name, " version ", e.version, " loaded: ", e.info.inputs.size(), " inputs, ",
+                 e.info.outputs.size(), " outputs");
+      } else {
+        LOG_ERROR("model ", e.name, " failed to load: ", e.error);
+      }
+    }
+  }
+  std::sort(repo->models_.begin(), repo->models_.end(),
+            [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
+  return std::unique_ptr<const ModelRepository>(std::move(repo));
+}
+
+absl::StatusOr<const ModelEntry*> ModelRepository::Find(const std::string& name, const std::string& version) const {
+  auto it = std::lower_bound(models_.begin(), models_.end(), name,
+                             [](const ModelEntry& e, const std::string& n) { return e.name < n; });
+  if (it == models_.end() || it->name != name) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
+  if (!version.empty() && version != std::to_string(it->version)) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no served version '", version, "'"));
+  }
+  return &*it;
+}
+
+bool ModelRepository::AllReady() const {
+  return std::all_of(models_.begin(), models_.end(), [](const ModelEntry& e) { return e.ready; });
+}
+
+}  // namespace coreserve

@@ -1,0 +1,48 @@
+#include "server/server.h"
+
+#include "kernels/cpu_features.h"
+#include "kernels/vadd/f32_vadd.h"
+#include "runtime/status_macros.h"
+#include "server/log.h"
+
+namespace coreserve {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
+  auto server = std::unique_ptr<Server>(new Server());
+  server->config_ = config;
+  server->state_ = std::make_unique<ServerState>();
+
+  LOG_INFO("cpu features: ", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures()),
+           "; kernels: f32_vadd=", kernels::F32Vadd().name);
+
+  ASSIGN_OR_RETURN(server->metrics_, MetricsServer::Start(config.metrics, server->state_.get()));
+  ASSIGN_OR_RETURN(server->http_, HttpFrontend::Start(config.http, server->state_.get()));
+  ASSIGN_OR_RETURN(server->grpc_, GrpcFrontend::Start(config.grpc, server->state_.get()));
+  // Tests and operators read these lines to find ports chosen with port 0.
+  LOG_INFO("http listening on ", JoinHostPort(config.http.address, server->http_port()));
+  LOG_INFO("grpc listening on ", JoinHostPort(config.grpc.address, server->grpc_port()));
+  LOG_INFO("metrics listening on ", JoinHostPort(config.metrics.address, server->metrics_port()));
+
+  ASSIGN_OR_RETURN(std::shared_ptr<const ModelRepository> repository,
+                   ModelRepository::Load(config.model_repositories));
+  server->state_->SetRepository(std::move(repository));
+  const bool ready = server->state_->ready();
+  server->grpc_->SetServing(ready);
+  if (ready) {
+    LOG_INFO("server ready");
+  } else {
+    LOG_WARNING("server not ready: a model failed to load (see above)");
+  }
+  return server;
+}
+
+void Server::Shutdown() {
+  state_->BeginShutdown();
+  if (grpc_) grpc_->Stop(config_.shutdown_grace_seconds);
+  if (http_) http_->Stop();
+  metrics_.reset();
+}
+
+Server::~Server() { Shutdown(); }
+
+}  // namespace coreserve

@@ -1,0 +1,67 @@
+// Test helper: writes small ONNX models with the onnx library's own protobuf API (not with our loader), so
+// loader tests compare against what the file independently says.
+#pragma once
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "onnx/onnx_pb.h"
+#include "tests/temp_dir.h"
+
+namespace coreserve::testing {
+
+inline void AddTensorValue(onnx::ValueInfoProto* v, const std::string& name, int elem_type,
+                           const std::vector<std::string>& dims) {
+  v->set_name(name);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(elem_type);
+  for (const std::string& d : dims) {
+    auto* dim = t->mutable_shape()->add_dim();
+    if (!d.empty() && std::isdigit(static_cast<unsigned char>(d[0]))) {
+      dim->set_dim_value(std::stoll(d));
+    } else {
+      dim->set_dim_param(d);
+    }
+  }
+}
+
+// y = MatMul(x, W) with x: float[batch, 4], W: float[4, 2] initializer, y: float[batch, 2].
+// `list_initializer_as_input` writes W into graph.input too, as exporters before IR version 4 did.
+inline onnx::ModelProto TinyMatMulModel(bool list_initializer_as_input = false) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.set_producer_name("coreserve-test");
+  auto* opset = m.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("tiny");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"batch", "4"});
+  if (list_initializer_as_input) AddTensorValue(g->add_input(), "W", onnx::TensorProto::FLOAT, {"4", "2"});
+  auto* w = g->add_initializer();
+  w->set_name("W");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  w->add_dims(4);
+  w->add_dims(2);
+  for (int i = 0; i < 8; ++i) w->add_float_data(0.5f * i);
+  auto* node = g->add_node();
+  node->set_op_type("MatMul");
+  node->set_name("matmul0");
+  node->add_input("x");
+  node->add_input("W");
+  node->add_output("y");
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"batch", "2"});
+  return m;
+}
+
+inline std::string WriteModel(const onnx::ModelProto& model, const std::filesystem::path& path) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  model.SerializeToOstream(&out);
+  return path.string();
+}
+
+}  // namespace coreserve::testing

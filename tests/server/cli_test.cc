@@ -1,0 +1,87 @@
+#include "server/cli.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace coreserve {
+namespace {
+
+using ::testing::HasSubstr;
+using Command = CommandLine::Command;
+
+TEST(CommandLine, HelpAndVersion) {
+  EXPECT_EQ(ParseCommandLine({})->command, Command::kHelp);
+  EXPECT_EQ(ParseCommandLine({"--help"})->command, Command::kHelp);
+  EXPECT_EQ(ParseCommandLine({"--version"})->command, Command::kVersion);
+  EXPECT_EQ(ParseCommandLine({"serve", "--help"})->command, Command::kServeHelp);
+  // --help wins even when other flags are incomplete.
+  EXPECT_EQ(ParseCommandLine({"serve", "--http-port", "1", "--help"})->command, Command::kServeHelp);
+}
+
+TEST(CommandLine, ServeFlagsInBothForms) {
+  auto cl = ParseCommandLine({"serve", "--config", "c.yaml", "--http-port=0", "--grpc-port", "9001",
+                              "--metrics-port", "9002", "--model-repository", "a", "--model-repository=b",
+                              "--log-level", "debug"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->command, Command::kServe);
+  EXPECT_EQ(cl->serve.config_path, "c.yaml");
+  EXPECT_EQ(cl->serve.http_port, "0");
+  EXPECT_EQ(cl->serve.grpc_port, "9001");
+  EXPECT_EQ(cl->serve.metrics_port, "9002");
+  EXPECT_EQ(cl->serve.model_repositories, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(cl->serve.log_level, "debug");
+}
+
+TEST(CommandLine, ErrorsAreOneLineAndNameTheProblem) {
+  auto expect_error = [](std::vector<std::string> args, const std::string& part) {
+    auto cl = ParseCommandLine(args);
+    ASSERT_FALSE(cl.ok());
+    const std::string m(cl.status().message());
+    EXPECT_THAT(m, HasSubstr(part));
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  };
+  expect_error({"--bogus"}, "unknown flag '--bogus'");
+  expect_error({"frobnicate"}, "unknown command 'frobnicate'");
+  expect_error({"serve", "--config", "c.yaml", "--bogus=1"}, "unknown flag '--bogus'");
+  expect_error({"serve", "--config"}, "flag '--config' needs a value");
+  expect_error({"serve"}, "serve needs --config FILE");
+  expect_error({"serve", "--config", "c.yaml", "stray"}, "unexpected argument 'stray'");
+}
+
+TEST(CommandLine, HelpListsEveryFlag) {
+  const std::string help = ServeHelp();
+  for (const char* flag : {"--config FILE", "--http-port PORT", "--grpc-port PORT", "--metrics-port PORT",
+                           "--model-repository DIR", "--log-level LEVEL", "--help"}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+  EXPECT_THAT(MainHelp(), HasSubstr("--version"));
+  EXPECT_THAT(MainHelp(), HasSubstr("serve"));
+}
+
+TEST(ServeOverrides, ApplyAndValidate) {
+  ServerConfig c;
+  ServeOptions o;
+  o.http_port = "0";
+  o.grpc_port = "0";
+  o.model_repositories = {"/x"};
+  o.log_level = "error";
+  ASSERT_TRUE(ApplyServeOverrides(o, &c).ok());
+  EXPECT_EQ(c.http.port, 0);
+  EXPECT_EQ(c.model_repositories, (std::vector<std::string>{"/x"}));
+  EXPECT_EQ(c.log_level, LogLevel::kError);
+
+  ServeOptions bad;
+  bad.metrics_port = "http";
+  EXPECT_THAT(std::string(ApplyServeOverrides(bad, &c).message()),
+              HasSubstr("--metrics-port: expected an integer from 0 to 65535, got 'http'"));
+  ServeOptions clash;
+  clash.http_port = "9000";
+  clash.grpc_port = "9000";
+  EXPECT_THAT(std::string(ApplyServeOverrides(clash, &c).message()), HasSubstr("both 9000"));
+  ServeOptions level;
+  level.log_level = "loud";
+  EXPECT_THAT(std::string(ApplyServeOverrides(level, &c).message()), HasSubstr("--log-level"));
+}
+
+}  // namespace
+}  // namespace coreserve

@@ -1,0 +1,109 @@
+#include "server/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/temp_dir.h"
+
+namespace coreserve {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<ServerConfig> Parse(const std::string& yaml) { return ParseServerConfig(yaml, "test.yaml", "/etc/cs"); }
+
+std::string Error(const std::string& yaml) {
+  auto c = Parse(yaml);
+  EXPECT_FALSE(c.ok()) << yaml;
+  return std::string(c.status().message());
+}
+
+TEST(ServerConfig, EmptyFileMeansDefaults) {
+  auto c = Parse("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->http.port, 8000);
+  EXPECT_EQ(c->grpc.port, 8001);
+  EXPECT_EQ(c->metrics.port, 8002);
+  EXPECT_EQ(c->http.address, "127.0.0.1");
+  EXPECT_TRUE(c->model_repositories.empty());
+  EXPECT_EQ(c->log_level, LogLevel::kInfo);
+}
+
+TEST(ServerConfig, ReadsEveryKey) {
+  auto c = Parse(R"(
+http: {address: 0.0.0.0, port: 9000}
+grpc: {port: 9001}
+metrics: {address: "::1", port: 0}
+model_repository: [models, /abs/models]
+log_level: debug
+shutdown_grace_seconds: 2.5
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->http.address, "0.0.0.0");
+  EXPECT_EQ(c->http.port, 9000);
+  EXPECT_EQ(c->grpc.address, "127.0.0.1");
+  EXPECT_EQ(c->grpc.port, 9001);
+  EXPECT_EQ(c->metrics.address, "::1");
+  EXPECT_EQ(c->metrics.port, 0);
+  // Relative paths resolve against the config file's folder.
+  EXPECT_EQ(c->model_repositories, (std::vector<std::string>{"/etc/cs/models", "/abs/models"}));
+  EXPECT_EQ(c->log_level, LogLevel::kDebug);
+  EXPECT_DOUBLE_EQ(c->shutdown_grace_seconds, 2.5);
+}
+
+TEST(ServerConfig, SingleRepositoryPath) {
+  auto c = Parse("model_repository: ../models\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_repositories, (std::vector<std::string>{"/etc/models"}));
+}
+
+TEST(ServerConfig, UnknownKeyNamesFileKeyAndAllowed) {
+  const std::string e = Error("htp: {port: 1}\n");
+  EXPECT_THAT(e, HasSubstr("test.yaml"));
+  EXPECT_THAT(e, HasSubstr("'htp'"));
+  EXPECT_THAT(e, HasSubstr("allowed: http, grpc, metrics"));
+  EXPECT_THAT(Error("http: {prot: 1}\n"), HasSubstr("unknown key 'http.prot' (allowed: address, port)"));
+}
+
+TEST(ServerConfig, BadValuesNameKeyAndAllowedValues) {
+  EXPECT_THAT(Error("http: {port: abc}\n"),
+              HasSubstr("test.yaml: http.port: expected an integer from 0 to 65535, got 'abc'"));
+  EXPECT_THAT(Error("grpc: {port: 70000}\n"), HasSubstr("grpc.port: expected an integer from 0 to 65535"));
+  EXPECT_THAT(Error("grpc: {port: -1}\n"), HasSubstr("grpc.port"));
+  EXPECT_THAT(Error("http: 8000\n"), HasSubstr("http: expected a mapping"));
+  EXPECT_THAT(Error("log_level: loud\n"), HasSubstr("log_level: expected one of debug, info, warning, error"));
+  EXPECT_THAT(Error("shutdown_grace_seconds: -3\n"), HasSubstr("shutdown_grace_seconds"));
+  EXPECT_THAT(Error("model_repository: {a: b}\n"), HasSubstr("model_repository: expected a path or a list"));
+  EXPECT_THAT(Error("- a\n- b\n"), HasSubstr("expected a mapping of keys at the top level"));
+}
+
+TEST(ServerConfig, SyntaxErrorNamesFileAndLine) {
+  const std::string e = Error("http:\n  port: [1, 2\n");
+  EXPECT_THAT(e, HasSubstr("test.yaml:"));
+  EXPECT_THAT(e, HasSubstr("YAML syntax error"));
+}
+
+TEST(ServerConfig, ListenersNeedDistinctPorts) {
+  EXPECT_THAT(Error("http: {port: 9000}\ngrpc: {port: 9000}\n"), HasSubstr("http.port and grpc.port are both 9000"));
+  // Port 0 (any free port) may repeat.
+  EXPECT_TRUE(Parse("http: {port: 0}\ngrpc: {port: 0}\nmetrics: {port: 0}\n").ok());
+}
+
+TEST(ServerConfig, LoadMissingFile) {
+  auto c = LoadServerConfig("/nonexistent/coreserve.yaml");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("/nonexistent/coreserve.yaml"));
+}
+
+TEST(ServerConfig, LoadResolvesAgainstTheFilesFolder) {
+  const auto dir = coreserve::testing::TempDir("config-load");
+  std::ofstream(dir / "server.yaml") << "model_repository: repo\n";
+  auto c = LoadServerConfig((dir / "server.yaml").string());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_repositories, (std::vector<std::string>{(dir / "repo").string()}));
+}
+
+}  // namespace
+}  // namespace coreserve
