@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "inference.grpc.pb.h"
-#include "server/metrics.h"
+#include "server/http_listener.h"
 #include "server/v2_datatype.h"
 #include "server/version.h"
 
@@ -118,6 +118,8 @@ absl::StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const Listener
   grpc::ServerBuilder builder;
   const std::string address = JoinHostPort(listener.address, listener.port);
   int selected_port = 0;
+  // gRPC sets SO_REUSEPORT by default, which would let a second server share (and steal from) a busy port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &selected_port);
   builder.RegisterService(fe->service_.get());
   fe->server_ = builder.BuildAndStart();

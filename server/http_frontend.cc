@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "server/json_writer.h"
 #include "server/log.h"
-#include "server/metrics.h"
 #include "server/v2_datatype.h"
 #include "server/version.h"
 
@@ -121,9 +120,8 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
 
 absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const ListenerConfig& listener,
                                                                    const ServerState* state) {
-  auto fe = std::unique_ptr<HttpFrontend>(new HttpFrontend());
-  fe->server_ = std::make_unique<httplib::Server>();
-  httplib::Server& s = *fe->server_;
+  auto server = std::make_unique<httplib::Server>();
+  httplib::Server& s = *server;
   AddRoutes(s, state);
   // Unmatched routes and methods: httplib leaves status 404 and no body; give them the JSON error. (The
   // handler also sees our own 4xx responses; those carry a body already, or are empty by protocol.)
@@ -143,23 +141,9 @@ absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const Listener
     LOG_ERROR("http ", req.method, " ", req.path, ": internal error: ", what);
     SendError(res, 500, absl::StrCat("internal error: ", what));
   });
-
-  const int port = listener.port == 0 ? s.bind_to_any_port(listener.address)
-                                      : (s.bind_to_port(listener.address, listener.port) ? listener.port : -1);
-  if (port <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("http: cannot listen on ", JoinHostPort(listener.address, listener.port)));
-  }
-  fe->port_ = port;
-  fe->thread_ = std::thread([&s] { s.listen_after_bind(); });
-  return fe;
+  auto bound = HttpListener::Start(std::move(server), listener, "http");
+  if (!bound.ok()) return bound.status();
+  return std::unique_ptr<HttpFrontend>(new HttpFrontend(*std::move(bound)));
 }
-
-void HttpFrontend::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
-}
-
-HttpFrontend::~HttpFrontend() { Stop(); }
 
 }  // namespace coreserve

@@ -5,15 +5,11 @@
 #pragma once
 
 #include <memory>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "server/config.h"
+#include "server/http_listener.h"
 #include "server/server_state.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace coreserve {
 
@@ -22,17 +18,14 @@ class HttpFrontend {
   // Binds the listener and starts serving on a background thread. `state` must outlive the front end.
   static absl::StatusOr<std::unique_ptr<HttpFrontend>> Start(const ListenerConfig& listener,
                                                              const ServerState* state);
-  ~HttpFrontend();  // Stop()s
 
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   // Stops accepting, waits for handlers in flight, joins the listener thread. Idempotent.
-  void Stop();
+  void Stop() { listener_->Stop(); }
 
  private:
-  HttpFrontend() = default;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
+  explicit HttpFrontend(std::unique_ptr<HttpListener> listener) : listener_(std::move(listener)) {}
+  std::unique_ptr<HttpListener> listener_;
 };
 
 }  // namespace coreserve

@@ -1,10 +1,14 @@
 #include "server/metrics.h"
 
+#include <httplib.h>
+
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu_features.h"
 #include "kernels/vadd/f32_vadd.h"
-#include "prometheus/collectable.h"
 #include "prometheus/gauge.h"
+#include "prometheus/text_serializer.h"
 #include "server/process_stats.h"
 #include "server/version.h"
 
@@ -80,11 +84,6 @@ class StateCollector : public prometheus::Collectable {
 
 }  // namespace
 
-std::string JoinHostPort(const std::string& host, int port) {
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
-  return absl::StrCat(host, ":", port);
-}
-
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const ListenerConfig& listener,
                                                                      const ServerState* state) {
   auto server = std::unique_ptr<MetricsServer>(new MetricsServer());
@@ -108,20 +107,32 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Listen
             {"cpu_features", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures())}})
       .Set(1);
 
-  const std::string address = JoinHostPort(listener.address, listener.port);
-  try {
-    server->exposer_ = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
-  }
-  server->state_collector_ = std::make_shared<StateCollector>(state);
-  server->exposer_->RegisterCollectable(server->registry_);
-  server->exposer_->RegisterCollectable(server->state_collector_);
-  const std::vector<int> ports = server->exposer_->GetListeningPorts();
-  server->port_ = ports.empty() ? listener.port : ports.front();
+  server->state_collector_ = std::make_unique<StateCollector>(state);
+
+  auto http = std::make_unique<httplib::Server>();
+  const MetricsServer* self = server.get();
+  http->Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+    // The content type of the Prometheus text exposition format, version 0.0.4.
+    res.set_content(self->Scrape(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  auto bound = HttpListener::Start(std::move(http), listener, "metrics");
+  if (!bound.ok()) return bound.status();
+  server->listener_ = *std::move(bound);
   return server;
 }
 
-MetricsServer::~MetricsServer() = default;
+std::string MetricsServer::Scrape() const {
+  std::vector<MetricFamily> families = registry_->Collect();
+  std::vector<MetricFamily> state = state_collector_->Collect();
+  families.insert(families.end(), std::make_move_iterator(state.begin()), std::make_move_iterator(state.end()));
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+MetricsServer::~MetricsServer() {
+  // Stop serving before the registry and collector the handler reads go away.
+  if (listener_) listener_->Stop();
+}
 
 }  // namespace coreserve

@@ -1,15 +1,18 @@
 // The Prometheus endpoint (GET /metrics on the metrics listener) and the metrics every server exports:
 // coreserve_build_info, coreserve_kernel_info, readiness gauges and the standard process_* figures.
 //
+// Metric families live in prometheus-cpp's core Registry; the endpoint is served by the same HTTP stack as
+// the inference API (prometheus-cpp's own civetweb exposer takes seconds to stop, which delays shutdown).
 // Front ends and schedulers register their own families on registry(); everything is read at scrape time.
 #pragma once
 
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "prometheus/exposer.h"
+#include "prometheus/collectable.h"
 #include "prometheus/registry.h"
 #include "server/config.h"
+#include "server/http_listener.h"
 #include "server/server_state.h"
 
 namespace coreserve {
@@ -21,18 +24,16 @@ class MetricsServer {
                                                               const ServerState* state);
   ~MetricsServer();
 
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   prometheus::Registry& registry() { return *registry_; }
+  // The exposition text of every registered family, as GET /metrics returns it. Thread-safe.
+  std::string Scrape() const;
 
  private:
   MetricsServer() = default;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::shared_ptr<prometheus::Collectable> state_collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  int port_ = 0;
+  std::unique_ptr<prometheus::Collectable> state_collector_;
+  std::unique_ptr<HttpListener> listener_;
 };
-
-// "host:port" for IPv4 and names, "[host]:port" for IPv6 literals.
-std::string JoinHostPort(const std::string& host, int port);
 
 }  // namespace coreserve

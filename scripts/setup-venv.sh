@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs scripts/requirements.txt into it. Idempotent: a stamp holding the
+# requirements' checksum skips pip entirely when nothing changed.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+req="$root/scripts/requirements.txt"
+stamp="$venv/.requirements.sha256"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup-venv: creating $venv"
+  python3 -m venv "$venv"
+fi
+
+sum=$(sha256sum "$req" | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+  exit 0
+fi
+
+echo "setup-venv: installing pinned Python tools"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
+echo "$sum" > "$stamp"

@@ -1,0 +1,60 @@
+#include "server/http_listener.h"
+
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace coreserve {
+
+std::string JoinHostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_ptr<httplib::Server> server,
+                                                                   const ListenerConfig& listener,
+                                                                   const std::string& name) {
+  auto l = std::unique_ptr<HttpListener>(new HttpListener());
+  l->server_ = std::move(server);
+  httplib::Server& s = *l->server_;
+  // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and silently take
+  // half the connections. SO_REUSEADDR alone still allows a quick restart over TIME_WAIT sockets, and a
+  // port that is really in use fails to bind, as it should.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  s.set_tcp_nodelay(true);  // small JSON replies must not wait for Nagle's algorithm
+  const int port = listener.port == 0 ? s.bind_to_any_port(listener.address)
+                                      : (s.bind_to_port(listener.address, listener.port) ? listener.port : -1);
+  if (port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat(name, ": cannot listen on ", JoinHostPort(listener.address, listener.port)));
+  }
+  l->port_ = port;
+  HttpListener* self = l.get();
+  l->thread_ = std::thread([self] {
+    self->server_->listen_after_bind();
+    self->finished_.store(true);
+  });
+  return l;
+}
+
+void HttpListener::Stop() {
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing until the serve loop has marked itself running, so a Stop() right after
+  // Start() (e.g. when a later listener fails to bind) must retry until the loop has really ended.
+  while (!finished_.load()) {
+    server_->stop();
+    if (!finished_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  thread_.join();
+}
+
+HttpListener::~HttpListener() { Stop(); }
+
+}  // namespace coreserve

@@ -1,0 +1,42 @@
+// Runs one httplib::Server on one address and port in a background thread. Shared by the inference HTTP
+// front end and the metrics endpoint, so both bind, report and stop the same way.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "server/config.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace coreserve {
+
+class HttpListener {
+ public:
+  // Binds `server` (routes already added) and starts serving. `name` prefixes error messages.
+  // Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<HttpListener>> Start(std::unique_ptr<httplib::Server> server,
+                                                             const ListenerConfig& listener, const std::string& name);
+  ~HttpListener();  // Stop()s
+
+  int port() const { return port_; }
+  // Stops accepting, lets handlers in flight finish, joins the thread. Idempotent.
+  void Stop();
+
+ private:
+  HttpListener() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};  // set by thread_ when the serve loop has returned
+  int port_ = 0;
+};
+
+// "host:port" for IPv4 and names, "[host]:port" for IPv6 literals.
+std::string JoinHostPort(const std::string& host, int port);
+
+}  // namespace coreserve

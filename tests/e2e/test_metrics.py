@@ -1,0 +1,69 @@
+"""The Prometheus endpoint, parsed by the reference Python client and checked against /proc."""
+import os
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from http_util import get, get_json
+
+
+def scrape(server):
+    status, headers, body = get(server.metrics, "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def value(families, name, **labels):
+    for family in families.values():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    raise KeyError(f"{name} {labels}")
+
+
+def proc_status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def test_build_info_matches_server_metadata(server):
+    families = scrape(server)
+    info = families["coreserve_build_info"].samples[0]
+    assert info.value == 1
+    assert info.labels["version"] == get_json(server.http, "/v2")[1]["version"]
+    assert info.labels["build_type"] and info.labels["revision"]
+    kernel = families["coreserve_kernel_info"].samples[0]
+    assert kernel.labels["family"] == "f32_vadd" and kernel.labels["kernel"].startswith("f32_vadd_")
+
+
+def test_process_metrics_agree_with_proc(server):
+    pid = server.proc.pid
+    families = scrape(server)
+    rss = value(families, "process_resident_memory_bytes")
+    assert abs(rss - proc_status_kib(pid, "VmRSS") * 1024) < 0.1 * rss
+    assert value(families, "process_virtual_memory_bytes") >= rss
+    assert value(families, "process_cpu_seconds_total") > 0
+    assert value(families, "coreserve_process_threads") == proc_status_kib(pid, "Threads")
+    open_fds = len(os.listdir(f"/proc/{pid}/fd"))
+    assert abs(value(families, "process_open_fds") - open_fds) <= 2  # the scrape's own socket comes and goes
+    boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+    start_ticks = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
+    expected_start = boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    assert abs(value(families, "process_start_time_seconds") - expected_start) < 0.05
+
+
+def test_readiness_gauges(server, broken_server):
+    ok = scrape(server)
+    assert value(ok, "coreserve_server_ready") == 1
+    assert value(ok, "coreserve_model_ready", model="bert_tiny", version="1") == 1
+    bad = scrape(broken_server)
+    assert value(bad, "coreserve_server_ready") == 0
+    assert value(bad, "coreserve_model_ready", model="garbage") == 0
+    assert value(bad, "coreserve_model_ready", model="resnet_tiny") == 1
+
+
+def test_metrics_listener_serves_only_metrics(server):
+    assert get(server.metrics, "/v2/health/live")[0] == 404
