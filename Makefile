@@ -3,7 +3,10 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 PYTHON := $(CURDIR)/.venv/bin/python
 
-.PHONY: all deps build models serve test unit-test e2e-test bench clean
+ARM64_BUILD_DIR ?= build-arm64
+HOST_ARCH := $(shell uname -m)
+
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench clean
 
 all: build
 
@@ -21,7 +24,7 @@ models: build
 
 serve: build
 	@echo "coreserve: HTTP on :8000, gRPC on :8001, metrics on :8002. Try, from another shell:"
-	@echo "  curl -s -o /dev/null -w '%{http_code}\n' localhost:8000/v2/health/ready"
+	@printf '%s\n' "  curl -s -o /dev/null -w '%{http_code}\n' localhost:8000/v2/health/ready"
 	@echo "  curl -s localhost:8000/v2/models/bert_tiny"
 	@echo "Stop with Ctrl-C."
 	@exec $(BUILD_DIR)/coreserve serve --config config/default.yaml
@@ -29,14 +32,27 @@ serve: build
 unit-test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
+# arm64 kernels and their tests, cross-built and run under qemu-aarch64-static -cpu max (x86-64 hosts only;
+# on an arm64 host the native unit tests already run them).
+arm64-test: deps
+ifeq ($(HOST_ARCH),x86_64)
+	@cmake -S . -B $(ARM64_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCORESERVE_KERNELS_ONLY=ON >/dev/null
+	@cmake --build $(ARM64_BUILD_DIR) -j $(JOBS)
+	@cd $(ARM64_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+else
+	@echo "arm64-test: native $(HOST_ARCH) host; the unit tests cover its kernels"
+endif
+
 e2e-test: build
 	@CORESERVE_BIN=$(CURDIR)/$(BUILD_DIR)/coreserve $(PYTHON) -m pytest tests/e2e
 
-# Unit tests first, then the end-to-end tests against the real binary; pytest's summary line ends the run.
-test: unit-test e2e-test
+# Unit tests (native, then arm64 under qemu), then the end-to-end tests against the real binary; pytest's
+# summary line ends the run.
+test: unit-test arm64-test e2e-test
 
 bench: build
 	@$(BUILD_DIR)/bench/bench_vadd
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ARM64_BUILD_DIR)

@@ -17,6 +17,10 @@ packages=(
   # the Python venv for end-to-end tests and model generation; curl for the README's try-it line
   python3 python3-venv curl ca-certificates
 )
+# On x86-64 the arm64 (Graviton) kernels are cross-built and their tests run under qemu-user.
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  packages+=(g++-aarch64-linux-gnu qemu-user-static)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
