@@ -1,8 +1,11 @@
-// f32_vadd variants at L1-, L2- and memory-sized lengths, in GB/s of traffic (two loads and one store per
-// element). The scalar reference is the anchor measured in the same run: compare each variant's bytes_per_second
-// to scalar's at the same length.
+// f32_vadd variants at L1-, L2- and memory-sized lengths, in bytes/s of traffic (two loads and one store per
+// element). The scalar reference is the anchor measured in the same run; the table printed at the end gives
+// each variant's speed as a ratio to it at the same length.
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "kernels/vadd/f32_vadd.h"
@@ -38,6 +41,43 @@ void BM_neon(benchmark::State& s) { Run(s, f32_vadd_neon, HostCpuFeatures().neon
 BENCHMARK(BM_neon)->Arg(1024)->Arg(65536)->Arg(4 << 20);
 #endif
 
+// Prints the usual console output, then each run's throughput relative to the scalar run of the same length.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
+      const std::string name = r.benchmark_name();  // "BM_<variant>/<length>"
+      const std::size_t slash = name.find('/');
+      const auto it = r.counters.find("bytes_per_second");
+      if (slash == std::string::npos || it == r.counters.end()) continue;
+      rates_[name.substr(slash + 1)][name.substr(3, slash - 3)] = it->second.value;
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf("\n%-10s %-8s %10s %14s\n", "length", "variant", "GB/s", "x scalar");
+    for (const auto& [length, by_variant] : rates_) {
+      const auto scalar = by_variant.find("scalar");
+      for (const auto& [variant, rate] : by_variant) {
+        std::printf("%-10s %-8s %10.2f %14.2f\n", length.c_str(), variant.c_str(), rate / 1e9,
+                    scalar == by_variant.end() ? 0.0 : rate / scalar->second);
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, std::map<std::string, double>> rates_;
+};
+
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}

@@ -12,6 +12,9 @@ namespace coreserve {
 namespace {
 
 constexpr char kJson[] = "application/json";
+// Connection threads of the REST listener (each keep-alive connection holds one while open). Handlers only
+// parse and answer from memory, so a few serve many clients; compute never runs on them.
+constexpr int kHttpThreads = 8;
 
 void SendError(httplib::Response& res, int status, std::string_view message) {
   res.status = status;
@@ -141,7 +144,7 @@ absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const Listener
     LOG_ERROR("http ", req.method, " ", req.path, ": internal error: ", what);
     SendError(res, 500, absl::StrCat("internal error: ", what));
   });
-  auto bound = HttpListener::Start(std::move(server), listener, "http");
+  auto bound = HttpListener::Start(std::move(server), listener, "http", kHttpThreads);
   if (!bound.ok()) return bound.status();
   return std::unique_ptr<HttpFrontend>(new HttpFrontend(*std::move(bound)));
 }

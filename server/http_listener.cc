@@ -17,7 +17,7 @@ std::string JoinHostPort(const std::string& host, int port) {
 
 absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_ptr<httplib::Server> server,
                                                                    const ListenerConfig& listener,
-                                                                   const std::string& name) {
+                                                                   const std::string& name, int threads) {
   auto l = std::unique_ptr<HttpListener>(new HttpListener());
   l->server_ = std::move(server);
   httplib::Server& s = *l->server_;
@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   s.set_tcp_nodelay(true);  // small JSON replies must not wait for Nagle's algorithm
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   const int port = listener.port == 0 ? s.bind_to_any_port(listener.address)
                                       : (s.bind_to_port(listener.address, listener.port) ? listener.port : -1);
   if (port <= 0) {

@@ -18,10 +18,11 @@ namespace coreserve {
 
 class HttpListener {
  public:
-  // Binds `server` (routes already added) and starts serving. `name` prefixes error messages.
-  // Unavailable when the address cannot be bound.
+  // Binds `server` (routes already added) and starts serving with `threads` worker threads. `name` prefixes
+  // error messages. Unavailable when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<HttpListener>> Start(std::unique_ptr<httplib::Server> server,
-                                                             const ListenerConfig& listener, const std::string& name);
+                                                             const ListenerConfig& listener, const std::string& name,
+                                                             int threads);
   ~HttpListener();  // Stop()s
 
   int port() const { return port_; }

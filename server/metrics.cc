@@ -115,7 +115,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Listen
     // The content type of the Prometheus text exposition format, version 0.0.4.
     res.set_content(self->Scrape(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  auto bound = HttpListener::Start(std::move(http), listener, "metrics");
+  auto bound = HttpListener::Start(std::move(http), listener, "metrics", /*threads=*/2);
   if (!bound.ok()) return bound.status();
   server->listener_ = *std::move(bound);
   return server;

@@ -42,7 +42,9 @@ def test_sigterm_while_clients_poll(models_dir, tmp_path):
                 try:
                     answers.append(live(b"", timeout=5) == b"\x08\x01")
                 except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    # Refusals while the listener closes: UNAVAILABLE (no connection) or CANCELLED (a call the
+                    # transport had taken but no handler had started when gRPC shut down). Anything else is a bug.
+                    if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                         errors.append(e.code())
                     return
 
