@@ -49,7 +49,7 @@ TEST(ProcessStats, CpuTimeMatchesClock) {
   const double clock = ts.tv_sec + ts.tv_nsec * 1e-9;
   const ProcessStats s = ReadProcessStats();
   EXPECT_GT(s.cpu_seconds, 0.0);
-  EXPECT_NEAR(s.cpu_seconds, clock, 0.05);
+  EXPECT_NEAR(s.cpu_seconds, clock, 0.01);
 }
 
 TEST(ProcessStats, StartTimeThreadsAndDescriptors) {
