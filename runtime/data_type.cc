@@ -12,7 +12,7 @@ DataType DataTypeFromOnnx(int32_t t) {
   }
 }
 
-std::string_view DataTypeName(DataType t) {
+const char* DataTypeName(DataType t) {
   switch (t) {
     case DataType::kFloat32: return "float32";
     case DataType::kUInt8: return "uint8";

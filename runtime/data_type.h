@@ -30,7 +30,7 @@ enum class DataType : int32_t {
 DataType DataTypeFromOnnx(int32_t onnx_type);
 
 // Lower-case name ("float32", "int64", ...), for messages and `coreserve inspect`.
-std::string_view DataTypeName(DataType type);
+const char* DataTypeName(DataType type);
 
 // Bytes per element; 0 for kString and kUndefined, whose elements have no fixed size.
 std::size_t DataTypeSize(DataType type);

@@ -1,12 +1,11 @@
 #include "runtime/model_info.h"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "onnx/checker.h"
 #include "onnx/onnx_pb.h"
+#include "runtime/onnx_import.h"
+#include "runtime/status_macros.h"
 
 namespace coreserve::runtime {
 namespace {
@@ -26,21 +25,7 @@ TensorInfo ToTensorInfo(const onnx::ValueInfoProto& value) {
 }  // namespace
 
 absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open model file"));
-  std::stringstream bytes;
-  bytes << file.rdbuf();
-
-  onnx::ModelProto model;
-  if (!model.ParseFromString(bytes.str())) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not an ONNX model (protobuf parse failed)"));
-  }
-  try {
-    onnx::checker::check_model(model);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ONNX checker: ", e.what()));
-  }
-
+  ASSIGN_OR_RETURN(onnx::ModelProto model, ParseOnnxFile(path));
   ModelInfo info;
   info.path = path;
   info.ir_version = model.ir_version();

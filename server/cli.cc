@@ -1,5 +1,6 @@
 #include "server/cli.h"
 
+#include <algorithm>
 #include <functional>
 
 #include "absl/strings/match.h"
@@ -12,64 +13,147 @@ namespace {
 
 struct FlagSpec {
   const char* name;   // without the leading "--"
-  const char* value;  // placeholder shown in help; nullptr for a flag that takes no value
+  const char* value;  // placeholder shown in help
   const char* help;
-  std::function<void(ServeOptions&, const std::string&)> set;
+  std::function<absl::Status(CommandLine&, const std::string&)> set;
 };
 
-const std::vector<FlagSpec>& ServeFlags() {
-  static const std::vector<FlagSpec> flags = {
-      {"config", "FILE", "server config YAML (required; see docs/CONFIG.md)",
-       [](ServeOptions& o, const std::string& v) { o.config_path = v; }},
-      {"http-port", "PORT", "override http.port (0 = any free port)",
-       [](ServeOptions& o, const std::string& v) { o.http_port = v; }},
-      {"grpc-port", "PORT", "override grpc.port (0 = any free port)",
-       [](ServeOptions& o, const std::string& v) { o.grpc_port = v; }},
-      {"metrics-port", "PORT", "override metrics.port (0 = any free port)",
-       [](ServeOptions& o, const std::string& v) { o.metrics_port = v; }},
-      {"model-repository", "DIR", "replace model_repository; repeat the flag for several folders",
-       [](ServeOptions& o, const std::string& v) { o.model_repositories.push_back(v); }},
-      {"log-level", "LEVEL", "override log_level: debug, info, warning or error",
-       [](ServeOptions& o, const std::string& v) { o.log_level = v; }},
-      {"help", nullptr, "show this help and exit", nullptr},
+struct CommandSpec {
+  const char* name;
+  const char* positional;  // e.g. "MODEL.onnx"; nullptr when the command takes none
+  const char* usage;
+  const char* summary;
+  const char* description;
+  std::vector<FlagSpec> flags;
+  std::function<void(CommandLine&, const std::string&)> set_positional;
+  std::function<absl::Status(const CommandLine&)> check;  // required flags
+};
+
+absl::Status Ok() { return absl::OkStatus(); }
+
+const std::vector<CommandSpec>& Commands() {
+  static const std::vector<CommandSpec> commands = {
+      {"serve", nullptr, "coreserve serve --config FILE [flags]", "start the server",
+       "Starts the HTTP (KServe v2 REST), gRPC (KServe v2) and metrics (Prometheus) listeners, loads every\n"
+       "model of the configured repositories, and serves until SIGTERM or SIGINT.",
+       {
+           {"config", "FILE", "server config YAML (required; see docs/CONFIG.md)",
+            [](CommandLine& c, const std::string& v) { c.serve.config_path = v; return Ok(); }},
+           {"http-port", "PORT", "override http.port (0 = any free port)",
+            [](CommandLine& c, const std::string& v) { c.serve.http_port = v; return Ok(); }},
+           {"grpc-port", "PORT", "override grpc.port (0 = any free port)",
+            [](CommandLine& c, const std::string& v) { c.serve.grpc_port = v; return Ok(); }},
+           {"metrics-port", "PORT", "override metrics.port (0 = any free port)",
+            [](CommandLine& c, const std::string& v) { c.serve.metrics_port = v; return Ok(); }},
+           {"model-repository", "DIR", "replace model_repository; repeat the flag for several folders",
+            [](CommandLine& c, const std::string& v) { c.serve.model_repositories.push_back(v); return Ok(); }},
+           {"log-level", "LEVEL", "override log_level: debug, info, warning or error",
+            [](CommandLine& c, const std::string& v) { c.serve.log_level = v; return Ok(); }},
+       },
+       nullptr,
+       [](const CommandLine& c) {
+         return c.serve.config_path.empty()
+                    ? absl::InvalidArgumentError("serve needs --config FILE (try coreserve serve --help)")
+                    : Ok();
+       }},
+      {"run", "MODEL.onnx", "coreserve run MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR [flags]",
+       "run one inference offline",
+       "Loads the model into the runtime, runs it once on the given inputs and writes each output as\n"
+       "DIR/<output name>.npy. Errors go to stderr with a non-zero exit code.",
+       {
+           {"input", "NAME=FILE.npy", "an input tensor from a NumPy file; repeat for each model input",
+            [](CommandLine& c, const std::string& v) {
+              const std::size_t eq = v.find('=');
+              if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
+                return absl::InvalidArgumentError(absl::StrCat("--input: expected NAME=FILE.npy, got '", v, "'"));
+              }
+              c.run.inputs.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+              return Ok();
+            }},
+           {"output-dir", "DIR", "folder for the output .npy files (created if missing; required)",
+            [](CommandLine& c, const std::string& v) { c.run.output_dir = v; return Ok(); }},
+           {"precision", "P", "compute precision; fp32 (bf16 and int8 are not available yet)",
+            [](CommandLine& c, const std::string& v) {
+              if (v != "fp32") {
+                return absl::InvalidArgumentError(
+                    absl::StrCat("--precision: '", v, "' is not available (allowed: fp32)"));
+              }
+              c.run.precision = v;
+              return Ok();
+            }},
+           {"threads", "N", "intra-op threads (default: the CPUs this process may use)",
+            [](CommandLine& c, const std::string& v) { c.run.threads = v; return Ok(); }},
+       },
+       [](CommandLine& c, const std::string& v) { c.run.model = v; },
+       [](const CommandLine& c) {
+         if (c.run.model.empty()) return absl::InvalidArgumentError("run needs a MODEL.onnx (try coreserve run --help)");
+         if (c.run.output_dir.empty()) {
+           return absl::InvalidArgumentError("run needs --output-dir DIR (try coreserve run --help)");
+         }
+         return Ok();
+       }},
+      {"inspect", "MODEL.onnx", "coreserve inspect MODEL.onnx", "describe a model and whether it is supported",
+       "Prints the model's inputs and outputs (shape -1 where dynamic), opsets, operator counts, and whether the\n"
+       "runtime implements every operator (listing those it does not). Exit code 0 when fully supported, 1 if\n"
+       "not.",
+       {},
+       [](CommandLine& c, const std::string& v) { c.inspect.model = v; },
+       [](const CommandLine& c) {
+         return c.inspect.model.empty()
+                    ? absl::InvalidArgumentError("inspect needs a MODEL.onnx (try coreserve inspect --help)")
+                    : Ok();
+       }},
   };
-  return flags;
+  return commands;
+}
+
+const CommandSpec* FindCommand(const std::string& name) {
+  for (const CommandSpec& c : Commands()) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
 }
 
 }  // namespace
 
 std::string MainHelp() {
-  return "coreserve: a CPU inference server for ONNX models (KServe v2 over HTTP and gRPC, Prometheus "
-         "metrics)\n"
-         "\n"
-         "usage: coreserve <command> [flags]\n"
-         "\n"
-         "commands:\n"
-         "  serve       start the server (coreserve serve --help for its flags)\n"
-         "\n"
-         "flags:\n"
-         "  --help      show this help and exit\n"
-         "  --version   print the version and exit\n";
+  std::string out =
+      "coreserve: a CPU inference server for ONNX models (KServe v2 over HTTP and gRPC, Prometheus "
+      "metrics)\n"
+      "\n"
+      "usage: coreserve <command> [flags]   (coreserve <command> --help for its flags)\n"
+      "\n"
+      "commands:\n";
+  for (const CommandSpec& c : Commands()) {
+    std::string left = absl::StrCat("  ", c.name);
+    left.resize(14, ' ');
+    absl::StrAppend(&out, left, c.summary, "\n");
+  }
+  absl::StrAppend(&out,
+                  "\n"
+                  "flags:\n"
+                  "  --help      show this help and exit\n"
+                  "  --version   print the version and exit\n");
+  return out;
 }
 
-std::string ServeHelp() {
-  std::string out =
-      "usage: coreserve serve --config FILE [flags]\n"
-      "\n"
-      "Starts the HTTP (KServe v2 REST), gRPC (KServe v2) and metrics (Prometheus) listeners, loads every\n"
-      "model of the configured repositories, and serves until SIGTERM or SIGINT.\n"
-      "\n"
-      "flags:\n";
-  for (const FlagSpec& f : ServeFlags()) {
-    std::string left = absl::StrCat("  --", f.name, f.value ? absl::StrCat(" ", f.value) : "");
+std::string CommandHelp(const std::string& command) {
+  const CommandSpec* c = FindCommand(command);
+  if (c == nullptr) return MainHelp();
+  std::string out = absl::StrCat("usage: ", c->usage, "\n\n", c->description, "\n\nflags:\n");
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const FlagSpec& f : c->flags) rows.emplace_back(absl::StrCat("  --", f.name, " ", f.value), f.help);
+  rows.emplace_back("  --help", "show this help and exit");
+  for (auto& [left, help] : rows) {
     left.resize(std::max<std::size_t>(left.size() + 2, 28), ' ');
-    absl::StrAppend(&out, left, f.help, "\n");
+    absl::StrAppend(&out, left, help, "\n");
   }
   return out;
 }
 
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
   CommandLine cl;
+  cl.help_text = MainHelp();
   if (args.empty()) return cl;  // bare `coreserve` prints the help
   const std::string& first = args[0];
   if (first == "--help" || first == "-h" || first == "help") return cl;
@@ -77,50 +161,54 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     cl.command = CommandLine::Command::kVersion;
     return cl;
   }
-  if (first != "serve") {
+  const CommandSpec* spec = FindCommand(first);
+  if (spec == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(absl::StartsWith(first, "-") ? "unknown flag '" : "unknown command '",
                                                    first, "' (try coreserve --help)"));
   }
-  cl.command = CommandLine::Command::kServe;
+  const std::string hint = absl::StrCat(" (try coreserve ", spec->name, " --help)");
+  cl.command = spec->name == std::string("serve") ? CommandLine::Command::kServe
+               : spec->name == std::string("run") ? CommandLine::Command::kRun
+                                                  : CommandLine::Command::kInspect;
+  // --help anywhere wins, even when other arguments are incomplete.
+  if (std::find(args.begin() + 1, args.end(), "--help") != args.end() ||
+      std::find(args.begin() + 1, args.end(), "-h") != args.end()) {
+    cl.command = CommandLine::Command::kCommandHelp;
+    cl.help_text = CommandHelp(spec->name);
+    return cl;
+  }
+  bool have_positional = false;
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    if (arg == "--help" || arg == "-h") {
-      cl.command = CommandLine::Command::kServeHelp;
-      return cl;
-    }
     if (!absl::StartsWith(arg, "--")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument '", arg, "' (try coreserve serve --help)"));
+      if (spec->positional == nullptr || have_positional) {
+        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'", hint));
+      }
+      spec->set_positional(cl, arg);
+      have_positional = true;
+      continue;
     }
     const std::size_t eq = arg.find('=');
     const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-    const FlagSpec* spec = nullptr;
-    for (const FlagSpec& f : ServeFlags()) {
-      if (name == f.name && f.set) spec = &f;
+    const FlagSpec* flag = nullptr;
+    for (const FlagSpec& f : spec->flags) {
+      if (name == f.name) flag = &f;
     }
-    if (spec == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag '--", name, "' (try coreserve serve --help)"));
-    }
+    if (flag == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag '--", name, "'", hint));
     std::string value;
     if (eq != std::string::npos) {
       value = arg.substr(eq + 1);
     } else if (i + 1 < args.size()) {
       value = args[++i];
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("flag '--", name, "' needs a value ", spec->value));
+      return absl::InvalidArgumentError(absl::StrCat("flag '--", name, "' needs a value ", flag->value));
     }
-    spec->set(cl.serve, value);
+    RETURN_IF_ERROR(flag->set(cl, value));
   }
-  if (cl.serve.config_path.empty()) {
-    return absl::InvalidArgumentError("serve needs --config FILE (try coreserve serve --help)");
-  }
+  RETURN_IF_ERROR(spec->check(cl));
   return cl;
 }
 
-}  // namespace coreserve
-
-namespace coreserve {
 namespace {
 
 absl::Status ParsePort(const std::optional<std::string>& text, const char* flag, int* port) {

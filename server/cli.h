@@ -1,14 +1,20 @@
-// The command line: `coreserve [--help|--version]` and `coreserve serve --config FILE [overrides]`.
+// The command line:
+//   coreserve [--help | --version]
+//   coreserve serve --config FILE [overrides]
+//   coreserve run MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR [--precision P] [--threads N]
+//   coreserve inspect MODEL.onnx
 //
-// Flags are declared once in a table that both the parser and the help text read, so the help always
-// lists every flag. Parsing is pure (no I/O), so it is tested directly.
+// Each command's flags are declared once in a table that both the parser and the help text read, so the help
+// always lists every flag. Parsing is pure (no I/O), so it is tested directly.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/config.h"
 
 namespace coreserve {
 
@@ -19,23 +25,33 @@ struct ServeOptions {
   std::optional<std::string> log_level;
 };
 
-struct CommandLine {
-  enum class Command { kHelp, kVersion, kServe, kServeHelp };
-  Command command = Command::kHelp;
-  ServeOptions serve;
+struct RunOptions {
+  std::string model;
+  std::vector<std::pair<std::string, std::string>> inputs;  // input name -> .npy path
+  std::string output_dir;
+  std::string precision = "fp32";
+  std::optional<std::string> threads;
 };
 
-// InvalidArgument with a one-line message (unknown command or flag, missing value) on bad input.
+struct InspectOptions {
+  std::string model;
+};
+
+struct CommandLine {
+  enum class Command { kHelp, kVersion, kServe, kRun, kInspect, kCommandHelp };
+  Command command = Command::kHelp;
+  std::string help_text;  // for kHelp and kCommandHelp
+  ServeOptions serve;
+  RunOptions run;
+  InspectOptions inspect;
+};
+
+// InvalidArgument with a one-line message (unknown command or flag, missing value or argument) on bad input.
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
 
 std::string MainHelp();
-std::string ServeHelp();
-
-}  // namespace coreserve
-
-#include "server/config.h"
-
-namespace coreserve {
+// The help of one command ("serve", "run", "inspect").
+std::string CommandHelp(const std::string& command);
 
 // Applies the command-line overrides to a loaded config and re-validates it; errors name the flag.
 absl::Status ApplyServeOverrides(const ServeOptions& options, ServerConfig* config);

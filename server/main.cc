@@ -1,5 +1,6 @@
-// coreserve's entry point: parses the command line, loads the config, runs the server until SIGTERM/SIGINT.
-// Exit codes: 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line or config.
+// coreserve's entry point: parses the command line and runs a command; `serve` loads the config and runs the
+// server until SIGTERM/SIGINT. Exit codes: 0 success (a clean shutdown for serve), 1 when the server cannot
+// start or a model or input fails, 2 for a bad command line or config.
 #include <pthread.h>
 #include <signal.h>
 
@@ -12,6 +13,7 @@
 #include "server/cli.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/offline_commands.h"
 #include "server/server.h"
 #include "server/version.h"
 
@@ -65,16 +67,18 @@ int main(int argc, char** argv) {
   if (!cl.ok()) return Fail(2, cl.status());
   switch (cl->command) {
     case Command::kHelp:
-      std::fputs(coreserve::MainHelp().c_str(), stdout);
-      return 0;
-    case Command::kServeHelp:
-      std::fputs(coreserve::ServeHelp().c_str(), stdout);
+    case Command::kCommandHelp:
+      std::fputs(cl->help_text.c_str(), stdout);
       return 0;
     case Command::kVersion:
       std::printf("coreserve %s (%s, %s)\n", CORESERVE_VERSION, CORESERVE_REVISION, CORESERVE_BUILD_TYPE);
       return 0;
     case Command::kServe:
       return RunServe(cl->serve);
+    case Command::kRun:
+      return coreserve::RunModelCommand(cl->run);
+    case Command::kInspect:
+      return coreserve::InspectModelCommand(cl->inspect);
   }
   return 2;
 }

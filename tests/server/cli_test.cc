@@ -13,9 +13,10 @@ TEST(CommandLine, HelpAndVersion) {
   EXPECT_EQ(ParseCommandLine({})->command, Command::kHelp);
   EXPECT_EQ(ParseCommandLine({"--help"})->command, Command::kHelp);
   EXPECT_EQ(ParseCommandLine({"--version"})->command, Command::kVersion);
-  EXPECT_EQ(ParseCommandLine({"serve", "--help"})->command, Command::kServeHelp);
+  EXPECT_EQ(ParseCommandLine({"serve", "--help"})->command, Command::kCommandHelp);
   // --help wins even when other flags are incomplete.
-  EXPECT_EQ(ParseCommandLine({"serve", "--http-port", "1", "--help"})->command, Command::kServeHelp);
+  EXPECT_EQ(ParseCommandLine({"serve", "--http-port", "1", "--help"})->command, Command::kCommandHelp);
+  EXPECT_EQ(ParseCommandLine({"run", "--help"})->help_text, CommandHelp("run"));
 }
 
 TEST(CommandLine, ServeFlagsInBothForms) {
@@ -46,16 +47,41 @@ TEST(CommandLine, ErrorsAreOneLineAndNameTheProblem) {
   expect_error({"serve", "--config"}, "flag '--config' needs a value");
   expect_error({"serve"}, "serve needs --config FILE");
   expect_error({"serve", "--config", "c.yaml", "stray"}, "unexpected argument 'stray'");
+  expect_error({"run", "m.onnx"}, "run needs --output-dir");
+  expect_error({"run", "--output-dir", "d"}, "run needs a MODEL.onnx");
+  expect_error({"run", "m.onnx", "--output-dir", "d", "--input", "noequals"}, "expected NAME=FILE.npy");
+  expect_error({"run", "m.onnx", "--output-dir", "d", "--precision", "fp8"}, "'fp8' is not available");
+  expect_error({"run", "a.onnx", "b.onnx", "--output-dir", "d"}, "unexpected argument 'b.onnx'");
+  expect_error({"inspect"}, "inspect needs a MODEL.onnx");
+}
+
+TEST(CommandLine, RunAndInspect) {
+  auto run = ParseCommandLine({"run", "m.onnx", "--input", "x=a.npy", "--input=y=b.npy", "--output-dir", "out",
+                               "--threads", "2"});
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->command, Command::kRun);
+  EXPECT_EQ(run->run.model, "m.onnx");
+  ASSERT_EQ(run->run.inputs.size(), 2u);
+  EXPECT_EQ(run->run.inputs[1], (std::pair<std::string, std::string>{"y", "b.npy"}));
+  EXPECT_EQ(run->run.output_dir, "out");
+  EXPECT_EQ(run->run.threads, "2");
+  auto inspect = ParseCommandLine({"inspect", "m.onnx"});
+  ASSERT_TRUE(inspect.ok());
+  EXPECT_EQ(inspect->command, Command::kInspect);
+  EXPECT_EQ(inspect->inspect.model, "m.onnx");
 }
 
 TEST(CommandLine, HelpListsEveryFlag) {
-  const std::string help = ServeHelp();
+  const std::string help = CommandHelp("serve");
   for (const char* flag : {"--config FILE", "--http-port PORT", "--grpc-port PORT", "--metrics-port PORT",
                            "--model-repository DIR", "--log-level LEVEL", "--help"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
   EXPECT_THAT(MainHelp(), HasSubstr("--version"));
-  EXPECT_THAT(MainHelp(), HasSubstr("serve"));
+  for (const char* command : {"serve", "run", "inspect"}) EXPECT_THAT(MainHelp(), HasSubstr(command));
+  for (const char* flag : {"--input NAME=FILE.npy", "--output-dir DIR", "--precision P", "--threads N"}) {
+    EXPECT_THAT(CommandHelp("run"), HasSubstr(flag));
+  }
 }
 
 TEST(ServeOverrides, ApplyAndValidate) {

@@ -1,0 +1,42 @@
+// A portable blocked fp32 GEMM: row-at-a-time axpy form (C[i,:] += A[i,k] * B[k,:]) over K-blocks that stay in
+// L1/L2, which the compiler vectorizes for the baseline ISA. The ISA-specific micro-kernels replace it where the
+// CPU allows.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/gemm/sgemm.h"
+
+namespace coreserve::kernels {
+
+void Sgemm(const SgemmArgs& p, int64_t m_begin, int64_t m_end) {
+  const int64_t n = p.n, k = p.k;
+  // op(B) as a row-major K x N panel; transposed B is copied once per call into that layout.
+  std::vector<float> bt;
+  const float* b = p.b;
+  int64_t ldb = p.ldb;
+  if (p.trans_b) {
+    bt.resize(static_cast<std::size_t>(k * n));
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t l = 0; l < k; ++l) bt[l * n + j] = p.b[j * p.ldb + l];
+    }
+    b = bt.data();
+    ldb = n;
+  }
+  std::vector<float> acc(static_cast<std::size_t>(n));
+  for (int64_t i = m_begin; i < m_end; ++i) {
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t l = 0; l < k; ++l) {
+      const float a = p.trans_a ? p.a[l * p.lda + i] : p.a[i * p.lda + l];
+      const float* brow = b + l * ldb;
+      for (int64_t j = 0; j < n; ++j) acc[j] += a * brow[j];
+    }
+    float* c = p.c + i * p.ldc;
+    if (p.beta == 0.0f) {
+      for (int64_t j = 0; j < n; ++j) c[j] = p.alpha * acc[j];
+    } else {
+      for (int64_t j = 0; j < n; ++j) c[j] = p.alpha * acc[j] + p.beta * c[j];
+    }
+  }
+}
+
+}  // namespace coreserve::kernels

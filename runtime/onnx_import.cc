@@ -1,0 +1,250 @@
+#include "runtime/onnx_import.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "onnx/checker.h"
+#include "onnx/onnx_pb.h"
+#include "runtime/status_macros.h"
+
+namespace coreserve::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename Dst, typename Field>
+void CopyField(const Field& field, Tensor& t) {
+  Dst* out = t.data<Dst>();
+  for (int i = 0; i < field.size(); ++i) out[i] = static_cast<Dst>(field.Get(i));
+}
+
+absl::Status ReadExternal(const onnx::TensorProto& proto, const std::string& model_dir, Tensor& t) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  for (const auto& kv : proto.external_data()) {
+    if (kv.key() == "location") location = kv.value();
+    if (kv.key() == "offset") offset = std::stoll(kv.value());
+    if (kv.key() == "length") length = std::stoll(kv.value());
+  }
+  const fs::path rel(location);
+  // External data must stay inside the model's folder: no absolute paths, no "..".
+  if (location.empty() || rel.is_absolute() ||
+      std::any_of(rel.begin(), rel.end(), [](const fs::path& part) { return part == ".."; })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("initializer '", proto.name(), "': external data location '", location, "' is not inside the model folder"));
+  }
+  const std::string path = (fs::path(model_dir) / rel).string();
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("initializer '", proto.name(), "': cannot open ", path));
+  if (length >= 0 && static_cast<std::size_t>(length) != t.bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("initializer '", proto.name(), "': external length ", length,
+                                                   " does not match ", t.bytes(), " bytes of its shape"));
+  }
+  file.seekg(offset);
+  file.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.bytes()));
+  if (static_cast<std::size_t>(file.gcount()) != t.bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("initializer '", proto.name(), "': ", path, " is too short"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& model_dir) {
+  const DataType type = DataTypeFromOnnx(proto.data_type());
+  if (type == DataType::kUndefined || type == DataType::kString) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", proto.name(), "': unsupported element type ", proto.data_type()));
+  }
+  Shape shape(proto.dims().begin(), proto.dims().end());
+  for (int64_t d : shape) {
+    if (d < 0) return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': negative dimension"));
+  }
+  Tensor t = Tensor::Allocate(type, shape);
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+    RETURN_IF_ERROR(ReadExternal(proto, model_dir, t));
+    return t;
+  }
+  if (proto.has_raw_data()) {
+    if (proto.raw_data().size() != t.bytes()) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': raw_data holds ", proto.raw_data().size(),
+                                                     " bytes, its shape needs ", t.bytes()));
+    }
+    std::memcpy(t.raw(), proto.raw_data().data(), t.bytes());
+    return t;
+  }
+  int64_t count = 0;
+  switch (type) {
+    case DataType::kFloat32: count = proto.float_data_size(); CopyField<float>(proto.float_data(), t); break;
+    case DataType::kFloat64: count = proto.double_data_size(); CopyField<double>(proto.double_data(), t); break;
+    case DataType::kInt64: count = proto.int64_data_size(); CopyField<int64_t>(proto.int64_data(), t); break;
+    case DataType::kUInt64: count = proto.uint64_data_size(); CopyField<uint64_t>(proto.uint64_data(), t); break;
+    case DataType::kUInt32: count = proto.uint64_data_size(); CopyField<uint32_t>(proto.uint64_data(), t); break;
+    case DataType::kInt32: count = proto.int32_data_size(); CopyField<int32_t>(proto.int32_data(), t); break;
+    case DataType::kInt16: count = proto.int32_data_size(); CopyField<int16_t>(proto.int32_data(), t); break;
+    case DataType::kInt8: count = proto.int32_data_size(); CopyField<int8_t>(proto.int32_data(), t); break;
+    case DataType::kUInt16: case DataType::kFloat16: case DataType::kBFloat16:
+      count = proto.int32_data_size(); CopyField<uint16_t>(proto.int32_data(), t); break;
+    case DataType::kUInt8: count = proto.int32_data_size(); CopyField<uint8_t>(proto.int32_data(), t); break;
+    case DataType::kBool: count = proto.int32_data_size(); CopyField<bool>(proto.int32_data(), t); break;
+    default: break;
+  }
+  if (count != t.elements()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': holds ", count,
+                                                   " values, its shape needs ", t.elements()));
+  }
+  return t;
+}
+
+void ApplyValueInfo(const onnx::ValueInfoProto& info, Value& v) {
+  if (!info.type().has_tensor_type()) return;
+  const auto& tt = info.type().tensor_type();
+  v.type = DataTypeFromOnnx(tt.elem_type());
+  if (tt.has_shape()) {
+    Shape s;
+    for (const auto& d : tt.shape().dim()) s.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    v.shape = s;
+  }
+}
+
+absl::Status ReadAttributes(const onnx::NodeProto& proto, const std::string& model_dir, Node& node) {
+  node.attributes.owner = node.Describe();
+  for (const auto& a : proto.attribute()) {
+    switch (a.type()) {
+      case onnx::AttributeProto::FLOAT: node.attributes.Set(a.name(), a.f()); break;
+      case onnx::AttributeProto::INT: node.attributes.Set(a.name(), static_cast<int64_t>(a.i())); break;
+      case onnx::AttributeProto::STRING: node.attributes.Set(a.name(), a.s()); break;
+      case onnx::AttributeProto::FLOATS:
+        node.attributes.Set(a.name(), std::vector<float>(a.floats().begin(), a.floats().end()));
+        break;
+      case onnx::AttributeProto::INTS:
+        node.attributes.Set(a.name(), std::vector<int64_t>(a.ints().begin(), a.ints().end()));
+        break;
+      case onnx::AttributeProto::STRINGS:
+        node.attributes.Set(a.name(), std::vector<std::string>(a.strings().begin(), a.strings().end()));
+        break;
+      case onnx::AttributeProto::TENSOR: {
+        auto t = TensorFromProto(a.t(), model_dir);
+        if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": attribute '", a.name(), "': ", t.status().message()));
+        node.attributes.Set(a.name(), *std::move(t));
+        break;
+      }
+      default:
+        // Graph and sparse attributes belong to operators the runtime does not implement (If, Loop, ...); the
+        // unsupported-operator check reports those nodes.
+        break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The tensor a Constant node produces, from whichever value attribute it carries.
+absl::StatusOr<Tensor> ConstantValue(const Node& node) {
+  const Attributes& a = node.attributes;
+  if (a.Has("value")) return a.TensorValue("value");
+  if (a.Has("value_float")) {
+    ASSIGN_OR_RETURN(float v, a.Float("value_float", 0));
+    Tensor t = Tensor::Allocate(DataType::kFloat32, {});
+    *t.data<float>() = v;
+    return t;
+  }
+  if (a.Has("value_int")) {
+    ASSIGN_OR_RETURN(int64_t v, a.Int("value_int", 0));
+    Tensor t = Tensor::Allocate(DataType::kInt64, {});
+    *t.data<int64_t>() = v;
+    return t;
+  }
+  if (a.Has("value_ints")) {
+    ASSIGN_OR_RETURN(std::vector<int64_t> v, a.Ints("value_ints", {}));
+    Tensor t = Tensor::Allocate(DataType::kInt64, {static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), t.data<int64_t>());
+    return t;
+  }
+  if (a.Has("value_floats")) {
+    const auto* v = std::get_if<std::vector<float>>(&a.all().at("value_floats"));
+    if (v == nullptr) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": value_floats must be floats"));
+    Tensor t = Tensor::Allocate(DataType::kFloat32, {static_cast<int64_t>(v->size())});
+    std::copy(v->begin(), v->end(), t.data<float>());
+    return t;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": no supported value attribute"));
+}
+
+}  // namespace
+
+absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open model file"));
+  std::stringstream bytes;
+  bytes << file.rdbuf();
+  onnx::ModelProto model;
+  if (!model.ParseFromString(bytes.str())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not an ONNX model (protobuf parse failed)"));
+  }
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ONNX checker: ", e.what()));
+  }
+  return model;
+}
+
+absl::StatusOr<Graph> ImportOnnx(const onnx::ModelProto& model, const std::string& model_dir) {
+  Graph g;
+  for (const auto& opset : model.opset_import()) {
+    g.opsets[opset.domain() == "ai.onnx" ? "" : opset.domain()] = opset.version();
+  }
+  const auto& graph = model.graph();
+  for (const auto& init : graph.initializer()) {
+    ASSIGN_OR_RETURN(Tensor t, TensorFromProto(init, model_dir));
+    g.AddConstant(init.name(), std::move(t));
+  }
+  for (const auto& input : graph.input()) {
+    const int id = g.ValueId(input.name());
+    Value& v = g.values[id];
+    if (v.constant) continue;  // an initializer also listed as an input (IR < 4): a weight, not an input
+    ApplyValueInfo(input, v);
+    v.graph_input = true;
+    g.inputs.push_back(id);
+  }
+  for (const auto& info : graph.value_info()) {
+    const int id = g.ValueId(info.name());
+    if (!g.values[id].constant) ApplyValueInfo(info, g.values[id]);
+  }
+  for (const auto& proto : graph.node()) {
+    Node node;
+    node.name = proto.name().empty() ? absl::StrCat(proto.op_type(), "_", g.nodes.size()) : proto.name();
+    node.op_type = proto.op_type();
+    node.domain = proto.domain() == "ai.onnx" ? "" : proto.domain();
+    auto opset = g.opsets.find(node.domain);
+    node.opset = opset == g.opsets.end() ? 0 : opset->second;
+    for (const auto& in : proto.input()) node.inputs.push_back(in.empty() ? -1 : g.ValueId(in));
+    for (const auto& out : proto.output()) node.outputs.push_back(out.empty() ? -1 : g.ValueId(out));
+    RETURN_IF_ERROR(ReadAttributes(proto, model_dir, node));
+    if (node.op_type == "Constant" && node.domain.empty() && node.outputs.size() == 1) {
+      ASSIGN_OR_RETURN(Tensor t, ConstantValue(node));
+      const std::string name = g.values[node.outputs[0]].name;
+      g.AddConstant(name, std::move(t));
+      continue;
+    }
+    g.nodes.push_back(std::move(node));
+  }
+  for (const auto& output : graph.output()) {
+    const int id = g.ValueId(output.name());
+    ApplyValueInfo(output, g.values[id]);
+    g.values[id].graph_output = true;
+    g.outputs.push_back(id);
+  }
+  g.RebuildEdges();
+  return g;
+}
+
+absl::StatusOr<Graph> LoadOnnxGraph(const std::string& path) {
+  ASSIGN_OR_RETURN(onnx::ModelProto model, ParseOnnxFile(path));
+  auto graph = ImportOnnx(model, fs::path(path).parent_path().string());
+  if (!graph.ok()) return absl::Status(graph.status().code(), absl::StrCat(path, ": ", graph.status().message()));
+  return graph;
+}
+
+}  // namespace coreserve::runtime

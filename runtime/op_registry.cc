@@ -1,0 +1,52 @@
+#include "absl/strings/str_cat.h"
+#include "runtime/op.h"
+
+namespace coreserve::runtime {
+namespace {
+
+std::string Key(const std::string& domain, const std::string& op_type) {
+  return (domain.empty() || domain == "ai.onnx") ? op_type : absl::StrCat(domain, "::", op_type);
+}
+
+}  // namespace
+
+absl::Status OpContext::Error(const std::string& what) const {
+  return absl::InvalidArgumentError(absl::StrCat(node ? node->Describe() : std::string("operator"), ": ", what));
+}
+
+const OpRegistry& OpRegistry::Builtin() {
+  static const OpRegistry* registry = [] {
+    auto* r = new OpRegistry();
+    RegisterElementwiseOps(*r);
+    RegisterShapeOps(*r);
+    RegisterReduceOps(*r);
+    RegisterNormOps(*r);
+    RegisterMatMulOps(*r);
+    RegisterConvPoolOps(*r);
+    return r;
+  }();
+  return *registry;
+}
+
+void OpRegistry::Register(const std::string& domain, const std::string& op_type, OpFactory factory) {
+  factories_[Key(domain, op_type)] = std::move(factory);
+}
+
+void OpRegistry::Register(const std::string& domain, const std::string& op_type, FunctionKernel::Fn fn) {
+  Register(domain, op_type, [fn](const Graph&, const Node&) -> absl::StatusOr<std::unique_ptr<OpKernel>> {
+    return std::unique_ptr<OpKernel>(new FunctionKernel(fn));
+  });
+}
+
+const OpFactory* OpRegistry::Find(const std::string& domain, const std::string& op_type) const {
+  auto it = factories_.find(Key(domain, op_type));
+  return it == factories_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> OpRegistry::Names() const {
+  std::vector<std::string> names;
+  for (const auto& [key, factory] : factories_) names.push_back(key);
+  return names;
+}
+
+}  // namespace coreserve::runtime

@@ -1,0 +1,275 @@
+// Convolution (im2col + GEMM, groups, dilations, pads, strides, auto_pad) and pooling (MaxPool, AveragePool,
+// GlobalAveragePool, GlobalMaxPool) over NCHW tensors with one or two spatial dims.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/gemm/sgemm.h"
+#include "runtime/ops/op_util.h"
+
+namespace coreserve::runtime {
+namespace {
+
+// Window geometry shared by Conv and the pools, for 2 spatial dims (1-D inputs use H = 1).
+struct Window {
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t oh = 0, ow = 0;
+};
+
+struct WindowAttrs {
+  std::string auto_pad;
+  std::vector<int64_t> kernel, strides, dilations, pads;
+  int64_t ceil_mode = 0;
+};
+
+absl::StatusOr<WindowAttrs> ReadWindowAttrs(const Node& node) {
+  WindowAttrs w;
+  ASSIGN_OR_RETURN(w.auto_pad, node.attributes.String("auto_pad", "NOTSET"));
+  ASSIGN_OR_RETURN(w.kernel, node.attributes.Ints("kernel_shape", {}));
+  ASSIGN_OR_RETURN(w.strides, node.attributes.Ints("strides", {}));
+  ASSIGN_OR_RETURN(w.dilations, node.attributes.Ints("dilations", {}));
+  ASSIGN_OR_RETURN(w.pads, node.attributes.Ints("pads", {}));
+  ASSIGN_OR_RETURN(w.ceil_mode, node.attributes.Int("ceil_mode", 0));
+  if (w.auto_pad != "NOTSET" && w.auto_pad != "VALID" && w.auto_pad != "SAME_UPPER" && w.auto_pad != "SAME_LOWER") {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": unknown auto_pad '", w.auto_pad, "'"));
+  }
+  return w;
+}
+
+// Resolves the window for input spatial dims (h, w) and kernel (kh, kw).
+absl::StatusOr<Window> ResolveWindow(const OpContext& ctx, const WindowAttrs& a, int64_t spatial, int64_t h,
+                                     int64_t w, int64_t kh, int64_t kw) {
+  Window win;
+  auto at = [&](const std::vector<int64_t>& v, int64_t i, int64_t fallback) {
+    return v.empty() ? fallback : v[static_cast<std::size_t>(i)];
+  };
+  if ((!a.strides.empty() && static_cast<int64_t>(a.strides.size()) != spatial) ||
+      (!a.dilations.empty() && static_cast<int64_t>(a.dilations.size()) != spatial) ||
+      (!a.pads.empty() && static_cast<int64_t>(a.pads.size()) != 2 * spatial)) {
+    return ctx.Error("strides, dilations and pads must match the number of spatial dims");
+  }
+  win.kh = kh;
+  win.kw = kw;
+  if (spatial == 2) {
+    win.sh = at(a.strides, 0, 1); win.sw = at(a.strides, 1, 1);
+    win.dh = at(a.dilations, 0, 1); win.dw = at(a.dilations, 1, 1);
+    win.pad_top = at(a.pads, 0, 0); win.pad_left = at(a.pads, 1, 0);
+    win.pad_bottom = at(a.pads, 2, 0); win.pad_right = at(a.pads, 3, 0);
+  } else {
+    win.sw = at(a.strides, 0, 1);
+    win.dw = at(a.dilations, 0, 1);
+    win.pad_left = at(a.pads, 0, 0);
+    win.pad_right = at(a.pads, 1, 0);
+  }
+  if (win.sh < 1 || win.sw < 1 || win.dh < 1 || win.dw < 1) return ctx.Error("strides and dilations must be >= 1");
+  auto same = [&](int64_t in, int64_t k, int64_t s, int64_t d, int64_t* begin, int64_t* end) {
+    const int64_t out = (in + s - 1) / s;
+    const int64_t total = std::max<int64_t>(0, (out - 1) * s + (k - 1) * d + 1 - in);
+    *begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    *end = total - *begin;
+  };
+  if (a.auto_pad == "VALID") {
+    win.pad_top = win.pad_left = win.pad_bottom = win.pad_right = 0;
+  } else if (a.auto_pad != "NOTSET") {
+    same(h, kh, win.sh, win.dh, &win.pad_top, &win.pad_bottom);
+    same(w, kw, win.sw, win.dw, &win.pad_left, &win.pad_right);
+  }
+  auto out_dim = [&](int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe) -> int64_t {
+    const int64_t span = in + pb + pe - ((k - 1) * d + 1);
+    if (span < 0) return 0;
+    int64_t out = (a.ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (a.ceil_mode && (out - 1) * s >= in + pb) --out;  // the last window must start inside input + begin pad
+    return out;
+  };
+  win.oh = out_dim(h, kh, win.sh, win.dh, win.pad_top, win.pad_bottom);
+  win.ow = out_dim(w, kw, win.sw, win.dw, win.pad_left, win.pad_right);
+  return win;
+}
+
+// (N, C, spatial...) with 1 or 2 spatial dims -> (h, w).
+absl::Status SpatialDims(const OpContext& ctx, const Tensor& x, int64_t* spatial, int64_t* h, int64_t* w) {
+  if (x.rank() != 3 && x.rank() != 4) return ctx.Error(absl::StrCat("input must be NCW or NCHW, got ", ShapeString(x.shape())));
+  *spatial = x.rank() - 2;
+  *h = *spatial == 2 ? x.dim(2) : 1;
+  *w = x.dim(x.rank() - 1);
+  return absl::OkStatus();
+}
+
+Shape OutShape(const Tensor& x, int64_t channels, const Window& win) {
+  if (x.rank() == 3) return {x.dim(0), channels, win.ow};
+  return {x.dim(0), channels, win.oh, win.ow};
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(WindowAttrs attrs, ReadWindowAttrs(node));
+  ASSIGN_OR_RETURN(int64_t group, node.attributes.Int("group", 1));
+  if (group < 1) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": group must be >= 1"));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    const Tensor& wt = ctx.in(1);
+    if (x.type() != DataType::kFloat32 || wt.type() != DataType::kFloat32) return ctx.Error("inputs must be float32");
+    int64_t spatial = 0, h = 0, w = 0;
+    RETURN_IF_ERROR(SpatialDims(ctx, x, &spatial, &h, &w));
+    if (wt.rank() != x.rank()) return ctx.Error("weight rank must equal input rank");
+    const int64_t n = x.dim(0), c = x.dim(1), m = wt.dim(0), cg = wt.dim(1);
+    const int64_t kh = spatial == 2 ? wt.dim(2) : 1, kw = wt.dim(wt.rank() - 1);
+    if (c != cg * group || m % group != 0) {
+      return ctx.Error(absl::StrCat("input channels ", c, " and weight ", ShapeString(wt.shape()),
+                                    " do not match group ", group));
+    }
+    ASSIGN_OR_RETURN(Window win, ResolveWindow(ctx, attrs, spatial, h, w, kh, kw));
+    const Tensor* bias = ctx.has(2) ? ctx.inputs[2] : nullptr;
+    if (bias && bias->elements() != m) return ctx.Error("bias must have M elements");
+    Tensor& y = ctx.Output(0, DataType::kFloat32, OutShape(x, m, win));
+    const int64_t mg = m / group, patch = cg * kh * kw, pixels = win.oh * win.ow;
+    const bool pointwise = kh == 1 && kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
+                           win.pad_left == 0 && win.pad_bottom == 0 && win.pad_right == 0;
+    std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(patch * pixels));
+    const float* px = x.data<float>();
+    float* py = y.data<float>();
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t g = 0; g < group; ++g) {
+        const float* xg = px + (b * c + g * cg) * h * w;
+        const float* cols = xg;
+        if (!pointwise) {
+          // im2col: row (ci, i, j) holds the input pixel under kernel tap (i, j) for every output pixel.
+          float* pc = col.data();
+          Parallel(ctx, patch, std::max<int64_t>(1, 8192 / std::max<int64_t>(pixels, 1)), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const int64_t ci = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
+              float* dst = pc + r * pixels;
+              for (int64_t oy = 0; oy < win.oh; ++oy) {
+                const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
+                float* row = dst + oy * win.ow;
+                if (iy < 0 || iy >= h) {
+                  std::fill(row, row + win.ow, 0.0f);
+                  continue;
+                }
+                const float* src = xg + (ci * h + iy) * w;
+                for (int64_t ox = 0; ox < win.ow; ++ox) {
+                  const int64_t ix = ox * win.sw - win.pad_left + j * win.dw;
+                  row[ox] = (ix >= 0 && ix < w) ? src[ix] : 0.0f;
+                }
+              }
+            }
+          });
+          cols = pc;
+        }
+        float* yg = py + (b * m + g * mg) * pixels;
+        const float* wg = wt.data<float>() + g * mg * patch;
+        Parallel(ctx, mg, std::max<int64_t>(1, 4), [&](int64_t r0, int64_t r1) {
+          kernels::SgemmArgs p;
+          p.m = mg; p.n = pixels; p.k = patch;
+          p.a = wg; p.lda = patch;
+          p.b = cols; p.ldb = pixels;
+          p.c = yg; p.ldc = pixels;
+          kernels::Sgemm(p, r0, r1);
+        });
+        if (bias) {
+          for (int64_t oc = 0; oc < mg; ++oc) {
+            const float bv = bias->data<float>()[g * mg + oc];
+            float* row = yg + oc * pixels;
+            for (int64_t i = 0; i < pixels; ++i) row[i] += bv;
+          }
+        }
+      }
+    }
+    return absl::OkStatus();
+  }));
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakePool(const Graph&, const Node& node, bool is_max) {
+  ASSIGN_OR_RETURN(WindowAttrs attrs, ReadWindowAttrs(node));
+  ASSIGN_OR_RETURN(int64_t count_include_pad, node.attributes.Int("count_include_pad", 0));
+  if (attrs.kernel.empty() || attrs.kernel.size() > 2) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": kernel_shape must have 1 or 2 dims"));
+  }
+  if (!is_max && !attrs.dilations.empty()) {
+    for (int64_t d : attrs.dilations) {
+      if (d != 1) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": dilations are not supported"));
+    }
+  }
+  if (node.outputs.size() > 1 && node.outputs[1] >= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": the Indices output is not supported"));
+  }
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    if (x.type() != DataType::kFloat32) return ctx.Error("input must be float32");
+    int64_t spatial = 0, h = 0, w = 0;
+    RETURN_IF_ERROR(SpatialDims(ctx, x, &spatial, &h, &w));
+    if (static_cast<int64_t>(attrs.kernel.size()) != spatial) return ctx.Error("kernel_shape rank mismatch");
+    const int64_t kh = spatial == 2 ? attrs.kernel[0] : 1, kw = attrs.kernel.back();
+    ASSIGN_OR_RETURN(Window win, ResolveWindow(ctx, attrs, spatial, h, w, kh, kw));
+    Tensor& y = ctx.Output(0, DataType::kFloat32, OutShape(x, x.dim(1), win));
+    const float* px = x.data<float>();
+    float* py = y.data<float>();
+    const int64_t planes = x.dim(0) * x.dim(1);
+    Parallel(ctx, planes, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* src = px + p * h * w;
+        float* dst = py + p * win.oh * win.ow;
+        for (int64_t oy = 0; oy < win.oh; ++oy) {
+          for (int64_t ox = 0; ox < win.ow; ++ox) {
+            float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
+            int64_t count = 0;
+            for (int64_t i = 0; i < kh; ++i) {
+              const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t ix = ox * win.sw - win.pad_left + j * win.dw;
+                const bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                if (inside) {
+                  const float v = src[iy * w + ix];
+                  acc = is_max ? std::max(acc, v) : acc + v;
+                  ++count;
+                } else if (!is_max && count_include_pad) {
+                  // Padding counts toward the divisor only where it lies within the padded input.
+                  const bool in_pad = iy >= -win.pad_top && iy < h + win.pad_bottom && ix >= -win.pad_left &&
+                                      ix < w + win.pad_right;
+                  if (in_pad) ++count;
+                }
+              }
+            }
+            dst[oy * win.ow + ox] = is_max ? acc : (count ? acc / static_cast<float>(count) : 0.0f);
+          }
+        }
+      }
+    });
+    return absl::OkStatus();
+  }));
+}
+
+template <bool kMax>
+absl::Status GlobalPool(OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  if (x.type() != DataType::kFloat32 || x.rank() < 3) return ctx.Error("input must be float32 N x C x spatial");
+  Shape out_shape = {x.dim(0), x.dim(1)};
+  for (int64_t d = 2; d < x.rank(); ++d) out_shape.push_back(1);
+  Tensor& y = ctx.Output(0, DataType::kFloat32, out_shape);
+  const int64_t planes = x.dim(0) * x.dim(1);
+  const int64_t size = planes == 0 ? 0 : x.elements() / planes;
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  Parallel(ctx, planes, RowGrain(size), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* src = px + p * size;
+      float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+      for (int64_t i = 0; i < size; ++i) acc = kMax ? std::max(acc, src[i]) : acc + src[i];
+      py[p] = kMax ? acc : acc / static_cast<float>(size);
+    }
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterConvPoolOps(OpRegistry& r) {
+  r.Register("", "Conv", MakeConv);
+  r.Register("", "MaxPool", [](const Graph& g, const Node& n) { return MakePool(g, n, true); });
+  r.Register("", "AveragePool", [](const Graph& g, const Node& n) { return MakePool(g, n, false); });
+  r.Register("", "GlobalAveragePool", GlobalPool<false>);
+  r.Register("", "GlobalMaxPool", GlobalPool<true>);
+}
+
+}  // namespace coreserve::runtime

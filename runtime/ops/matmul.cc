@@ -1,0 +1,129 @@
+// MatMul (numpy semantics, batched with broadcasting) and Gemm, on the kernels' fp32 GEMM.
+#include <algorithm>
+
+#include "kernels/gemm/sgemm.h"
+#include "runtime/ops/op_util.h"
+
+namespace coreserve::runtime {
+namespace {
+
+// Splits `batches` independent GEMMs of M rows each into tasks of about `rows_per_task` rows.
+void RunGemms(const OpContext& ctx, int64_t batches, const std::function<kernels::SgemmArgs(int64_t)>& args_of,
+              int64_t m, int64_t n, int64_t k) {
+  // Enough rows per task to amortise the call (B is streamed once per task).
+  const int64_t rows_per_task = std::max<int64_t>(1, std::min<int64_t>(m, (1 << 16) / std::max<int64_t>(n * k / 64, 1) + 4));
+  const int64_t tasks_per_batch = (m + rows_per_task - 1) / rows_per_task;
+  Parallel(ctx, batches * tasks_per_batch, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t batch = t / tasks_per_batch, task = t % tasks_per_batch;
+      const int64_t m0 = task * rows_per_task;
+      kernels::Sgemm(args_of(batch), m0, std::min(m, m0 + rows_per_task));
+    }
+  });
+}
+
+absl::Status MatMul(OpContext& ctx) {
+  const Tensor& a = ctx.in(0);
+  const Tensor& b = ctx.in(1);
+  if (a.type() != DataType::kFloat32 || b.type() != DataType::kFloat32) {
+    return ctx.Error(absl::StrCat("inputs must be float32, got ", DataTypeName(a.type()), " and ", DataTypeName(b.type())));
+  }
+  if (a.rank() == 0 || b.rank() == 0) return ctx.Error("inputs must have rank >= 1");
+  // 1-D operands are promoted to matrices and the added dim removed from the result.
+  Shape as = a.shape(), bs = b.shape();
+  const bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
+  if (a_vec) as.insert(as.begin(), 1);
+  if (b_vec) bs.push_back(1);
+  const int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+  if (bs[bs.size() - 2] != k) {
+    return ctx.Error(absl::StrCat("shapes ", ShapeString(a.shape()), " and ", ShapeString(b.shape()),
+                                  " do not match for MatMul (K ", k, " vs ", bs[bs.size() - 2], ")"));
+  }
+  const Shape a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
+  ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a_batch, &b_batch}));
+  Shape out_shape = bc.out;
+  if (!a_vec) out_shape.push_back(m);
+  if (!b_vec) out_shape.push_back(n);
+  Tensor& out = ctx.Output(0, DataType::kFloat32, out_shape);
+  const int64_t batches = ElementCount(bc.out);
+  if (out.elements() == 0) return absl::OkStatus();
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  float* pc = out.data<float>();
+  // Batch index -> offsets of its A and B matrices (broadcast batch dims repeat a matrix).
+  auto offsets = [&](int64_t batch, int64_t* oa, int64_t* ob) {
+    int64_t rem = batch, ia = 0, ib = 0;
+    for (std::size_t d = bc.out.size(); d-- > 0;) {
+      const int64_t idx = rem % bc.out[d];
+      rem /= bc.out[d];
+      ia += idx * bc.strides[0][d];
+      ib += idx * bc.strides[1][d];
+    }
+    *oa = ia * m * k;
+    *ob = ib * k * n;
+  };
+  RunGemms(ctx, batches, [&](int64_t batch) {
+    int64_t oa = 0, ob = 0;
+    offsets(batch, &oa, &ob);
+    kernels::SgemmArgs p;
+    p.m = m; p.n = n; p.k = k;
+    p.a = pa + oa; p.lda = k;
+    p.b = pb + ob; p.ldb = n;
+    p.c = pc + batch * m * n; p.ldc = n;
+    return p;
+  }, m, n, k);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(float alpha, node.attributes.Float("alpha", 1.0f));
+  ASSIGN_OR_RETURN(float beta, node.attributes.Float("beta", 1.0f));
+  ASSIGN_OR_RETURN(int64_t trans_a, node.attributes.Int("transA", 0));
+  ASSIGN_OR_RETURN(int64_t trans_b, node.attributes.Int("transB", 0));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& a = ctx.in(0);
+    const Tensor& b = ctx.in(1);
+    if (a.rank() != 2 || b.rank() != 2) return ctx.Error("A and B must be matrices");
+    if (a.type() != DataType::kFloat32 || b.type() != DataType::kFloat32) return ctx.Error("inputs must be float32");
+    const int64_t m = trans_a ? a.dim(1) : a.dim(0), k = trans_a ? a.dim(0) : a.dim(1);
+    const int64_t n = trans_b ? b.dim(0) : b.dim(1), kb = trans_b ? b.dim(1) : b.dim(0);
+    if (k != kb) {
+      return ctx.Error(absl::StrCat("A ", ShapeString(a.shape()), " and B ", ShapeString(b.shape()), " do not match"));
+    }
+    Tensor& y = ctx.Output(0, DataType::kFloat32, {m, n});
+    float* py = y.data<float>();
+    float c_beta = 0.0f;
+    if (ctx.has(2) && beta != 0.0f) {
+      // Broadcast C into Y first, then accumulate the product onto it (beta applied here, GEMM beta = 1).
+      const Tensor& c = ctx.in(2);
+      const Shape ys = {m, n};
+      ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&ys, &c.shape()}));
+      if (bc.out != ys) return ctx.Error(absl::StrCat("C ", ShapeString(c.shape()), " does not broadcast to ", ShapeString(ys)));
+      int64_t off[2];
+      for (int64_t r = 0; r < bc.outer; ++r) {
+        bc.RowOffsets(r, off);
+        for (int64_t i = 0; i < bc.inner; ++i) py[r * bc.inner + i] = beta * c.data<float>()[off[1] + i * bc.inner_step[1]];
+      }
+      c_beta = 1.0f;
+    }
+    RunGemms(ctx, 1, [&](int64_t) {
+      kernels::SgemmArgs p;
+      p.trans_a = trans_a; p.trans_b = trans_b;
+      p.m = m; p.n = n; p.k = k; p.alpha = alpha;
+      p.a = a.data<float>(); p.lda = a.dim(1);
+      p.b = b.data<float>(); p.ldb = b.dim(1);
+      p.beta = c_beta; p.c = py; p.ldc = n;
+      return p;
+    }, m, n, k);
+    return absl::OkStatus();
+  }));
+}
+
+}  // namespace
+
+void RegisterMatMulOps(OpRegistry& r) {
+  r.Register("", "MatMul", MatMul);
+  r.Register("", "Gemm", MakeGemm);
+}
+
+}  // namespace coreserve::runtime

@@ -1,0 +1,59 @@
+// Session: a loaded, optimized model ready to run.
+//
+// Load() parses and checks the ONNX file, imports it, verifies that every operator is implemented (listing all
+// that are not, so a model fails at load rather than at its first request), folds constant subgraphs, removes
+// dead nodes and builds one kernel per node. Run() executes the graph in topological order on the caller's
+// thread pool, freeing each intermediate tensor after its last use.
+//
+// Thread safety: a Session is immutable after Load(); Run() may be called from several threads at once (each
+// call keeps its own tensors), each with its own pool.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/graph.h"
+#include "runtime/model_info.h"
+#include "runtime/op.h"
+#include "runtime/thread_pool.h"
+
+namespace coreserve::runtime {
+
+struct SessionOptions {
+  bool optimize = true;  // constant folding and dead-node removal (and, as they land, fusions)
+};
+
+class Session {
+ public:
+  static absl::StatusOr<std::unique_ptr<Session>> Load(const std::string& path, const SessionOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<Session>> FromGraph(Graph graph, const SessionOptions& options = {});
+
+  const std::vector<TensorInfo>& inputs() const { return inputs_; }
+  const std::vector<TensorInfo>& outputs() const { return outputs_; }
+  const Graph& graph() const { return graph_; }
+
+  // `inputs` in the order of inputs(); returns the outputs in the order of outputs(). InvalidArgument names
+  // the input (wrong count, type or shape) or the node that failed; ResourceExhausted when memory runs out.
+  // `pool` may be null (single-threaded).
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs, ThreadPool* pool) const;
+
+ private:
+  Session() = default;
+  absl::Status Build(const SessionOptions& options);
+
+  struct Step {
+    int node = 0;
+    std::unique_ptr<OpKernel> kernel;
+  };
+  Graph graph_;
+  std::vector<Step> steps_;
+  std::vector<int> use_counts_;  // per value: how many step inputs read it
+  std::vector<TensorInfo> inputs_, outputs_;
+};
+
+// The operators of `graph` the runtime does not implement, as "Op (N nodes)" entries; empty when all are.
+std::vector<std::string> UnsupportedOperators(const Graph& graph);
+
+}  // namespace coreserve::runtime

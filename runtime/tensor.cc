@@ -1,0 +1,55 @@
+#include "runtime/tensor.h"
+
+#include <cassert>
+#include <cstdlib>
+#include <new>
+
+namespace coreserve::runtime {
+
+int64_t ElementCount(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string ShapeString(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+Tensor Tensor::Allocate(DataType type, Shape shape) {
+  Tensor t;
+  t.type_ = type;
+  t.elements_ = ElementCount(shape);
+  t.shape_ = std::move(shape);
+  // Round up so the size is a multiple of the alignment (aligned_alloc's contract) and never zero.
+  const std::size_t bytes = (t.bytes() + 63) / 64 * 64 + 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  t.data_ = p;
+  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  return t;
+}
+
+Tensor Tensor::Wrap(DataType type, Shape shape, void* data, std::shared_ptr<void> owner) {
+  Tensor t;
+  t.type_ = type;
+  t.elements_ = ElementCount(shape);
+  t.shape_ = std::move(shape);
+  t.data_ = data;
+  t.owner_ = std::move(owner);
+  return t;
+}
+
+Tensor Tensor::Reshaped(Shape shape) const {
+  assert(ElementCount(shape) == elements_);
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+}  // namespace coreserve::runtime

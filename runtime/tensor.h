@@ -1,0 +1,64 @@
+// Tensor: a typed, shaped, contiguous row-major buffer, owned or shared.
+//
+// Storage is reference counted (std::shared_ptr), so a reshape or an identity is a view that costs nothing and
+// keeps its source alive. Buffers from Tensor::Allocate are 64-byte aligned (one cache line, one zmm register)
+// and uninitialised. A Tensor is not synchronised: share it across threads only read-only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/data_type.h"
+
+namespace coreserve::runtime {
+
+using Shape = std::vector<int64_t>;
+
+// Product of the dimensions (1 for a scalar); dimensions must be >= 0.
+int64_t ElementCount(const Shape& shape);
+// "[2,3,4]", for messages.
+std::string ShapeString(const Shape& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+
+  // A new, uninitialised, 64-byte-aligned buffer for `shape` (all dims >= 0).
+  static Tensor Allocate(DataType type, Shape shape);
+  // A view of memory owned elsewhere; `owner` keeps it alive (may be null for memory that outlives the tensor).
+  static Tensor Wrap(DataType type, Shape shape, void* data, std::shared_ptr<void> owner);
+
+  bool empty() const { return type_ == DataType::kUndefined; }
+  DataType type() const { return type_; }
+  const Shape& shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t dim(int64_t i) const { return shape_[static_cast<std::size_t>(i)]; }
+  int64_t elements() const { return elements_; }
+  std::size_t bytes() const { return static_cast<std::size_t>(elements_) * DataTypeSize(type_); }
+
+  void* raw() { return data_; }
+  const void* raw() const { return data_; }
+  template <typename T>
+  T* data() {
+    return static_cast<T*>(data_);
+  }
+  template <typename T>
+  const T* data() const {
+    return static_cast<const T*>(data_);
+  }
+
+  // The same storage under another shape with the same element count.
+  Tensor Reshaped(Shape shape) const;
+
+ private:
+  DataType type_ = DataType::kUndefined;
+  Shape shape_;
+  int64_t elements_ = 0;
+  void* data_ = nullptr;
+  std::shared_ptr<void> owner_;
+};
+
+}  // namespace coreserve::runtime

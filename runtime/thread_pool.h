@@ -1,0 +1,48 @@
+// A fixed-size pool for intra-op parallelism: `threads - 1` workers plus the calling thread.
+//
+// The pool is the only source of extra threads in the runtime: a session uses the pool its caller gives it, sized
+// to the cores of its instance, so the runtime never oversubscribes the cores it was given. ParallelFor blocks
+// until every chunk has run. One ParallelFor at a time per pool (a session runs one node at a time).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace coreserve::runtime {
+
+class ThreadPool {
+ public:
+  // `threads` >= 1; with 1 no worker thread is started and ParallelFor runs inline.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) over [0, total) in chunks of at least `grain` items, spread over the pool. fn must
+  // be safe to call concurrently on disjoint ranges.
+  void ParallelFor(int64_t total, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void WorkerLoop();
+  void RunChunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;        // bumped for each ParallelFor
+  int active_ = 0;                 // workers still inside the current job
+  bool stop_ = false;
+  // The current job.
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t total_ = 0, chunk_ = 0;
+  std::atomic<int64_t> next_{0};
+};
+
+}  // namespace coreserve::runtime

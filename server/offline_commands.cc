@@ -1,0 +1,111 @@
+#include "server/offline_commands.h"
+
+#include <sched.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/model_info.h"
+#include "runtime/npy.h"
+#include "runtime/onnx_import.h"
+#include "runtime/session.h"
+#include "server/v2_datatype.h"
+
+namespace coreserve {
+namespace {
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "coreserve: %s\n", message.c_str());
+  return code;
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::vector<std::string> dims;
+  for (int64_t d : shape) dims.push_back(d < 0 ? "?" : std::to_string(d));
+  return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
+}
+
+}  // namespace
+
+int AvailableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+int RunModelCommand(const RunOptions& o) {
+  int threads = AvailableCpus();
+  if (o.threads && (!absl::SimpleAtoi(*o.threads, &threads) || threads < 1 || threads > 1024)) {
+    return Fail(2, absl::StrCat("--threads: expected an integer from 1 to 1024, got '", *o.threads, "'"));
+  }
+  auto session = runtime::Session::Load(o.model);
+  if (!session.ok()) return Fail(1, std::string(session.status().message()));
+
+  std::map<std::string, std::string> files(o.inputs.begin(), o.inputs.end());
+  std::vector<runtime::Tensor> inputs;
+  for (const runtime::TensorInfo& in : (*session)->inputs()) {
+    auto it = files.find(in.name);
+    if (it == files.end()) return Fail(2, absl::StrCat("missing --input ", in.name, "=FILE.npy"));
+    auto tensor = runtime::ReadNpy(it->second);
+    if (!tensor.ok()) return Fail(1, std::string(tensor.status().message()));
+    inputs.push_back(*std::move(tensor));
+    files.erase(it);
+  }
+  if (!files.empty()) return Fail(2, absl::StrCat("the model has no input named '", files.begin()->first, "'"));
+
+  runtime::ThreadPool pool(threads);
+  auto outputs = (*session)->Run(inputs, &pool);
+  if (!outputs.ok()) return Fail(1, std::string(outputs.status().message()));
+  std::error_code ec;
+  std::filesystem::create_directories(o.output_dir, ec);
+  if (ec) return Fail(1, absl::StrCat(o.output_dir, ": ", ec.message()));
+  for (std::size_t i = 0; i < outputs->size(); ++i) {
+    const std::string& name = (*session)->outputs()[i].name;
+    // Output names become file names: keep them inside the output folder.
+    if (name.find('/') != std::string::npos || name == ".." || name == ".") {
+      return Fail(1, absl::StrCat("output name '", name, "' cannot be a file name"));
+    }
+    const std::string path = (std::filesystem::path(o.output_dir) / (name + ".npy")).string();
+    if (auto s = runtime::WriteNpy(path, (*outputs)[i]); !s.ok()) return Fail(1, std::string(s.message()));
+  }
+  return 0;
+}
+
+int InspectModelCommand(const InspectOptions& o) {
+  auto info = runtime::ReadModelInfo(o.model);
+  if (!info.ok()) return Fail(1, std::string(info.status().message()));
+  std::printf("model: %s\n", o.model.c_str());
+  std::printf("ir_version: %lld   producer: %s\n", static_cast<long long>(info->ir_version),
+              info->producer.empty() ? "(none)" : info->producer.c_str());
+  std::vector<std::string> opsets;
+  for (const auto& [domain, version] : info->opsets) {
+    opsets.push_back(absl::StrCat(domain.empty() ? "ai.onnx" : domain, " ", version));
+  }
+  std::printf("opsets: %s\n", absl::StrJoin(opsets, ", ").c_str());
+  std::printf("inputs:\n");
+  for (const auto& t : info->inputs) {
+    std::printf("  %-24s %-6s %s\n", t.name.c_str(), std::string(V2DataTypeName(t.type)).c_str(), ShapeText(t.shape).c_str());
+  }
+  std::printf("outputs:\n");
+  for (const auto& t : info->outputs) {
+    std::printf("  %-24s %-6s %s\n", t.name.c_str(), std::string(V2DataTypeName(t.type)).c_str(), ShapeText(t.shape).c_str());
+  }
+  std::printf("operators:\n");
+  for (const auto& [op, count] : info->op_counts) std::printf("  %-32s %lld\n", op.c_str(), static_cast<long long>(count));
+  auto graph = runtime::LoadOnnxGraph(o.model);
+  if (!graph.ok()) return Fail(1, std::string(graph.status().message()));
+  const std::vector<std::string> missing = runtime::UnsupportedOperators(*graph);
+  if (missing.empty()) {
+    std::printf("supported: yes\n");
+    return 0;
+  }
+  std::printf("supported: no (unsupported operators: %s)\n", absl::StrJoin(missing, ", ").c_str());
+  return 1;
+}
+
+}  // namespace coreserve
