@@ -51,6 +51,26 @@ absl::Status ReadExternal(const onnx::TensorProto& proto, const std::string& mod
   return absl::OkStatus();
 }
 
+// Element count of `dims`, or -1 when a dim is negative or the product exceeds 2^40 elements.
+int64_t CheckedElements(const Shape& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || (d > 0 && n > (int64_t{1} << 40) / d)) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+int64_t TypedCount(const onnx::TensorProto& p, DataType type) {
+  switch (type) {
+    case DataType::kFloat32: return p.float_data_size();
+    case DataType::kFloat64: return p.double_data_size();
+    case DataType::kInt64: return p.int64_data_size();
+    case DataType::kUInt64: case DataType::kUInt32: return p.uint64_data_size();
+    default: return p.int32_data_size();  // int32, int16, int8, uint16, uint8, bool, float16, bfloat16
+  }
+}
+
 absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& model_dir) {
   const DataType type = DataTypeFromOnnx(proto.data_type());
   if (type == DataType::kUndefined || type == DataType::kString) {
@@ -58,47 +78,52 @@ absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std
         absl::StrCat("tensor '", proto.name(), "': unsupported element type ", proto.data_type()));
   }
   Shape shape(proto.dims().begin(), proto.dims().end());
-  for (int64_t d : shape) {
-    if (d < 0) return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': negative dimension"));
-  }
-  Tensor t = Tensor::Allocate(type, shape);
+  const int64_t elements = CheckedElements(shape);
+  if (elements < 0) return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': invalid shape ", ShapeString(shape)));
+  const std::size_t bytes = static_cast<std::size_t>(elements) * DataTypeSize(type);
+  // Every size is checked against the data actually present before anything is allocated.
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+    Tensor t = Tensor::Allocate(type, shape);
     RETURN_IF_ERROR(ReadExternal(proto, model_dir, t));
     return t;
   }
   if (proto.has_raw_data()) {
-    if (proto.raw_data().size() != t.bytes()) {
+    if (proto.raw_data().size() != bytes) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': raw_data holds ", proto.raw_data().size(),
-                                                     " bytes, its shape needs ", t.bytes()));
+                                                     " bytes, its shape needs ", bytes));
     }
-    std::memcpy(t.raw(), proto.raw_data().data(), t.bytes());
+    Tensor t = Tensor::Allocate(type, shape);
+    std::memcpy(t.raw(), proto.raw_data().data(), bytes);
     return t;
   }
-  int64_t count = 0;
-  switch (type) {
-    case DataType::kFloat32: count = proto.float_data_size(); CopyField<float>(proto.float_data(), t); break;
-    case DataType::kFloat64: count = proto.double_data_size(); CopyField<double>(proto.double_data(), t); break;
-    case DataType::kInt64: count = proto.int64_data_size(); CopyField<int64_t>(proto.int64_data(), t); break;
-    case DataType::kUInt64: count = proto.uint64_data_size(); CopyField<uint64_t>(proto.uint64_data(), t); break;
-    case DataType::kUInt32: count = proto.uint64_data_size(); CopyField<uint32_t>(proto.uint64_data(), t); break;
-    case DataType::kInt32: count = proto.int32_data_size(); CopyField<int32_t>(proto.int32_data(), t); break;
-    case DataType::kInt16: count = proto.int32_data_size(); CopyField<int16_t>(proto.int32_data(), t); break;
-    case DataType::kInt8: count = proto.int32_data_size(); CopyField<int8_t>(proto.int32_data(), t); break;
-    case DataType::kUInt16: case DataType::kFloat16: case DataType::kBFloat16:
-      count = proto.int32_data_size(); CopyField<uint16_t>(proto.int32_data(), t); break;
-    case DataType::kUInt8: count = proto.int32_data_size(); CopyField<uint8_t>(proto.int32_data(), t); break;
-    case DataType::kBool: count = proto.int32_data_size(); CopyField<bool>(proto.int32_data(), t); break;
-    default: break;
-  }
-  if (count != t.elements()) {
+  const int64_t count = TypedCount(proto, type);
+  if (count != elements) {
     return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "': holds ", count,
-                                                   " values, its shape needs ", t.elements()));
+                                                   " values, its shape needs ", elements));
+  }
+  Tensor t = Tensor::Allocate(type, shape);
+  switch (type) {
+    case DataType::kFloat32: CopyField<float>(proto.float_data(), t); break;
+    case DataType::kFloat64: CopyField<double>(proto.double_data(), t); break;
+    case DataType::kInt64: CopyField<int64_t>(proto.int64_data(), t); break;
+    case DataType::kUInt64: CopyField<uint64_t>(proto.uint64_data(), t); break;
+    case DataType::kUInt32: CopyField<uint32_t>(proto.uint64_data(), t); break;
+    case DataType::kInt32: CopyField<int32_t>(proto.int32_data(), t); break;
+    case DataType::kInt16: CopyField<int16_t>(proto.int32_data(), t); break;
+    case DataType::kInt8: CopyField<int8_t>(proto.int32_data(), t); break;
+    case DataType::kUInt16: case DataType::kFloat16: case DataType::kBFloat16: CopyField<uint16_t>(proto.int32_data(), t); break;
+    case DataType::kUInt8: CopyField<uint8_t>(proto.int32_data(), t); break;
+    case DataType::kBool: CopyField<bool>(proto.int32_data(), t); break;
+    default: break;
   }
   return t;
 }
 
 void ApplyValueInfo(const onnx::ValueInfoProto& info, Value& v) {
-  if (!info.type().has_tensor_type()) return;
+  if (!info.type().has_tensor_type()) {
+    v.type = DataType::kUndefined;  // sequence, map or optional: refused by the session for graph inputs/outputs
+    return;
+  }
   const auto& tt = info.type().tensor_type();
   v.type = DataTypeFromOnnx(tt.elem_type());
   if (tt.has_shape()) {
@@ -238,6 +263,16 @@ absl::StatusOr<Graph> ImportOnnx(const onnx::ModelProto& model, const std::strin
   }
   g.RebuildEdges();
   return g;
+}
+
+absl::StatusOr<Tensor> ReadTensorProtoFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream bytes;
+  bytes << file.rdbuf();
+  onnx::TensorProto proto;
+  if (!proto.ParseFromString(bytes.str())) return absl::InvalidArgumentError(absl::StrCat(path, ": not a TensorProto"));
+  return TensorFromProto(proto, fs::path(path).parent_path().string());
 }
 
 absl::StatusOr<Graph> LoadOnnxGraph(const std::string& path) {

@@ -20,6 +20,9 @@ absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path);
 // Converts a checked model. `model_dir` resolves external-data files, which must stay inside it.
 absl::StatusOr<Graph> ImportOnnx(const onnx::ModelProto& model, const std::string& model_dir);
 
+// A serialized TensorProto file (as in the ONNX backend test data) -> Tensor.
+absl::StatusOr<Tensor> ReadTensorProtoFile(const std::string& path);
+
 // ParseOnnxFile + ImportOnnx.
 absl::StatusOr<Graph> LoadOnnxGraph(const std::string& path);
 

@@ -34,7 +34,14 @@ std::vector<std::string> UnsupportedOperators(const Graph& graph) {
 }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Load(const std::string& path, const SessionOptions& options) {
-  ASSIGN_OR_RETURN(Graph graph, LoadOnnxGraph(path));
+  absl::StatusOr<Graph> loaded;
+  try {
+    loaded = LoadOnnxGraph(path);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": out of memory while reading the model"));
+  }
+  if (!loaded.ok()) return loaded.status();
+  Graph graph = *std::move(loaded);
   auto session = FromGraph(std::move(graph), options);
   if (!session.ok()) return absl::Status(session.status().code(), absl::StrCat(path, ": ", session.status().message()));
   return session;
@@ -43,7 +50,11 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const std::string& path, 
 absl::StatusOr<std::unique_ptr<Session>> Session::FromGraph(Graph graph, const SessionOptions& options) {
   auto s = std::unique_ptr<Session>(new Session());
   s->graph_ = std::move(graph);
-  RETURN_IF_ERROR(s->Build(options));
+  try {
+    RETURN_IF_ERROR(s->Build(options));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory while preparing the model");
+  }
   return s;
 }
 
@@ -51,6 +62,14 @@ absl::Status Session::Build(const SessionOptions& options) {
   // The declared inputs and outputs, before optimization can rewrite anything.
   for (int v : graph_.inputs) inputs_.push_back(InfoOf(graph_.values[v]));
   for (int v : graph_.outputs) outputs_.push_back(InfoOf(graph_.values[v]));
+  for (const auto* list : {&inputs_, &outputs_}) {
+    for (const TensorInfo& t : *list) {
+      if (t.type == DataType::kUndefined || t.type == DataType::kString) {
+        return absl::UnimplementedError(absl::StrCat("'", t.name, "' is not a numeric tensor (sequence, map, optional "
+                                                     "and string values are not supported)"));
+      }
+    }
+  }
 
   const std::vector<std::string> missing = UnsupportedOperators(graph_);
   if (!missing.empty()) {

@@ -14,6 +14,8 @@ packages=(
   rapidjson-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the ONNX backend node tests the runtime is checked against
+  libonnx-testdata
   # the Python venv for end-to-end tests and model generation; curl for the README's try-it line
   python3 python3-venv curl ca-certificates
 )

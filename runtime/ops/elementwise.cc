@@ -2,6 +2,7 @@
 // unary math and activations, Cast, Clip, Identity, Dropout (inference).
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "kernels/convert/half.h"
 #include "kernels/vadd/f32_vadd.h"
@@ -80,21 +81,28 @@ absl::Status Arithmetic(OpContext& ctx) {
     case DataType::kFloat64: return BinaryTyped<double, double>(ctx, t, Op::template Apply<double>);
     case DataType::kInt32: return BinaryTyped<int32_t, int32_t>(ctx, t, Op::template Apply<int32_t>);
     case DataType::kInt64: return BinaryTyped<int64_t, int64_t>(ctx, t, Op::template Apply<int64_t>);
+    case DataType::kInt8: return BinaryTyped<int8_t, int8_t>(ctx, t, Op::template Apply<int8_t>);
+    case DataType::kInt16: return BinaryTyped<int16_t, int16_t>(ctx, t, Op::template Apply<int16_t>);
+    case DataType::kUInt8: return BinaryTyped<uint8_t, uint8_t>(ctx, t, Op::template Apply<uint8_t>);
+    case DataType::kUInt16: return BinaryTyped<uint16_t, uint16_t>(ctx, t, Op::template Apply<uint16_t>);
+    case DataType::kUInt32: return BinaryTyped<uint32_t, uint32_t>(ctx, t, Op::template Apply<uint32_t>);
+    case DataType::kUInt64: return BinaryTyped<uint64_t, uint64_t>(ctx, t, Op::template Apply<uint64_t>);
     default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(t)));
   }
 }
 
+// Narrow integer results wrap modulo 2^bits, as in ONNX Runtime (the cast back from int promotion).
 struct AddOp {
   static constexpr bool kIsAdd = true;
-  template <typename T> static T Apply(T a, T b) { return a + b; }
+  template <typename T> static T Apply(T a, T b) { return static_cast<T>(a + b); }
 };
 struct SubOp {
   static constexpr bool kIsAdd = false;
-  template <typename T> static T Apply(T a, T b) { return a - b; }
+  template <typename T> static T Apply(T a, T b) { return static_cast<T>(a - b); }
 };
 struct MulOp {
   static constexpr bool kIsAdd = false;
-  template <typename T> static T Apply(T a, T b) { return a * b; }
+  template <typename T> static T Apply(T a, T b) { return static_cast<T>(a * b); }
 };
 struct DivOp {
   static constexpr bool kIsAdd = false;
@@ -139,6 +147,10 @@ absl::Status Logical(OpContext& ctx, F f) {
   return BinaryTyped<bool, bool>(ctx, DataType::kBool, f);
 }
 
+// Reads element i of a numeric tensor as double (for mixed-type Pow and Cast).
+double ReadAsDouble(const Tensor& t, int64_t i);
+void WriteFromDouble(Tensor& t, int64_t i, double v);
+
 absl::Status Pow(OpContext& ctx) {
   const Tensor& a = ctx.in(0);
   const Tensor& b = ctx.in(1);
@@ -152,33 +164,23 @@ absl::Status Pow(OpContext& ctx) {
     }
     return BinaryTyped<float, float>(ctx, DataType::kFloat32, [](float x, float y) { return std::pow(x, y); });
   }
-  if (a.type() == DataType::kFloat32 && (b.type() == DataType::kInt64 || b.type() == DataType::kInt32)) {
-    // Mixed-type exponent: convert it to float once, then use the float path.
-    Tensor e = Tensor::Allocate(DataType::kFloat32, b.shape());
-    for (int64_t i = 0; i < b.elements(); ++i) {
-      e.data<float>()[i] = b.type() == DataType::kInt64 ? static_cast<float>(b.data<int64_t>()[i])
-                                                          : static_cast<float>(b.data<int32_t>()[i]);
+  // Mixed or other types: the result has the base's type; computed in double.
+  if (DataTypeSize(a.type()) == 0 || DataTypeSize(b.type()) == 0 || a.type() == DataType::kBool ||
+      a.type() == DataType::kFloat16 || a.type() == DataType::kBFloat16) {
+    return ctx.Error(absl::StrCat("unsupported input types ", DataTypeName(a.type()), " and ", DataTypeName(b.type())));
+  }
+  ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a.shape(), &b.shape()}));
+  Tensor& out = ctx.Output(0, a.type(), bc.out);
+  int64_t off[2];
+  for (int64_t r = 0; r < bc.outer; ++r) {
+    bc.RowOffsets(r, off);
+    for (int64_t i = 0; i < bc.inner; ++i) {
+      const double x = ReadAsDouble(a, off[0] + i * bc.inner_step[0]);
+      const double y = ReadAsDouble(b, off[1] + i * bc.inner_step[1]);
+      WriteFromDouble(out, r * bc.inner + i, std::pow(x, y));
     }
-    OpContext sub = ctx;
-    sub.inputs = {&a, &e};
-    RETURN_IF_ERROR(Pow(sub));
-    ctx.outputs[0] = std::move(sub.outputs[0]);
-    return absl::OkStatus();
   }
-  RETURN_IF_ERROR(SameType(ctx));
-  switch (a.type()) {
-    case DataType::kFloat64:
-      return BinaryTyped<double, double>(ctx, a.type(), [](double x, double y) { return std::pow(x, y); });
-    case DataType::kInt64:
-      return BinaryTyped<int64_t, int64_t>(ctx, a.type(), [](int64_t x, int64_t y) {
-        return static_cast<int64_t>(std::pow(static_cast<double>(x), static_cast<double>(y)));
-      });
-    case DataType::kInt32:
-      return BinaryTyped<int32_t, int32_t>(ctx, a.type(), [](int32_t x, int32_t y) {
-        return static_cast<int32_t>(std::pow(static_cast<double>(x), static_cast<double>(y)));
-      });
-    default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(a.type())));
-  }
+  return absl::OkStatus();
 }
 
 // out = f(x) elementwise; T in, R out.
@@ -269,6 +271,12 @@ absl::Status MinMax(OpContext& ctx) {
       case DataType::kFloat64: RETURN_IF_ERROR((BinaryTyped<double, double>(pair, acc.type(), Pick::template Apply<double>))); break;
       case DataType::kInt32: RETURN_IF_ERROR((BinaryTyped<int32_t, int32_t>(pair, acc.type(), Pick::template Apply<int32_t>))); break;
       case DataType::kInt64: RETURN_IF_ERROR((BinaryTyped<int64_t, int64_t>(pair, acc.type(), Pick::template Apply<int64_t>))); break;
+      case DataType::kInt8: RETURN_IF_ERROR((BinaryTyped<int8_t, int8_t>(pair, acc.type(), Pick::template Apply<int8_t>))); break;
+      case DataType::kInt16: RETURN_IF_ERROR((BinaryTyped<int16_t, int16_t>(pair, acc.type(), Pick::template Apply<int16_t>))); break;
+      case DataType::kUInt8: RETURN_IF_ERROR((BinaryTyped<uint8_t, uint8_t>(pair, acc.type(), Pick::template Apply<uint8_t>))); break;
+      case DataType::kUInt16: RETURN_IF_ERROR((BinaryTyped<uint16_t, uint16_t>(pair, acc.type(), Pick::template Apply<uint16_t>))); break;
+      case DataType::kUInt32: RETURN_IF_ERROR((BinaryTyped<uint32_t, uint32_t>(pair, acc.type(), Pick::template Apply<uint32_t>))); break;
+      case DataType::kUInt64: RETURN_IF_ERROR((BinaryTyped<uint64_t, uint64_t>(pair, acc.type(), Pick::template Apply<uint64_t>))); break;
       default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(acc.type())));
     }
     acc = std::move(pair.outputs[0]);
@@ -359,24 +367,42 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeCast(const Graph&, const Node& nod
   }));
 }
 
+template <typename T>
+absl::Status ClipTyped(OpContext& ctx, bool from_inputs, float attr_min, float attr_max) {
+  T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
+  if (!from_inputs) {
+    lo = static_cast<T>(attr_min);
+    hi = static_cast<T>(attr_max);
+  } else {
+    if (ctx.has(1)) {
+      if (ctx.in(1).type() != ctx.in(0).type()) return ctx.Error("min must have the input's type");
+      lo = *ctx.in(1).data<T>();
+    }
+    if (ctx.has(2)) {
+      if (ctx.in(2).type() != ctx.in(0).type()) return ctx.Error("max must have the input's type");
+      hi = *ctx.in(2).data<T>();
+    }
+  }
+  return UnaryTyped<T, T>(ctx, ctx.in(0).type(), [=](T v) { return v < lo ? lo : (v > hi ? hi : v); });
+}
+
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeClip(const Graph&, const Node& node) {
   // Before opset 11 the bounds are attributes; from 11 on they are optional inputs.
-  ASSIGN_OR_RETURN(float attr_min, node.attributes.Float("min", -INFINITY));
-  ASSIGN_OR_RETURN(float attr_max, node.attributes.Float("max", INFINITY));
+  ASSIGN_OR_RETURN(float attr_min, node.attributes.Float("min", std::numeric_limits<float>::lowest()));
+  ASSIGN_OR_RETURN(float attr_max, node.attributes.Float("max", std::numeric_limits<float>::max()));
   const bool from_inputs = node.opset >= 11;
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
-    const Tensor& x = ctx.in(0);
-    if (x.type() == DataType::kFloat32) {
-      const float lo = from_inputs ? (ctx.has(1) ? *ctx.in(1).data<float>() : -INFINITY) : attr_min;
-      const float hi = from_inputs ? (ctx.has(2) ? *ctx.in(2).data<float>() : INFINITY) : attr_max;
-      return UnaryTyped<float, float>(ctx, x.type(), [=](float v) { return std::min(std::max(v, lo), hi); });
+    switch (ctx.in(0).type()) {
+      case DataType::kFloat32: return ClipTyped<float>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kFloat64: return ClipTyped<double>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kInt64: return ClipTyped<int64_t>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kInt32: return ClipTyped<int32_t>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kInt8: return ClipTyped<int8_t>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kUInt8: return ClipTyped<uint8_t>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kUInt64: return ClipTyped<uint64_t>(ctx, from_inputs, attr_min, attr_max);
+      case DataType::kUInt32: return ClipTyped<uint32_t>(ctx, from_inputs, attr_min, attr_max);
+      default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(ctx.in(0).type())));
     }
-    if (x.type() == DataType::kInt64) {
-      const int64_t lo = ctx.has(1) ? *ctx.in(1).data<int64_t>() : INT64_MIN;
-      const int64_t hi = ctx.has(2) ? *ctx.in(2).data<int64_t>() : INT64_MAX;
-      return UnaryTyped<int64_t, int64_t>(ctx, x.type(), [=](int64_t v) { return std::min(std::max(v, lo), hi); });
-    }
-    return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(x.type())));
   }));
 }
 
