@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models clean
 
 all: build
 
@@ -51,8 +51,15 @@ e2e-test: build
 # summary line ends the run.
 test: unit-test arm64-test e2e-test
 
-bench: build
+bench: bench-kernels bench-models
+
+bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_vadd
+
+# Runtime vs ONNX Runtime on the default models, same inputs and threads, in one run.
+bench-models: build
+	@$(PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --models $(BUILD_DIR)/models \
+	  --json $(BUILD_DIR)/bench_models.json
 
 clean:
 	rm -rf $(BUILD_DIR) $(ARM64_BUILD_DIR)

@@ -1,0 +1,77 @@
+// Times Session::Run on one model in-process, for bench/bench_models.py, which runs ONNX Runtime on the same
+// inputs and cores in the same run and prints the ratios.
+//
+// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S]
+// Prints one JSON object: {"runs": N, "p50_ms": ..., "p95_ms": ..., "mean_ms": ...}.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/npy.h"
+#include "runtime/session.h"
+
+using namespace coreserve::runtime;
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S]\n", argv[0]);
+    return 2;
+  }
+  std::map<std::string, std::string> files;
+  int threads = 1, warmup = 3;
+  double seconds = 3.0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--input") {
+      const auto eq = value.find('=');
+      files[value.substr(0, eq)] = value.substr(eq + 1);
+    } else if (flag == "--threads") {
+      threads = std::stoi(value);
+    } else if (flag == "--warmup") {
+      warmup = std::stoi(value);
+    } else if (flag == "--seconds") {
+      seconds = std::stod(value);
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
+  }
+  auto session = Session::Load(argv[1]);
+  if (!session.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(session.status().message()).c_str());
+    return 1;
+  }
+  std::vector<Tensor> inputs;
+  for (const TensorInfo& in : (*session)->inputs()) {
+    auto t = ReadNpy(files.at(in.name));
+    if (!t.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(t.status().message()).c_str());
+      return 1;
+    }
+    inputs.push_back(*std::move(t));
+  }
+  ThreadPool pool(threads);
+  for (int i = 0; i < warmup; ++i) {
+    if (!(*session)->Run(inputs, &pool).ok()) return 1;
+  }
+  std::vector<double> ms;
+  const auto start = std::chrono::steady_clock::now();
+  while (ms.size() < 3 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto out = (*session)->Run(inputs, &pool);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!out.ok()) return 1;
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  double sum = 0;
+  for (double v : ms) sum += v;
+  std::printf("{\"runs\": %zu, \"p50_ms\": %.4f, \"p95_ms\": %.4f, \"mean_ms\": %.4f}\n", ms.size(),
+              sorted[sorted.size() / 2], sorted[std::min(sorted.size() - 1, sorted.size() * 95 / 100)], sum / ms.size());
+  return 0;
+}
