@@ -55,6 +55,7 @@ bench: bench-kernels bench-models
 
 bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_vadd
+	@$(BUILD_DIR)/bench/bench_sgemm --benchmark_out=$(BUILD_DIR)/bench_sgemm.json --benchmark_out_format=json
 
 # Runtime vs ONNX Runtime on the default models, same inputs and threads, in one run.
 bench-models: build

@@ -1,6 +1,5 @@
-// A portable blocked fp32 GEMM: row-at-a-time axpy form (C[i,:] += A[i,k] * B[k,:]) over K-blocks that stay in
-// L1/L2, which the compiler vectorizes for the baseline ISA. The ISA-specific micro-kernels replace it where the
-// CPU allows.
+// A portable fp32 GEMM: row-at-a-time axpy form (C[i,:] += A[i,k] * B[k,:]), which the compiler vectorizes for
+// the baseline ISA. The ISA-specific micro-kernels replace it where the CPU allows.
 #include <algorithm>
 #include <vector>
 
@@ -8,16 +7,17 @@
 
 namespace coreserve::kernels {
 
-void Sgemm(const SgemmArgs& p, int64_t m_begin, int64_t m_end) {
-  const int64_t n = p.n, k = p.k;
-  // op(B) as a row-major K x N panel; transposed B is copied once per call into that layout.
+void sgemm_portable(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  const int64_t n = n_end - n_begin, k = p.k;
+  if (n <= 0) return;
+  // op(B)[:, n_begin:n_end] as a row-major K x n panel, copied when B is transposed.
   std::vector<float> bt;
-  const float* b = p.b;
+  const float* b = p.b + n_begin;
   int64_t ldb = p.ldb;
   if (p.trans_b) {
     bt.resize(static_cast<std::size_t>(k * n));
     for (int64_t j = 0; j < n; ++j) {
-      for (int64_t l = 0; l < k; ++l) bt[l * n + j] = p.b[j * p.ldb + l];
+      for (int64_t l = 0; l < k; ++l) bt[l * n + j] = p.b[(n_begin + j) * p.ldb + l];
     }
     b = bt.data();
     ldb = n;
@@ -30,7 +30,7 @@ void Sgemm(const SgemmArgs& p, int64_t m_begin, int64_t m_end) {
       const float* brow = b + l * ldb;
       for (int64_t j = 0; j < n; ++j) acc[j] += a * brow[j];
     }
-    float* c = p.c + i * p.ldc;
+    float* c = p.c + i * p.ldc + n_begin;
     if (p.beta == 0.0f) {
       for (int64_t j = 0; j < n; ++j) c[j] = p.alpha * acc[j];
     } else {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kernels/gemm/sgemm.h"
+#include "runtime/ops/gemm_util.h"
 #include "runtime/ops/op_util.h"
 
 namespace coreserve::runtime {
@@ -159,13 +160,13 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& nod
         }
         float* yg = py + (b * m + g * mg) * pixels;
         const float* wg = wt.data<float>() + g * mg * patch;
-        Parallel(ctx, mg, std::max<int64_t>(1, 4), [&](int64_t r0, int64_t r1) {
+        ParallelGemm(ctx, 1, mg, pixels, [&](int64_t) {
           kernels::SgemmArgs p;
           p.m = mg; p.n = pixels; p.k = patch;
           p.a = wg; p.lda = patch;
           p.b = cols; p.ldb = pixels;
           p.c = yg; p.ldc = pixels;
-          kernels::Sgemm(p, r0, r1);
+          return p;
         });
         if (bias) {
           for (int64_t oc = 0; oc < mg; ++oc) {

@@ -2,27 +2,25 @@
 #include <algorithm>
 
 #include "kernels/gemm/sgemm.h"
+#include "runtime/ops/gemm_util.h"
 #include "runtime/ops/op_util.h"
 
 namespace coreserve::runtime {
 namespace {
 
-// Splits `batches` independent GEMMs of M rows each into tasks of about `rows_per_task` rows.
-void RunGemms(const OpContext& ctx, int64_t batches, const std::function<kernels::SgemmArgs(int64_t)>& args_of,
-              int64_t m, int64_t n, int64_t k) {
-  // Enough rows per task to amortise the call (B is streamed once per task).
-  const int64_t rows_per_task = std::max<int64_t>(1, std::min<int64_t>(m, (1 << 16) / std::max<int64_t>(n * k / 64, 1) + 4));
-  const int64_t tasks_per_batch = (m + rows_per_task - 1) / rows_per_task;
-  Parallel(ctx, batches * tasks_per_batch, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t batch = t / tasks_per_batch, task = t % tasks_per_batch;
-      const int64_t m0 = task * rows_per_task;
-      kernels::Sgemm(args_of(batch), m0, std::min(m, m0 + rows_per_task));
-    }
-  });
+// op(B) packed once at load when B is a constant matrix (the weights of a dense layer) and the active kernel
+// reads packed B; null otherwise.
+std::shared_ptr<const kernels::SgemmPackedB> PackConstantB(const Graph& graph, const Node& node, bool trans_b,
+                                                           bool trans_a) {
+  if (node.inputs.size() < 2 || node.inputs[1] < 0 || trans_a || !kernels::SgemmUsesPackedB()) return nullptr;
+  const Value& b = graph.values[node.inputs[1]];
+  if (!b.constant || b.constant->type() != DataType::kFloat32 || b.constant->rank() != 2) return nullptr;
+  const Tensor& t = *b.constant;
+  const int64_t k = trans_b ? t.dim(1) : t.dim(0), n = trans_b ? t.dim(0) : t.dim(1);
+  return kernels::SgemmPackB(t.data<float>(), t.dim(1), trans_b, k, n);
 }
 
-absl::Status MatMul(OpContext& ctx) {
+absl::Status MatMul(OpContext& ctx, const kernels::SgemmPackedB* packed) {
   const Tensor& a = ctx.in(0);
   const Tensor& b = ctx.in(1);
   if (a.type() != DataType::kFloat32 || b.type() != DataType::kFloat32) {
@@ -62,24 +60,34 @@ absl::Status MatMul(OpContext& ctx) {
     *oa = ia * m * k;
     *ob = ib * k * n;
   };
-  RunGemms(ctx, batches, [&](int64_t batch) {
+  // Packed weights apply when B is the (un-batched) constant matrix they were made from.
+  const bool use_packed = packed != nullptr && b.rank() == 2 && packed->k == k && packed->n == n;
+  ParallelGemm(ctx, batches, m, n, [&](int64_t batch) {
     int64_t oa = 0, ob = 0;
     offsets(batch, &oa, &ob);
     kernels::SgemmArgs p;
     p.m = m; p.n = n; p.k = k;
     p.a = pa + oa; p.lda = k;
     p.b = pb + ob; p.ldb = n;
+    p.packed_b = use_packed ? packed : nullptr;
     p.c = pc + batch * m * n; p.ldc = n;
     return p;
-  }, m, n, k);
+  });
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph&, const Node& node) {
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMul(const Graph& graph, const Node& node) {
+  std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantB(graph, node, false, false);
+  return std::unique_ptr<OpKernel>(
+      new FunctionKernel([packed](OpContext& ctx) { return MatMul(ctx, packed.get()); }));
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph& graph, const Node& node) {
   ASSIGN_OR_RETURN(float alpha, node.attributes.Float("alpha", 1.0f));
   ASSIGN_OR_RETURN(float beta, node.attributes.Float("beta", 1.0f));
   ASSIGN_OR_RETURN(int64_t trans_a, node.attributes.Int("transA", 0));
   ASSIGN_OR_RETURN(int64_t trans_b, node.attributes.Int("transB", 0));
+  std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantB(graph, node, trans_b, trans_a);
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
     const Tensor& a = ctx.in(0);
     const Tensor& b = ctx.in(1);
@@ -106,15 +114,16 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph&, const Node& nod
       }
       c_beta = 1.0f;
     }
-    RunGemms(ctx, 1, [&](int64_t) {
+    ParallelGemm(ctx, 1, m, n, [&](int64_t) {
       kernels::SgemmArgs p;
       p.trans_a = trans_a; p.trans_b = trans_b;
       p.m = m; p.n = n; p.k = k; p.alpha = alpha;
       p.a = a.data<float>(); p.lda = a.dim(1);
       p.b = b.data<float>(); p.ldb = b.dim(1);
+      p.packed_b = packed.get();
       p.beta = c_beta; p.c = py; p.ldc = n;
       return p;
-    }, m, n, k);
+    });
     return absl::OkStatus();
   }));
 }
@@ -122,7 +131,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph&, const Node& nod
 }  // namespace
 
 void RegisterMatMulOps(OpRegistry& r) {
-  r.Register("", "MatMul", MatMul);
+  r.Register("", "MatMul", MakeMatMul);
   r.Register("", "Gemm", MakeGemm);
 }
 

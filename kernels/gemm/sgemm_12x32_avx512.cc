@@ -1,0 +1,121 @@
+// fp32 GEMM for AVX-512: a 12x32 register-blocked micro-kernel over B packed in 32-column panels.
+//
+// Per k step the kernel loads two zmm of the B panel and, for each of 12 rows, broadcasts one A element into
+// two FMAs: 24 accumulators + 2 B registers + 1 broadcast = 27 of the 32 zmm registers. K is blocked (kKc) so a
+// 12 x kKc strip of A and a kKc x 32 B micro-panel stay in L1 while the kernel sweeps them. A is read in place
+// (no packing): its 12 rows are 12 sequential streams the hardware prefetcher follows. Edge columns use masked
+// stores (the packed panel is zero-padded, so the arithmetic needs no mask); edge rows use the MR < 12 variants.
+// Compiled with AVX-512 F/BW/DQ/VL flags; called only when CpuFeatures::avx512 is set.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/gemm/sgemm.h"
+
+namespace coreserve::kernels {
+namespace {
+
+constexpr int64_t kNr = 32;
+constexpr int64_t kKc = 256;
+
+// acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32]; then C = alpha * acc + (accumulate ? C : beta * C).
+template <int MR>
+void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, __mmask16 m0,
+            __mmask16 m1, float alpha, float beta, bool accumulate) {
+  __m512 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b + k * kNr);
+    const __m512 b1 = _mm512_load_ps(b + k * kNr + 16);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
+      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < MR; ++r) {
+    float* row = c + r * ldc;
+    __m512 y0 = _mm512_mul_ps(acc0[r], va), y1 = _mm512_mul_ps(acc1[r], va);
+    if (accumulate) {
+      y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, row));
+      y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, row + 16));
+    } else if (beta != 0.0f) {
+      y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), y0);
+      y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), y1);
+    }
+    _mm512_mask_storeu_ps(row, m0, y0);
+    _mm512_mask_storeu_ps(row + 16, m1, y1);
+  }
+}
+
+using KernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, __mmask16, __mmask16, float,
+                          float, bool);
+constexpr KernelFn kKernels[13] = {nullptr,    Kernel<1>,  Kernel<2>, Kernel<3>, Kernel<4>,  Kernel<5>, Kernel<6>,
+                                   Kernel<7>,  Kernel<8>,  Kernel<9>, Kernel<10>, Kernel<11>, Kernel<12>};
+
+__mmask16 MaskFor(int64_t cols) {
+  if (cols >= 16) return 0xffff;
+  if (cols <= 0) return 0;
+  return static_cast<__mmask16>((1u << cols) - 1);
+}
+
+}  // namespace
+
+void sgemm_pack_b_panel32(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, float* packed) {
+  const int64_t panels = (n + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = packed + p * k * kNr;
+    const int64_t j0 = p * kNr, cols = std::min(kNr, n - j0);
+    for (int64_t l = 0; l < k; ++l) {
+      float* row = dst + l * kNr;
+      for (int64_t j = 0; j < cols; ++j) row[j] = trans_b ? b[(j0 + j) * ldb + l] : b[l * ldb + j0 + j];
+      for (int64_t j = cols; j < kNr; ++j) row[j] = 0.0f;
+    }
+  }
+}
+
+void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  if (m_end <= m_begin || n_end <= n_begin) return;
+  const int64_t k = p.k;
+  if (k == 0) {
+    for (int64_t i = m_begin; i < m_end; ++i) {
+      for (int64_t j = n_begin; j < n_end; ++j) p.c[i * p.ldc + j] = p.beta == 0.0f ? 0.0f : p.beta * p.c[i * p.ldc + j];
+    }
+    return;
+  }
+  // The panels this call needs: the pre-packed weights, or op(B)[:, n_begin:n_end] packed here.
+  const float* panels = nullptr;
+  int64_t first_panel = 0;
+  thread_local std::vector<float, Aligned64Allocator<float>> scratch;
+  if (p.packed_b != nullptr) {
+    panels = p.packed_b->data.data();
+    first_panel = n_begin / kNr;
+  } else {
+    const int64_t n = n_end - n_begin;
+    const std::size_t needed = static_cast<std::size_t>(((n + kNr - 1) / kNr) * k * kNr);
+    if (scratch.size() < needed) scratch.resize(needed);
+    float* aligned = scratch.data();
+    const float* bsrc = p.trans_b ? p.b + n_begin * p.ldb : p.b + n_begin;
+    sgemm_pack_b_panel32(bsrc, p.ldb, p.trans_b, k, n, aligned);
+    panels = aligned;
+    first_panel = 0;
+  }
+  for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+    const int64_t kc = std::min(kKc, k - k0);
+    const bool accumulate = k0 > 0;
+    for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
+      const int64_t cols = std::min(kNr, n_end - j0);
+      const __mmask16 m0 = MaskFor(cols), m1 = MaskFor(cols - 16);
+      const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
+      for (int64_t i0 = m_begin; i0 < m_end; i0 += 12) {
+        const int64_t rows = std::min<int64_t>(12, m_end - i0);
+        kKernels[rows](kc, p.a + i0 * p.lda + k0, p.lda, panel, p.c + i0 * p.ldc + j0, p.ldc, m0, m1, p.alpha,
+                       p.beta, accumulate);
+      }
+    }
+  }
+}
+
+}  // namespace coreserve::kernels

@@ -1,0 +1,40 @@
+#include "runtime/ops/gemm_util.h"
+
+#include <algorithm>
+
+namespace coreserve::runtime {
+
+void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
+                  const std::function<kernels::SgemmArgs(int64_t)>& args_of) {
+  if (batches <= 0 || m <= 0 || n <= 0) return;
+  const int64_t step = kernels::SgemmNStep();
+  const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
+  auto round_up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
+  // Start from large tiles (B panels reused across many rows) and halve until there are ~4 tasks per thread.
+  int64_t mb = std::min(round_up(m, 12), int64_t{96});
+  int64_t nb = round_up(n, step);
+  auto tasks = [&] { return batches * ((m + mb - 1) / mb) * ((n + nb - 1) / nb); };
+  while (tasks() < 4 * threads) {
+    if (nb > 4 * step) {
+      nb = round_up(nb / 2, step);
+    } else if (mb > 12) {
+      mb = std::max<int64_t>(12, round_up(mb / 2, 12));
+    } else if (nb > step) {
+      nb = round_up(nb / 2, step);
+    } else {
+      break;
+    }
+  }
+  const int64_t m_tiles = (m + mb - 1) / mb, n_tiles = (n + nb - 1) / nb;
+  Parallel(ctx, batches * m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t batch = t / (m_tiles * n_tiles);
+      const int64_t rest = t % (m_tiles * n_tiles);
+      const int64_t mi = rest / n_tiles, ni = rest % n_tiles;
+      const kernels::SgemmArgs args = args_of(batch);
+      kernels::Sgemm(args, mi * mb, std::min(m, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
+    }
+  });
+}
+
+}  // namespace coreserve::runtime
