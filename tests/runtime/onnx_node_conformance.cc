@@ -148,7 +148,6 @@ int main(int argc, char** argv) {
   for (const auto& [op, c] : by_op) {
     std::printf("%-28s %6d %6d %9d\n", op.c_str(), c.pass, c.fail, c.expected_fail);
   }
-  for (const fs::path& dir : cases) (void)dir;
   for (const auto& [op, c] : by_op) { pass += c.pass; fail += c.fail; xfail += c.expected_fail; }
   std::printf("\ncases: %zu, skipped (unimplemented operators): %d, unexpected failures: %d, listed failures still "
               "failing: %zu\n", cases.size(), skipped, unexpected, expected.size() - fixed);
