@@ -9,7 +9,7 @@
 FROM debian:bookworm AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/
-RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN scripts/install-deps.sh --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .
 # Tests and model generation are not part of the image build: no Python tools are needed here.
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCORESERVE_BUILD_TESTS=OFF \

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages coreserve builds and tests with. Idempotent: it asks apt only for what
 # dpkg does not already list as installed, so a second run does nothing and needs no network.
+#
+# usage: install-deps.sh [--build-only]   (--build-only: just what building the coreserve binary needs, as the
+#                                          container's build stage uses)
 set -euo pipefail
 
-packages=(
+build_only=false
+[ "${1:-}" = "--build-only" ] && build_only=true
+
+build_packages=(
   # toolchain
   g++ make cmake ninja-build pkg-config
   # wire contracts and RPC
@@ -12,6 +18,8 @@ packages=(
   libcpp-httplib-dev prometheus-cpp-dev libyaml-cpp-dev libonnx-dev
   # JSON: RapidJSON parses and writes in place with no DOM copy, which matters for MB-sized tensor bodies
   rapidjson-dev
+)
+test_packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # the ONNX backend node tests the runtime is checked against
@@ -21,8 +29,10 @@ packages=(
 )
 # On x86-64 the arm64 (Graviton) kernels are cross-built and their tests run under qemu-user.
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
-  packages+=(g++-aarch64-linux-gnu qemu-user-static)
+  test_packages+=(g++-aarch64-linux-gnu qemu-user-static)
 fi
+packages=("${build_packages[@]}")
+$build_only || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
