@@ -58,8 +58,11 @@ bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_sgemm --benchmark_out=$(BUILD_DIR)/bench_sgemm.json --benchmark_out_format=json
 
 # Runtime vs ONNX Runtime on the default models, same inputs and threads, in one run.
+# The full-size graphs (bert_base, ~440 MB) are generated here, not in the build.
 bench-models: build
-	@$(PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --models $(BUILD_DIR)/models \
+	@[ -f $(BUILD_DIR)/bench-models/bert_base/1/model.onnx ] || \
+	  $(PYTHON) scripts/make_models.py --out $(BUILD_DIR)/bench-models --full-size
+	@$(PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --models $(BUILD_DIR)/bench-models \
 	  --json $(BUILD_DIR)/bench_models.json
 
 clean:

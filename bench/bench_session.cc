@@ -1,7 +1,7 @@
 // Times Session::Run on one model in-process, for bench/bench_models.py, which runs ONNX Runtime on the same
 // inputs and cores in the same run and prints the ratios.
 //
-// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S]
+// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--profile 1]
 // Prints one JSON object: {"runs": N, "p50_ms": ..., "p95_ms": ..., "mean_ms": ...}.
 #include <algorithm>
 #include <chrono>
@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> files;
   int threads = 1, warmup = 3;
   double seconds = 3.0;
+  bool profile = false;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--input") {
@@ -33,6 +34,8 @@ int main(int argc, char** argv) {
       threads = std::stoi(value);
     } else if (flag == "--warmup") {
       warmup = std::stoi(value);
+    } else if (flag == "--profile") {
+      profile = value == "1";
     } else if (flag == "--seconds") {
       seconds = std::stod(value);
     } else {
@@ -66,6 +69,24 @@ int main(int argc, char** argv) {
     const auto t1 = std::chrono::steady_clock::now();
     if (!out.ok()) return 1;
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  if (profile) {
+    // Per operator type: total time over 20 runs, largest first (to stderr, so stdout stays one JSON object).
+    std::map<std::string, double> by_op;
+    const std::vector<int> nodes = (*session)->steps();
+    std::vector<double> times;
+    for (int r = 0; r < 20; ++r) {
+      if (!(*session)->Run(inputs, &pool, &times).ok()) return 1;
+      for (std::size_t i = 0; i < times.size(); ++i) by_op[(*session)->graph().nodes[nodes[i]].op_type] += times[i] / 20;
+    }
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (const auto& [op, t] : by_op) {
+      rows.emplace_back(t, op);
+      total += t;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    for (const auto& [t, op] : rows) std::fprintf(stderr, "%-24s %9.3f ms %5.1f%%\n", op.c_str(), t * 1e3, 100 * t / total);
   }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());

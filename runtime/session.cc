@@ -1,5 +1,6 @@
 #include "runtime/session.h"
 
+#include <chrono>
 #include <map>
 #include <new>
 
@@ -98,7 +99,15 @@ absl::Status Session::Build(const SessionOptions& options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs, ThreadPool* pool) const {
+std::vector<int> Session::steps() const {
+  std::vector<int> nodes;
+  for (const Step& s : steps_) nodes.push_back(s.node);
+  return nodes;
+}
+
+absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs, ThreadPool* pool,
+                                                 std::vector<double>* step_seconds) const {
+  if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   if (inputs.size() != inputs_.size()) {
     return absl::InvalidArgumentError(absl::StrCat("expected ", inputs_.size(), " inputs, got ", inputs.size()));
   }
@@ -122,8 +131,10 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
   }
 
   std::vector<int> remaining = use_counts_;
-  for (const Step& step : steps_) {
+  for (std::size_t si = 0; si < steps_.size(); ++si) {
+    const Step& step = steps_[si];
     const Node& node = graph_.nodes[step.node];
+    const auto started = step_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     OpContext ctx;
     ctx.node = &node;
     ctx.pool = pool;
@@ -145,6 +156,9 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     }
     for (std::size_t o = 0; o < node.outputs.size(); ++o) {
       if (node.outputs[o] >= 0) values[node.outputs[o]] = std::move(ctx.outputs[o]);
+    }
+    if (step_seconds) {
+      (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     }
     // Free inputs this step was the last reader of (graph outputs are kept).
     for (int in : node.inputs) {

@@ -37,7 +37,11 @@ class Session {
   // `inputs` in the order of inputs(); returns the outputs in the order of outputs(). InvalidArgument names
   // the input (wrong count, type or shape) or the node that failed; ResourceExhausted when memory runs out.
   // `pool` may be null (single-threaded).
-  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs, ThreadPool* pool) const;
+  // `step_seconds`, when given, receives the wall time of each step (in the order of steps()), for profiling.
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs, ThreadPool* pool,
+                                          std::vector<double>* step_seconds = nullptr) const;
+  // The node index each step runs, in execution order.
+  std::vector<int> steps() const;
 
  private:
   Session() = default;

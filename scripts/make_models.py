@@ -11,7 +11,9 @@
 Batch and sequence axes are dynamic. Weights come from a seeded generator, so two runs write identical bytes.
 Files are written as ONNX IR version 8 / opset 17, which every supported onnx library reads.
 
-usage: make_models.py --out DIR      (writes DIR/<model>/1/model.onnx)
+usage: make_models.py --out DIR [--full-size]     (writes DIR/<model>/1/model.onnx)
+  --full-size adds bert_base: the same graph at BERT-base's size (12 layers, hidden 768, 12 heads, FFN 3072,
+  vocabulary 30522), for benchmarks.
 """
 import argparse
 import os
@@ -50,10 +52,9 @@ class Graph:
         return out
 
 
-def bert_tiny():
-    vocab, hidden, heads, layers, ffn, max_pos, labels = 1000, 64, 4, 2, 128, 128, 2
+def bert(name="bert_tiny", vocab=1000, hidden=64, heads=4, layers=2, ffn=128, max_pos=128, labels=2, seed=20261121):
     head_dim = hidden // heads
-    g = Graph(seed=20261121)
+    g = Graph(seed=seed)
 
     seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
     positions = g.const(np.arange(max_pos, dtype=np.int64).reshape(1, max_pos), "position_ids")
@@ -102,7 +103,7 @@ def bert_tiny():
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ids)
               for n in ("input_ids", "attention_mask", "token_type_ids")]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", labels])]
-    return helper.make_graph(g.nodes, "bert_tiny", inputs, outputs, g.inits)
+    return helper.make_graph(g.nodes, name, inputs, outputs, g.inits)
 
 
 def resnet_tiny():
@@ -136,11 +137,14 @@ def resnet_tiny():
     return helper.make_graph(g.nodes, "resnet_tiny", inputs, outputs, g.inits)
 
 
-MODELS = {"bert_tiny": bert_tiny, "resnet_tiny": resnet_tiny}
+MODELS = {"bert_tiny": bert, "resnet_tiny": resnet_tiny}
+# Full-size graphs for benchmarks (not part of the default repository): the same op pattern at BERT-base's size.
+FULL_SIZE = {"bert_base": lambda: bert("bert_base", vocab=30522, hidden=768, heads=12, layers=12, ffn=3072,
+                                       max_pos=512, labels=2, seed=20261123)}
 
 
 def build(name):
-    model = helper.make_model(MODELS[name](), producer_name="coreserve-make-models", producer_version="1",
+    model = helper.make_model({**MODELS, **FULL_SIZE}[name](), producer_name="coreserve-make-models", producer_version="1",
                               opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
@@ -150,8 +154,9 @@ def build(name):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="repository folder to write")
+    parser.add_argument("--full-size", action="store_true", help="also write bert_base (BERT-base size, ~440 MB)")
     args = parser.parse_args(argv)
-    for name in MODELS:
+    for name in list(MODELS) + (list(FULL_SIZE) if args.full_size else []):
         path = os.path.join(args.out, name, "1", "model.onnx")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"

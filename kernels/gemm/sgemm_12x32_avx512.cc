@@ -1,8 +1,8 @@
 // fp32 GEMM for AVX-512: a 12x32 register-blocked micro-kernel over B packed in 32-column panels.
 //
 // Per k step the kernel loads two zmm of the B panel and, for each of 12 rows, broadcasts one A element into
-// two FMAs: 24 accumulators + 2 B registers + 1 broadcast = 27 of the 32 zmm registers. K is blocked (kKc) so a
-// 12 x kKc strip of A and a kKc x 32 B micro-panel stay in L1 while the kernel sweeps them. A is read in place
+// two FMAs: 24 accumulators + 2 B registers + 1 broadcast = 27 of the 32 zmm registers. K is blocked (kKc) to
+// bound the strips of A and B a micro-kernel call streams from L2. A is read in place
 // (no packing): its 12 rows are 12 sequential streams the hardware prefetcher follows. Edge columns use masked
 // stores (the packed panel is zero-padded, so the arithmetic needs no mask); edge rows use the MR < 12 variants.
 // Compiled with AVX-512 F/BW/DQ/VL flags; called only when CpuFeatures::avx512 is set.
@@ -17,7 +17,7 @@ namespace coreserve::kernels {
 namespace {
 
 constexpr int64_t kNr = 32;
-constexpr int64_t kKc = 256;
+constexpr int64_t kKc = 1024;
 
 // acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32]; then C = alpha * acc + (accumulate ? C : beta * C).
 template <int MR>

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernels/convert/half.h"
+#include "kernels/math/f32_math.h"
 #include "kernels/vadd/f32_vadd.h"
 #include "runtime/ops/op_util.h"
 
@@ -76,17 +77,17 @@ absl::Status Arithmetic(OpContext& ctx) {
           return absl::OkStatus();
         }
       }
-      return BinaryTyped<float, float>(ctx, t, Op::template Apply<float>);
+      return BinaryTyped<float, float>(ctx, t, [](float x, float y) { return Op::template Apply<float>(x, y); });
     }
-    case DataType::kFloat64: return BinaryTyped<double, double>(ctx, t, Op::template Apply<double>);
-    case DataType::kInt32: return BinaryTyped<int32_t, int32_t>(ctx, t, Op::template Apply<int32_t>);
-    case DataType::kInt64: return BinaryTyped<int64_t, int64_t>(ctx, t, Op::template Apply<int64_t>);
-    case DataType::kInt8: return BinaryTyped<int8_t, int8_t>(ctx, t, Op::template Apply<int8_t>);
-    case DataType::kInt16: return BinaryTyped<int16_t, int16_t>(ctx, t, Op::template Apply<int16_t>);
-    case DataType::kUInt8: return BinaryTyped<uint8_t, uint8_t>(ctx, t, Op::template Apply<uint8_t>);
-    case DataType::kUInt16: return BinaryTyped<uint16_t, uint16_t>(ctx, t, Op::template Apply<uint16_t>);
-    case DataType::kUInt32: return BinaryTyped<uint32_t, uint32_t>(ctx, t, Op::template Apply<uint32_t>);
-    case DataType::kUInt64: return BinaryTyped<uint64_t, uint64_t>(ctx, t, Op::template Apply<uint64_t>);
+    case DataType::kFloat64: return BinaryTyped<double, double>(ctx, t, [](double x, double y) { return Op::template Apply<double>(x, y); });
+    case DataType::kInt32: return BinaryTyped<int32_t, int32_t>(ctx, t, [](int32_t x, int32_t y) { return Op::template Apply<int32_t>(x, y); });
+    case DataType::kInt64: return BinaryTyped<int64_t, int64_t>(ctx, t, [](int64_t x, int64_t y) { return Op::template Apply<int64_t>(x, y); });
+    case DataType::kInt8: return BinaryTyped<int8_t, int8_t>(ctx, t, [](int8_t x, int8_t y) { return Op::template Apply<int8_t>(x, y); });
+    case DataType::kInt16: return BinaryTyped<int16_t, int16_t>(ctx, t, [](int16_t x, int16_t y) { return Op::template Apply<int16_t>(x, y); });
+    case DataType::kUInt8: return BinaryTyped<uint8_t, uint8_t>(ctx, t, [](uint8_t x, uint8_t y) { return Op::template Apply<uint8_t>(x, y); });
+    case DataType::kUInt16: return BinaryTyped<uint16_t, uint16_t>(ctx, t, [](uint16_t x, uint16_t y) { return Op::template Apply<uint16_t>(x, y); });
+    case DataType::kUInt32: return BinaryTyped<uint32_t, uint32_t>(ctx, t, [](uint32_t x, uint32_t y) { return Op::template Apply<uint32_t>(x, y); });
+    case DataType::kUInt64: return BinaryTyped<uint64_t, uint64_t>(ctx, t, [](uint64_t x, uint64_t y) { return Op::template Apply<uint64_t>(x, y); });
     default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(t)));
   }
 }
@@ -123,13 +124,13 @@ absl::Status Compare(OpContext& ctx) {
   const DataType t = ctx.in(0).type();
   const DataType b = DataType::kBool;
   switch (t) {
-    case DataType::kFloat32: return BinaryTyped<float, bool>(ctx, b, Cmp::template Apply<float>);
-    case DataType::kFloat64: return BinaryTyped<double, bool>(ctx, b, Cmp::template Apply<double>);
-    case DataType::kInt32: return BinaryTyped<int32_t, bool>(ctx, b, Cmp::template Apply<int32_t>);
-    case DataType::kInt64: return BinaryTyped<int64_t, bool>(ctx, b, Cmp::template Apply<int64_t>);
-    case DataType::kBool: return BinaryTyped<bool, bool>(ctx, b, Cmp::template Apply<bool>);
-    case DataType::kUInt8: return BinaryTyped<uint8_t, bool>(ctx, b, Cmp::template Apply<uint8_t>);
-    case DataType::kInt8: return BinaryTyped<int8_t, bool>(ctx, b, Cmp::template Apply<int8_t>);
+    case DataType::kFloat32: return BinaryTyped<float, bool>(ctx, b, [](float x, float y) { return Cmp::template Apply<float>(x, y); });
+    case DataType::kFloat64: return BinaryTyped<double, bool>(ctx, b, [](double x, double y) { return Cmp::template Apply<double>(x, y); });
+    case DataType::kInt32: return BinaryTyped<int32_t, bool>(ctx, b, [](int32_t x, int32_t y) { return Cmp::template Apply<int32_t>(x, y); });
+    case DataType::kInt64: return BinaryTyped<int64_t, bool>(ctx, b, [](int64_t x, int64_t y) { return Cmp::template Apply<int64_t>(x, y); });
+    case DataType::kBool: return BinaryTyped<bool, bool>(ctx, b, [](bool x, bool y) { return Cmp::template Apply<bool>(x, y); });
+    case DataType::kUInt8: return BinaryTyped<uint8_t, bool>(ctx, b, [](uint8_t x, uint8_t y) { return Cmp::template Apply<uint8_t>(x, y); });
+    case DataType::kInt8: return BinaryTyped<int8_t, bool>(ctx, b, [](int8_t x, int8_t y) { return Cmp::template Apply<int8_t>(x, y); });
     default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(t)));
   }
 }
@@ -223,6 +224,22 @@ FunctionKernel::Fn NumericUnary(F f) {
   };
 }
 
+// float32 through a vector math kernel (chunked over the pool); other float types through `fallback`.
+FunctionKernel::Fn VectorUnary(kernels::F32UnaryFn kernels::F32MathKernels::*member, FunctionKernel::Fn fallback) {
+  return [member, fallback](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    if (x.type() != DataType::kFloat32) return fallback(ctx);
+    Tensor& out = ctx.Output(0, x.type(), x.shape());
+    const kernels::F32UnaryFn fn = kernels::F32Math().*member;
+    const float* px = x.data<float>();
+    float* po = out.data<float>();
+    Parallel(ctx, x.elements(), 1 << 14, [&](int64_t i0, int64_t i1) {
+      fn(static_cast<std::size_t>(i1 - i0), px + i0, po + i0);
+    });
+    return absl::OkStatus();
+  };
+}
+
 float GeluErf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
 float GeluTanh(float x) {
   return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
@@ -267,16 +284,16 @@ absl::Status MinMax(OpContext& ctx) {
     pair.outputs.assign(1, Tensor());
     RETURN_IF_ERROR(SameType(pair));
     switch (acc.type()) {
-      case DataType::kFloat32: RETURN_IF_ERROR((BinaryTyped<float, float>(pair, acc.type(), Pick::template Apply<float>))); break;
-      case DataType::kFloat64: RETURN_IF_ERROR((BinaryTyped<double, double>(pair, acc.type(), Pick::template Apply<double>))); break;
-      case DataType::kInt32: RETURN_IF_ERROR((BinaryTyped<int32_t, int32_t>(pair, acc.type(), Pick::template Apply<int32_t>))); break;
-      case DataType::kInt64: RETURN_IF_ERROR((BinaryTyped<int64_t, int64_t>(pair, acc.type(), Pick::template Apply<int64_t>))); break;
-      case DataType::kInt8: RETURN_IF_ERROR((BinaryTyped<int8_t, int8_t>(pair, acc.type(), Pick::template Apply<int8_t>))); break;
-      case DataType::kInt16: RETURN_IF_ERROR((BinaryTyped<int16_t, int16_t>(pair, acc.type(), Pick::template Apply<int16_t>))); break;
-      case DataType::kUInt8: RETURN_IF_ERROR((BinaryTyped<uint8_t, uint8_t>(pair, acc.type(), Pick::template Apply<uint8_t>))); break;
-      case DataType::kUInt16: RETURN_IF_ERROR((BinaryTyped<uint16_t, uint16_t>(pair, acc.type(), Pick::template Apply<uint16_t>))); break;
-      case DataType::kUInt32: RETURN_IF_ERROR((BinaryTyped<uint32_t, uint32_t>(pair, acc.type(), Pick::template Apply<uint32_t>))); break;
-      case DataType::kUInt64: RETURN_IF_ERROR((BinaryTyped<uint64_t, uint64_t>(pair, acc.type(), Pick::template Apply<uint64_t>))); break;
+      case DataType::kFloat32: RETURN_IF_ERROR((BinaryTyped<float, float>(pair, acc.type(), [](float x, float y) { return Pick::template Apply<float>(x, y); }))); break;
+      case DataType::kFloat64: RETURN_IF_ERROR((BinaryTyped<double, double>(pair, acc.type(), [](double x, double y) { return Pick::template Apply<double>(x, y); }))); break;
+      case DataType::kInt32: RETURN_IF_ERROR((BinaryTyped<int32_t, int32_t>(pair, acc.type(), [](int32_t x, int32_t y) { return Pick::template Apply<int32_t>(x, y); }))); break;
+      case DataType::kInt64: RETURN_IF_ERROR((BinaryTyped<int64_t, int64_t>(pair, acc.type(), [](int64_t x, int64_t y) { return Pick::template Apply<int64_t>(x, y); }))); break;
+      case DataType::kInt8: RETURN_IF_ERROR((BinaryTyped<int8_t, int8_t>(pair, acc.type(), [](int8_t x, int8_t y) { return Pick::template Apply<int8_t>(x, y); }))); break;
+      case DataType::kInt16: RETURN_IF_ERROR((BinaryTyped<int16_t, int16_t>(pair, acc.type(), [](int16_t x, int16_t y) { return Pick::template Apply<int16_t>(x, y); }))); break;
+      case DataType::kUInt8: RETURN_IF_ERROR((BinaryTyped<uint8_t, uint8_t>(pair, acc.type(), [](uint8_t x, uint8_t y) { return Pick::template Apply<uint8_t>(x, y); }))); break;
+      case DataType::kUInt16: RETURN_IF_ERROR((BinaryTyped<uint16_t, uint16_t>(pair, acc.type(), [](uint16_t x, uint16_t y) { return Pick::template Apply<uint16_t>(x, y); }))); break;
+      case DataType::kUInt32: RETURN_IF_ERROR((BinaryTyped<uint32_t, uint32_t>(pair, acc.type(), [](uint32_t x, uint32_t y) { return Pick::template Apply<uint32_t>(x, y); }))); break;
+      case DataType::kUInt64: RETURN_IF_ERROR((BinaryTyped<uint64_t, uint64_t>(pair, acc.type(), [](uint64_t x, uint64_t y) { return Pick::template Apply<uint64_t>(x, y); }))); break;
       default: return ctx.Error(absl::StrCat("unsupported input type ", DataTypeName(acc.type())));
     }
     acc = std::move(pair.outputs[0]);
@@ -410,7 +427,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGelu(const Graph&, const Node& nod
   const auto approximate = node.attributes.String("approximate", "none");
   if (!approximate.ok()) return approximate.status();
   if (*approximate == "tanh") return std::unique_ptr<OpKernel>(new FunctionKernel(FloatUnary(GeluTanh)));
-  if (*approximate == "none") return std::unique_ptr<OpKernel>(new FunctionKernel(FloatUnary(GeluErf)));
+  if (*approximate == "none") {
+    return std::unique_ptr<OpKernel>(new FunctionKernel(VectorUnary(&kernels::F32MathKernels::gelu, FloatUnary(GeluErf))));
+  }
   return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": approximate must be 'none' or 'tanh'"));
 }
 
@@ -441,11 +460,11 @@ void RegisterElementwiseOps(OpRegistry& r) {
 
   r.Register("", "Neg", NumericUnary([](auto v) { return -v; }));
   r.Register("", "Abs", NumericUnary([](auto v) { return v < 0 ? -v : v; }));
-  r.Register("", "Exp", FloatUnary([](auto v) { return std::exp(v); }));
+  r.Register("", "Exp", VectorUnary(&kernels::F32MathKernels::exp, FloatUnary([](auto v) { return std::exp(v); })));
   r.Register("", "Log", FloatUnary([](auto v) { return std::log(v); }));
   r.Register("", "Sqrt", FloatUnary([](auto v) { return std::sqrt(v); }));
   r.Register("", "Reciprocal", FloatUnary([](auto v) { return decltype(v)(1) / v; }));
-  r.Register("", "Erf", FloatUnary([](auto v) { return std::erf(v); }));
+  r.Register("", "Erf", VectorUnary(&kernels::F32MathKernels::erf, FloatUnary([](auto v) { return std::erf(v); })));
   r.Register("", "Tanh", FloatUnary([](auto v) { return std::tanh(v); }));
   r.Register("", "Floor", FloatUnary([](auto v) { return std::floor(v); }));
   r.Register("", "Ceil", FloatUnary([](auto v) { return std::ceil(v); }));

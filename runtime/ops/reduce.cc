@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/math/f32_math.h"
 #include "runtime/ops/op_util.h"
 
 namespace coreserve::runtime {
@@ -128,6 +129,14 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeReduce(const Node& node, Reduce ki
 // Softmax over `len` elements spaced `stride` apart, for `count` independent vectors.
 void SoftmaxVectors(const OpContext& ctx, const float* x, float* y, int64_t outer, int64_t len, int64_t inner,
                     bool log) {
+  if (inner == 1 && !log) {
+    // Contiguous rows (softmax over the last axis, as attention does): the vector kernel.
+    const kernels::F32SoftmaxFn softmax = kernels::F32Math().softmax;
+    Parallel(ctx, outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) softmax(static_cast<std::size_t>(len), x + r * len, y + r * len);
+    });
+    return;
+  }
   Parallel(ctx, outer * inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(len, 1)), [&](int64_t v0, int64_t v1) {
     for (int64_t v = v0; v < v1; ++v) {
       const int64_t o = v / inner, i = v % inner;

@@ -1,0 +1,64 @@
+// Register-level AVX-512 exp / erf / GELU, shared by the array kernels and the GEMM epilogue. Include only from
+// files compiled with the AVX-512 flags.
+#pragma once
+
+#include <immintrin.h>
+
+namespace coreserve::kernels::avx512 {
+
+// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial (Cephes expf coefficients), then scaled by
+// 2^n with vscalefps, which also produces 0 and inf at the ends of the range.
+inline __m512 Exp(__m512 x) {
+  // min/max return their second operand when either is NaN, so NaN passes through the clamp.
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+  x = _mm512_min_ps(_mm512_set1_ps(88.8f), x);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// erf(x): for |x| < 0.5 the Taylor series to x^11 (truncation < 2e-8 there); beyond, Abramowitz & Stegun
+// 7.1.26, 1 - t (a1 + t (a2 + ...)) e^(-x^2) with t = 1 / (1 + p|x|) (absolute error 1.5e-7); the sign is
+// restored at the end.
+inline __m512 Erf(__m512 x) {
+  const __m512 ax = _mm512_abs_ps(x);
+  // Small |x|: x * (c0 + x^2 (c1 + ...)), c_k = 2/sqrt(pi) * (-1)^k / (k! (2k+1)).
+  const __m512 x2 = _mm512_mul_ps(ax, ax);
+  __m512 s = _mm512_set1_ps(-8.5483270e-4f);                  // -2/sqrt(pi) / 1320
+  s = _mm512_fmadd_ps(s, x2, _mm512_set1_ps(5.2239776e-3f));  //  2/sqrt(pi) / 216
+  s = _mm512_fmadd_ps(s, x2, _mm512_set1_ps(-2.6866170e-2f)); // -2/sqrt(pi) / 42
+  s = _mm512_fmadd_ps(s, x2, _mm512_set1_ps(1.1283792e-1f));  //  2/sqrt(pi) / 10
+  s = _mm512_fmadd_ps(s, x2, _mm512_set1_ps(-3.7612638e-1f)); // -2/sqrt(pi) / 3
+  s = _mm512_fmadd_ps(s, x2, _mm512_set1_ps(1.1283792e+0f));  //  2/sqrt(pi)
+  s = _mm512_mul_ps(s, ax);
+  // Large |x|.
+  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, _mm512_set1_ps(1.0f)));
+  __m512 q = _mm512_set1_ps(1.061405429f);
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.453152027f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.421413741f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.284496736f));
+  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.254829592f));
+  q = _mm512_mul_ps(q, t);
+  const __m512 l = _mm512_fnmadd_ps(q, Exp(_mm512_sub_ps(_mm512_setzero_ps(), x2)), _mm512_set1_ps(1.0f));
+  const __mmask16 small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.5f), _CMP_LT_OQ);
+  const __m512 r = _mm512_mask_blend_ps(small, l, s);
+  // Copy x's sign onto the result (NaN stays NaN: both branches produce NaN for a NaN input).
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
+}
+
+inline __m512 Gelu(__m512 x) {
+  const __m512 e = Erf(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
+  return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+}  // namespace coreserve::kernels::avx512

@@ -1,0 +1,45 @@
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/math/f32_math.h"
+
+namespace coreserve::kernels {
+
+void f32_exp_scalar(std::size_t n, const float* x, float* y) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+
+void f32_erf_scalar(std::size_t n, const float* x, float* y) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = std::erf(x[i]);
+}
+
+void f32_gelu_scalar(std::size_t n, const float* x, float* y) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+void f32_softmax_scalar(std::size_t n, const float* x, float* y) {
+  if (n == 0) return;
+  const float mx = *std::max_element(x, x + n);
+  float sum = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    y[i] = std::exp(x[i] - mx);
+    sum += y[i];
+  }
+  const float inv = 1.0f / sum;
+  for (std::size_t i = 0; i < n; ++i) y[i] *= inv;
+}
+
+F32MathKernels SelectF32Math(const CpuFeatures& f) {
+#if defined(__x86_64__)
+  if (f.avx512) return {"f32_math_avx512", f32_exp_avx512, f32_erf_avx512, f32_gelu_avx512, f32_softmax_avx512};
+#endif
+  (void)f;
+  return {"f32_math_scalar", f32_exp_scalar, f32_erf_scalar, f32_gelu_scalar, f32_softmax_scalar};
+}
+
+const F32MathKernels& F32Math() {
+  static const F32MathKernels kernels = SelectF32Math(ActiveCpuFeatures());
+  return kernels;
+}
+
+}  // namespace coreserve::kernels

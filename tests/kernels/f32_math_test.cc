@@ -1,0 +1,104 @@
+// The vector math kernels against double-precision libm (an independent reference), over a dense sweep of the
+// range that matters plus the special values, at every tail length.
+#include "kernels/math/f32_math.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace coreserve::kernels {
+namespace {
+
+std::vector<F32MathKernels> Variants() {
+  std::vector<F32MathKernels> v = {SelectF32Math(CpuFeatures{})};
+  if (HostCpuFeatures().avx512) v.push_back(SelectF32Math(HostCpuFeatures()));
+  return v;
+}
+
+std::vector<float> Sweep(float lo, float hi, int n) {
+  std::vector<float> x;
+  for (int i = 0; i <= n; ++i) x.push_back(lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n));
+  for (float s : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-8f, -1e-8f, 0.4999f, 0.5f, 0.5001f, -0.5f}) x.push_back(s);
+  return x;
+}
+
+TEST(F32Math, ExpWithinBound) {
+  const std::vector<float> x = Sweep(-87.0f, 88.0f, 200001);
+  for (const auto& k : Variants()) {
+    std::vector<float> y(x.size());
+    k.exp(x.size(), x.data(), y.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double want = std::exp(static_cast<double>(x[i]));
+      ASSERT_LE(std::fabs(y[i] - want), 4e-7 * want) << k.name << " exp(" << x[i] << ")";
+    }
+    const float special[] = {-INFINITY, INFINITY, std::numeric_limits<float>::quiet_NaN(), -200.0f, 200.0f};
+    float out[5];
+    k.exp(5, special, out);
+    EXPECT_EQ(out[0], 0.0f) << k.name;
+    EXPECT_EQ(out[1], INFINITY) << k.name;
+    EXPECT_TRUE(std::isnan(out[2])) << k.name;
+    EXPECT_EQ(out[3], 0.0f) << k.name;
+    EXPECT_EQ(out[4], INFINITY) << k.name;
+  }
+}
+
+TEST(F32Math, ErfAndGeluWithinBound) {
+  const std::vector<float> x = Sweep(-8.0f, 8.0f, 200001);
+  for (const auto& k : Variants()) {
+    std::vector<float> e(x.size()), g(x.size());
+    k.erf(x.size(), x.data(), e.data());
+    k.gelu(x.size(), x.data(), g.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double xd = x[i];
+      const double want = std::erf(xd);
+      ASSERT_LE(std::fabs(e[i] - want), 3e-7) << k.name << " erf(" << x[i] << ")";
+      if (std::fabs(xd) < 0.5) {
+        ASSERT_LE(std::fabs(e[i] - want), 2e-6 * std::fabs(want) + 1e-37) << k.name << " erf(" << x[i] << ")";
+      }
+      const double gelu = 0.5 * xd * (1.0 + std::erf(xd / std::sqrt(2.0)));
+      ASSERT_LE(std::fabs(g[i] - gelu), 3e-7 * std::fabs(xd) + 1e-7 * std::fabs(gelu) + 1e-37) << k.name << " gelu(" << x[i] << ")";
+    }
+    const float special[] = {INFINITY, -INFINITY, std::numeric_limits<float>::quiet_NaN()};
+    float out[3];
+    k.erf(3, special, out);
+    EXPECT_EQ(out[0], 1.0f) << k.name;
+    EXPECT_EQ(out[1], -1.0f) << k.name;
+    EXPECT_TRUE(std::isnan(out[2])) << k.name;
+  }
+}
+
+TEST(F32Math, SoftmaxEveryLength) {
+  for (const auto& k : Variants()) {
+    for (std::size_t n = 1; n <= 70; ++n) {
+      std::vector<float> x(n), y(n + 1, 777.0f);
+      for (std::size_t i = 0; i < n; ++i) x[i] = std::sin(static_cast<float>(i) * 1.7f) * 20.0f;
+      k.softmax(n, x.data(), y.data());
+      double mx = -1e30, sum = 0;
+      for (float v : x) mx = std::max<double>(mx, v);
+      for (float v : x) sum += std::exp(v - mx);
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(y[i], std::exp(x[i] - mx) / sum, 1e-6) << k.name << " n=" << n << " i=" << i;
+      }
+      ASSERT_EQ(y[n], 777.0f) << k.name << " wrote past the end";
+    }
+  }
+}
+
+TEST(F32Math, TailsAndAliasing) {
+  for (const auto& k : Variants()) {
+    for (std::size_t n = 0; n <= 40; ++n) {
+      std::vector<float> x(n + 1, 5.0f), y(n + 1, -3.0f);
+      for (std::size_t i = 0; i < n; ++i) x[i] = 0.1f * static_cast<float>(i) - 1.0f;
+      k.gelu(n, x.data(), y.data());
+      EXPECT_EQ(y[n], -3.0f) << k.name << " wrote past the end, n=" << n;
+      std::vector<float> in_place(x.begin(), x.begin() + n);
+      k.gelu(n, in_place.data(), in_place.data());
+      for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(in_place[i], y[i]) << k.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace coreserve::kernels
