@@ -1,6 +1,7 @@
 #include "runtime/optimizer.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/fusions.h"
 #include "runtime/op.h"
 #include "runtime/status_macros.h"
 
@@ -64,6 +65,10 @@ void RemoveDeadNodes(Graph& graph) {
 
 absl::Status Optimize(Graph& graph) {
   RETURN_IF_ERROR(FoldConstants(graph));
+  RemoveDeadNodes(graph);
+  FuseGelu(graph);
+  FuseMatMulBias(graph);
+  FuseMatMulActivation(graph);
   RemoveDeadNodes(graph);
   return absl::OkStatus();
 }

@@ -7,7 +7,7 @@
 
 namespace coreserve::runtime {
 
-// Runs every pass in order: constant folding, then dead-node removal.
+// Runs every pass in order: constant folding, dead-node removal, then the fusions (runtime/fusions.h).
 absl::Status Optimize(Graph& graph);
 
 // Evaluates nodes whose inputs are all constants, once, and turns their outputs into constants.

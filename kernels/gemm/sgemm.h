@@ -37,6 +37,9 @@ struct SgemmPackedB {
   std::vector<float, Aligned64Allocator<float>> data;
 };
 
+// Applied to each element of C after the product is complete: C = act(alpha * A * B + beta * C + bias[j]).
+enum class SgemmActivation { kNone, kRelu, kGelu };
+
 struct SgemmArgs {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -49,8 +52,12 @@ struct SgemmArgs {
   float beta = 0.0f;
   float* c = nullptr;
   int64_t ldc = 0;
+  // Epilogue, fused so the runtime makes no extra pass over C.
+  const float* bias = nullptr;  // N values, added to every row; null for none
+  SgemmActivation activation = SgemmActivation::kNone;
 };
 
+// Computes in double and applies the epilogue in double (GELU with the exact erf).
 void sgemm_reference(const SgemmArgs& args);
 
 // Whether the active kernel uses packed B at all (false on CPUs that run the portable path): callers pack weights

@@ -1,6 +1,7 @@
 // A portable fp32 GEMM: row-at-a-time axpy form (C[i,:] += A[i,k] * B[k,:]), which the compiler vectorizes for
 // the baseline ISA. The ISA-specific micro-kernels replace it where the CPU allows.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/gemm/sgemm.h"
@@ -35,6 +36,14 @@ void sgemm_portable(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t 
       for (int64_t j = 0; j < n; ++j) c[j] = p.alpha * acc[j];
     } else {
       for (int64_t j = 0; j < n; ++j) c[j] = p.alpha * acc[j] + p.beta * c[j];
+    }
+    if (p.bias) {
+      for (int64_t j = 0; j < n; ++j) c[j] += p.bias[n_begin + j];
+    }
+    if (p.activation == SgemmActivation::kRelu) {
+      for (int64_t j = 0; j < n; ++j) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+    } else if (p.activation == SgemmActivation::kGelu) {
+      for (int64_t j = 0; j < n; ++j) c[j] = 0.5f * c[j] * (1.0f + std::erf(c[j] * 0.70710678118654752f));
     }
   }
 }

@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "kernels/gemm/sgemm.h"
 
 namespace coreserve::kernels {
@@ -12,7 +14,11 @@ void sgemm_reference(const SgemmArgs& p) {
         acc += static_cast<double>(a) * b;
       }
       float& c = p.c[i * p.ldc + j];
-      c = static_cast<float>(p.alpha * acc) + (p.beta == 0.0f ? 0.0f : p.beta * c);
+      double y = p.alpha * acc + (p.beta == 0.0f ? 0.0 : static_cast<double>(p.beta) * c);
+      if (p.bias) y += p.bias[j];
+      if (p.activation == SgemmActivation::kRelu) y = y > 0 ? y : 0;
+      if (p.activation == SgemmActivation::kGelu) y = 0.5 * y * (1.0 + std::erf(y / std::sqrt(2.0)));
+      c = static_cast<float>(y);
     }
   }
 }

@@ -471,6 +471,8 @@ void RegisterElementwiseOps(OpRegistry& r) {
   r.Register("", "Relu", NumericUnary([](auto v) { return v > 0 ? v : decltype(v)(0); }));
   r.Register("", "Sigmoid", FloatUnary([](auto v) { return decltype(v)(1) / (decltype(v)(1) + std::exp(-v)); }));
   r.Register("", "Gelu", MakeGelu);
+  // ONNX Runtime's contrib GELU (exact erf form), written by its transformer optimizer and by our fusion.
+  r.Register("com.microsoft", "Gelu", VectorUnary(&kernels::F32MathKernels::gelu, FloatUnary(GeluErf)));
   r.Register("", "Not", [](OpContext& ctx) -> absl::Status {
     if (ctx.in(0).type() != DataType::kBool) return ctx.Error("input must be bool");
     return UnaryTyped<bool, bool>(ctx, DataType::kBool, [](bool v) { return !v; });

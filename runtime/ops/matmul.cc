@@ -128,10 +128,54 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph& graph, const Nod
   }));
 }
 
+// coreserve::FusedMatMul(A, W, bias), made by the optimizer from MatMul + Add (+ Relu/GELU): A [..., K] times
+// the constant matrix W [K, N], plus bias [N], then the activation, all in one GEMM pass.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, const Node& node) {
+  const auto activation = node.attributes.String("activation", "none");
+  if (!activation.ok()) return activation.status();
+  kernels::SgemmActivation act = kernels::SgemmActivation::kNone;
+  if (*activation == "relu") act = kernels::SgemmActivation::kRelu;
+  else if (*activation == "gelu") act = kernels::SgemmActivation::kGelu;
+  else if (*activation != "none") {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": unknown activation '", *activation, "'"));
+  }
+  const Value& wv = graph.values[node.inputs[1]];
+  const Value& bv = graph.values[node.inputs[2]];
+  if (!wv.constant || !bv.constant || wv.constant->rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": W and bias must be constants"));
+  }
+  const Tensor w = *wv.constant, bias = *bv.constant;
+  std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantB(graph, node, false, false);
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& a = ctx.in(0);
+    const int64_t k = w.dim(0), n = w.dim(1);
+    if (a.type() != DataType::kFloat32 || a.rank() < 1 || a.shape().back() != k) {
+      return ctx.Error(absl::StrCat("A ", ShapeString(a.shape()), " does not match W ", ShapeString(w.shape())));
+    }
+    Shape out_shape = a.shape();
+    out_shape.back() = n;
+    Tensor& out = ctx.Output(0, DataType::kFloat32, out_shape);
+    const int64_t m = k == 0 ? 0 : a.elements() / k;
+    ParallelGemm(ctx, 1, m, n, [&](int64_t) {
+      kernels::SgemmArgs p;
+      p.m = m; p.n = n; p.k = k;
+      p.a = a.data<float>(); p.lda = k;
+      p.b = w.data<float>(); p.ldb = n;
+      p.packed_b = packed.get();
+      p.c = out.data<float>(); p.ldc = n;
+      p.bias = bias.data<float>();
+      p.activation = act;
+      return p;
+    });
+    return absl::OkStatus();
+  }));
+}
+
 }  // namespace
 
 void RegisterMatMulOps(OpRegistry& r) {
   r.Register("", "MatMul", MakeMatMul);
+  r.Register("coreserve", "FusedMatMul", MakeFusedMatMul);
   r.Register("", "Gemm", MakeGemm);
 }
 

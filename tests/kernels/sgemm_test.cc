@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu_features.h"
@@ -37,6 +38,8 @@ struct Case {
   bool ta = false, tb = false;
   float alpha = 1, beta = 0;
   int64_t pad = 0;  // extra leading-dimension elements
+  bool bias = false;
+  SgemmActivation act = SgemmActivation::kNone;
 };
 
 // Runs `impl` on case `c` (optionally in 2 x 2 sub-range tasks and with packed B) and compares with the reference
@@ -51,11 +54,15 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
   for (auto& v : b) v = dist(rng);
   for (auto& v : c0) v = dist(rng);
   std::vector<float> want = c0, got = c0;
+  std::vector<float> bias(c.n);
+  for (auto& v : bias) v = dist(rng);
 
   SgemmArgs p;
   p.trans_a = c.ta; p.trans_b = c.tb;
   p.m = c.m; p.n = c.n; p.k = c.k; p.alpha = c.alpha; p.beta = c.beta;
   p.a = a.data(); p.lda = lda; p.b = b.data(); p.ldb = ldb; p.ldc = ldc;
+  p.bias = c.bias ? bias.data() : nullptr;
+  p.activation = c.act;
   p.c = want.data();
   sgemm_reference(p);
 
@@ -87,13 +94,15 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
         ASSERT_EQ(g, c0[i * ldc + j]) << impl.name << " wrote outside C at " << i << "," << j;
         continue;
       }
-      double mag = std::fabs(c.beta * c0[i * ldc + j]);
+      double mag = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0);
       for (int64_t l = 0; l < c.k; ++l) {
         const float av = c.ta ? a[l * lda + i] : a[i * lda + l];
         const float bv = c.tb ? b[j * ldb + l] : b[l * ldb + j];
         mag += std::fabs(static_cast<double>(c.alpha) * av * bv);
       }
-      ASSERT_LE(std::fabs(g - w), 1e-5 * mag + 1e-30)
+      // GELU's slope is at most ~1.13 and its vector form adds <= 3e-7 |y| (kernels/math/f32_math.h).
+      const double act_err = c.act == SgemmActivation::kGelu ? 0.2 * 1e-5 * mag + 4e-7 * std::fabs(w) : 0.0;
+      ASSERT_LE(std::fabs(g - w), 1e-5 * mag + act_err + 1e-30)
           << impl.name << " m=" << c.m << " n=" << c.n << " k=" << c.k << " ta=" << c.ta << " tb=" << c.tb
           << " packed=" << packed << " split=" << split << " at " << i << "," << j;
     }
@@ -134,6 +143,26 @@ TEST(Sgemm, TransposesAlphaBetaStridesAndSplits) {
               Check(impl, c, false, true, rng);
               if (impl.packs) Check(impl, c, true, true, rng);
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Sgemm, EpilogueBiasAndActivations) {
+  std::mt19937 rng(13);
+  for (const Impl& impl : Impls()) {
+    if (!impl.supported) continue;
+    for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu}) {
+      for (bool bias : {false, true}) {
+        for (float beta : {0.0f, 0.5f}) {
+          for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
+                                 {7, 70, 0}}) {
+            Case c{m, n, k, false, false, 1.0f, beta, 2, bias, act};
+            Check(impl, c, false, false, rng);
+            Check(impl, c, false, true, rng);
+            if (impl.packs && k > 0) Check(impl, c, true, true, rng);
           }
         }
       }

@@ -1,0 +1,141 @@
+// Every fusion leaves a graph's outputs unchanged (within 1e-5) and actually fires on the patterns exporters write.
+#include "runtime/fusions.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "runtime/onnx_import.h"
+#include "runtime/session.h"
+#include "tests/onnx_builder.h"
+
+namespace coreserve::runtime {
+namespace {
+
+using coreserve::testing::AddTensorValue;
+using coreserve::testing::TempDir;
+using coreserve::testing::WriteModel;
+
+int Count(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += !node.dead && node.op_type == op;
+  return n;
+}
+
+Tensor Random(DataType type, Shape shape, std::mt19937& rng, int64_t int_max = 0) {
+  Tensor t = Tensor::Allocate(type, shape);
+  std::uniform_real_distribution<float> d(-3, 3);
+  for (int64_t i = 0; i < t.elements(); ++i) {
+    if (type == DataType::kFloat32) t.data<float>()[i] = d(rng);
+    if (type == DataType::kInt64) t.data<int64_t>()[i] = static_cast<int64_t>(rng() % int_max);
+  }
+  return t;
+}
+
+void ExpectSameOutputs(const std::string& path, const std::vector<Tensor>& inputs) {
+  auto plain = Session::Load(path, SessionOptions{.optimize = false});
+  auto fused = Session::Load(path, SessionOptions{.optimize = true});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  ThreadPool pool(2);
+  auto a = (*plain)->Run(inputs, &pool);
+  auto b = (*fused)->Run(inputs, &pool);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (std::size_t o = 0; o < a->size(); ++o) {
+    ASSERT_EQ((*a)[o].shape(), (*b)[o].shape());
+    for (int64_t i = 0; i < (*a)[o].elements(); ++i) {
+      const float x = (*a)[o].data<float>()[i], y = (*b)[o].data<float>()[i];
+      ASSERT_LE(std::fabs(x - y), 1e-5 * std::max(1.0f, std::fabs(x))) << path << " output " << o << " at " << i;
+    }
+  }
+}
+
+// x -> Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5), as torch.onnx.export writes GELU, then MatMul + bias.
+onnx::ModelProto TorchStyleGelu() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("gelu");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "8"});
+  auto scalar = [&](const char* name, float v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_float_data(v);
+  };
+  scalar("sqrt2", 1.4142135f);
+  scalar("one", 1.0f);
+  scalar("half", 0.5f);
+  auto* w = g->add_initializer();
+  w->set_name("W");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  w->add_dims(8);
+  w->add_dims(40);
+  for (int i = 0; i < 320; ++i) w->add_float_data(std::sin(i * 0.37f));
+  auto* b = g->add_initializer();
+  b->set_name("b");
+  b->set_data_type(onnx::TensorProto::FLOAT);
+  b->add_dims(40);
+  for (int i = 0; i < 40; ++i) b->add_float_data(0.1f * i - 2);
+  auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(out);
+    for (auto& i : in) n->add_input(i);
+    n->add_output(out);
+  };
+  node("MatMul", {"x", "W"}, "xw");
+  node("Add", {"b", "xw"}, "h");  // bias on the left, as some exporters write it
+  node("Div", {"h", "sqrt2"}, "s");
+  node("Erf", {"s"}, "e");
+  node("Add", {"e", "one"}, "e1");
+  node("Mul", {"h", "e1"}, "m");
+  node("Mul", {"m", "half"}, "y");
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "40"});
+  return m;
+}
+
+TEST(Fusions, TorchStyleGeluAndBiasFuseIntoOneGemm) {
+  const auto dir = TempDir("fuse-gelu");
+  const std::string path = WriteModel(TorchStyleGelu(), dir / "model.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(Count((*fused)->graph(), "FusedMatMul"), 1);
+  EXPECT_EQ((*fused)->graph().nodes.size(), 1u);  // MatMul, Add and the five GELU nodes became one
+  std::mt19937 rng(3);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {5, 8}, rng)});
+}
+
+TEST(Fusions, GeluNotFusedWhenAnIntermediateHasAnotherReader) {
+  auto m = TorchStyleGelu();
+  AddTensorValue(m.mutable_graph()->add_output(), "e", onnx::TensorProto::FLOAT, {"n", "40"});
+  const auto dir = TempDir("fuse-gelu-shared");
+  const std::string path = WriteModel(m, dir / "model.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(Count((*fused)->graph(), "Erf"), 1);  // still there: its output is a graph output
+  std::mt19937 rng(4);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {3, 8}, rng)});
+}
+
+TEST(Fusions, DefaultBertModelFusesAndAgrees) {
+  const std::string path = std::string(CORESERVE_MODELS_DIR) + "/bert_tiny/1/model.onnx";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not generated";
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok());
+  EXPECT_EQ(Count((*fused)->graph(), "FusedMatMul"), 2 * 6 + 2);  // 2 layers x (Q, K, V, out, FFN1, FFN2) + pooler + classifier
+  EXPECT_EQ(Count((*fused)->graph(), "Erf"), 0);
+  std::mt19937 rng(5);
+  for (int64_t seq : {1, 9, 64}) {
+    Tensor mask = Tensor::Allocate(DataType::kInt64, {2, seq});
+    for (int64_t i = 0; i < 2 * seq; ++i) mask.data<int64_t>()[i] = (i % seq) < seq - (i / seq) * 2 || seq == 1;
+    ExpectSameOutputs(path, {Random(DataType::kInt64, {2, seq}, rng, 1000), mask, Random(DataType::kInt64, {2, seq}, rng, 2)});
+  }
+}
+
+}  // namespace
+}  // namespace coreserve::runtime
