@@ -2,7 +2,8 @@
 //
 // The pool is the only source of extra threads in the runtime: a session uses the pool its caller gives it, sized
 // to the cores of its instance, so the runtime never oversubscribes the cores it was given. ParallelFor blocks
-// until every chunk has run. One ParallelFor at a time per pool (a session runs one node at a time).
+// until every chunk has run. One ParallelFor at a time per pool (a session runs one node at a time). Workers spin
+// for a few tens of microseconds after each job before sleeping, so back-to-back operators skip the wake-up.
 #pragma once
 
 #include <atomic>
@@ -36,9 +37,9 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;        // bumped for each ParallelFor
-  int active_ = 0;                 // workers still inside the current job
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};  // bumped (under mu_) for each ParallelFor
+  std::atomic<int> active_{0};           // workers still inside the current job
+  std::atomic<bool> stop_{false};
   // The current job.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t total_ = 0, chunk_ = 0;
