@@ -77,5 +77,6 @@ void RegisterReduceOps(OpRegistry& r);
 void RegisterNormOps(OpRegistry& r);
 void RegisterMatMulOps(OpRegistry& r);
 void RegisterConvPoolOps(OpRegistry& r);
+void RegisterContribOps(OpRegistry& r);
 
 }  // namespace coreserve::runtime

@@ -23,6 +23,7 @@ const OpRegistry& OpRegistry::Builtin() {
     RegisterNormOps(*r);
     RegisterMatMulOps(*r);
     RegisterConvPoolOps(*r);
+    RegisterContribOps(*r);
     return r;
   }();
   return *registry;

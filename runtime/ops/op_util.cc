@@ -64,6 +64,7 @@ absl::StatusOr<Broadcast> PlanBroadcast(const OpContext& ctx, const std::vector<
 void Broadcast::RowOffsets(int64_t row, int64_t* offsets) const {
   const std::size_t k = strides.size();
   for (std::size_t j = 0; j < k; ++j) offsets[j] = 0;
+  if (out.empty()) return;  // scalars: one row, offset 0
   // Decode the row index over the output dims before the last one, innermost first.
   for (std::size_t d = out.size() - 1; d-- > 0;) {
     const int64_t idx = row % out[d];

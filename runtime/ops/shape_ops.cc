@@ -403,6 +403,88 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGather(const Graph&, const Node& n
   }));
 }
 
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeGatherElements(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(int64_t axis_attr, node.attributes.Int("axis", 0));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& data = ctx.in(0);
+    const Tensor& idx = ctx.in(1);
+    if (idx.rank() != data.rank()) return ctx.Error("data and indices must have the same rank");
+    ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(ctx, axis_attr, data.rank()));
+    ASSIGN_OR_RETURN(std::vector<int64_t> indices, ReadInts(ctx, idx, "indices"));
+    const int64_t rank = data.rank(), dim = data.dim(axis);
+    for (int64_t d = 0; d < rank; ++d) {
+      if (d != axis && idx.dim(d) > data.dim(d)) return ctx.Error("indices exceed data outside the gather axis");
+    }
+    std::vector<int64_t> dstride(rank, 1), istride(rank, 1);
+    for (int64_t d = rank - 1; d > 0; --d) {
+      dstride[d - 1] = dstride[d] * data.dim(d);
+      istride[d - 1] = istride[d] * idx.dim(d);
+    }
+    Tensor& out = ctx.Output(0, data.type(), idx.shape());
+    return BySize(ctx, data.type(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = data.data<T>();
+      T* dst = out.data<T>();
+      for (int64_t i = 0; i < idx.elements(); ++i) {
+        int64_t k = indices[i];
+        if (k < -dim || k >= dim) return;  // reported below
+        if (k < 0) k += dim;
+        int64_t off = 0, rem = i;
+        for (int64_t d = 0; d < rank; ++d) {
+          const int64_t c = rem / istride[d];
+          rem %= istride[d];
+          off += (d == axis ? k : c) * dstride[d];
+        }
+        dst[i] = src[off];
+      }
+    }).ok() && std::all_of(indices.begin(), indices.end(), [&](int64_t k) { return k >= -dim && k < dim; })
+               ? absl::OkStatus()
+               : ctx.Error(absl::StrCat("an index is out of range for axis ", axis, " of size ", dim));
+  }));
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeGatherND(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(int64_t batch_dims, node.attributes.Int("batch_dims", 0));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& data = ctx.in(0);
+    const Tensor& idx = ctx.in(1);
+    if (idx.rank() < 1 || batch_dims < 0 || batch_dims >= std::min(data.rank(), idx.rank())) {
+      return ctx.Error("invalid batch_dims or indices rank");
+    }
+    const int64_t q = idx.shape().back();
+    if (q < 1 || batch_dims + q > data.rank()) return ctx.Error("indices' last dimension is too large for data");
+    for (int64_t d = 0; d < batch_dims; ++d) {
+      if (idx.dim(d) != data.dim(d)) return ctx.Error("batch dimensions of data and indices differ");
+    }
+    ASSIGN_OR_RETURN(std::vector<int64_t> indices, ReadInts(ctx, idx, "indices"));
+    Shape out_shape(idx.shape().begin(), idx.shape().end() - 1);
+    out_shape.insert(out_shape.end(), data.shape().begin() + batch_dims + q, data.shape().end());
+    Tensor& out = ctx.Output(0, data.type(), out_shape);
+    int64_t batch = 1, slice = 1;
+    for (int64_t d = 0; d < batch_dims; ++d) batch *= data.dim(d);
+    for (int64_t d = batch_dims + q; d < data.rank(); ++d) slice *= data.dim(d);
+    const int64_t tuples = idx.elements() / q, per_batch = batch == 0 ? 0 : tuples / batch;
+    int64_t batch_stride = 1;
+    for (int64_t d = batch_dims; d < data.rank(); ++d) batch_stride *= data.dim(d);
+    const std::size_t esize = DataTypeSize(data.type());
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t off = (per_batch == 0 ? 0 : t / per_batch) * batch_stride;
+      int64_t stride = batch_stride;
+      for (int64_t j = 0; j < q; ++j) {
+        const int64_t dim = data.dim(batch_dims + j);
+        stride /= dim;
+        int64_t k = indices[t * q + j];
+        if (k < -dim || k >= dim) return ctx.Error(absl::StrCat("index ", k, " is out of range for a dimension of size ", dim));
+        if (k < 0) k += dim;
+        off += k * stride;
+      }
+      std::memcpy(static_cast<char*>(out.raw()) + t * slice * esize, static_cast<const char*>(data.raw()) + off * esize,
+                  static_cast<std::size_t>(slice) * esize);
+    }
+    return absl::OkStatus();
+  }));
+}
+
 absl::Status Expand(OpContext& ctx) {
   const Tensor& x = ctx.in(0);
   ASSIGN_OR_RETURN(std::vector<int64_t> shape, ReadInts(ctx, ctx.in(1), "shape"));
@@ -564,6 +646,8 @@ void RegisterShapeOps(OpRegistry& r) {
   r.Register("", "Split", MakeSplit);
   r.Register("", "Slice", MakeSlice);
   r.Register("", "Gather", MakeGather);
+  r.Register("", "GatherElements", MakeGatherElements);
+  r.Register("", "GatherND", MakeGatherND);
   r.Register("", "Expand", Expand);
   r.Register("", "ConstantOfShape", MakeConstantOfShape);
   r.Register("", "Range", Range);
