@@ -173,4 +173,178 @@ int FuseMatMulActivation(Graph& g) {
   return fused;
 }
 
+namespace {
+
+// The axes of a Reduce* node when they are exactly {-1} (attribute before opset 18, constant input after).
+bool ReducesLastAxisOnly(const Graph& g, const Node& n) {
+  auto keep = n.attributes.Int("keepdims", 1);
+  if (!keep.ok() || *keep != 1) return false;
+  std::vector<int64_t> axes;
+  if (n.inputs.size() > 1 && n.inputs[1] >= 0) {
+    const auto& c = g.values[n.inputs[1]].constant;
+    if (!c || c->type() != DataType::kInt64) return false;
+    axes.assign(c->data<int64_t>(), c->data<int64_t>() + c->elements());
+  } else {
+    auto a = n.attributes.Ints("axes", {});
+    if (!a.ok()) return false;
+    axes = *a;
+  }
+  return axes.size() == 1 && axes[0] == -1;
+}
+
+bool IsConstantVector(const Graph& g, int v) {
+  return v >= 0 && g.values[v].constant && g.values[v].constant->type() == DataType::kFloat32 &&
+         g.values[v].constant->rank() == 1;
+}
+
+}  // namespace
+
+int FuseLayerNorm(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::size_t count = g.nodes.size();
+  for (std::size_t dv = 0; dv < count; ++dv) {
+    // Anchor: n = Div(d, s).
+    if (!IsOp(g.nodes[dv], "Div")) continue;
+    const Node& div = g.nodes[dv];
+    const int d = div.inputs[0], s = div.inputs[1];
+    const int sub = LiveProducer(g, d), sqrt = LiveProducer(g, s);
+    if (sub < 0 || !IsOp(g.nodes[sub], "Sub") || sqrt < 0 || !IsOp(g.nodes[sqrt], "Sqrt")) continue;
+    const int x = g.nodes[sub].inputs[0];
+    const int mean1 = LiveProducer(g, g.nodes[sub].inputs[1]);
+    if (mean1 < 0 || !IsOp(g.nodes[mean1], "ReduceMean") || g.nodes[mean1].inputs[0] != x ||
+        !ReducesLastAxisOnly(g, g.nodes[mean1])) {
+      continue;
+    }
+    const int add_eps = LiveProducer(g, g.nodes[sqrt].inputs[0]);
+    if (add_eps < 0 || !IsOp(g.nodes[add_eps], "Add")) continue;
+    const int var = g.nodes[add_eps].inputs[0];
+    const int eps_v = g.nodes[add_eps].inputs[1];
+    if (!g.values[eps_v].constant || g.values[eps_v].constant->elements() != 1 ||
+        g.values[eps_v].constant->type() != DataType::kFloat32) {
+      continue;
+    }
+    const float eps = *g.values[eps_v].constant->data<float>();
+    const int mean2 = LiveProducer(g, var);
+    if (mean2 < 0 || !IsOp(g.nodes[mean2], "ReduceMean") || !ReducesLastAxisOnly(g, g.nodes[mean2])) continue;
+    const int sq = LiveProducer(g, g.nodes[mean2].inputs[0]);
+    if (sq < 0) continue;
+    const Node& sqn = g.nodes[sq];
+    const bool square = (IsOp(sqn, "Pow") && sqn.inputs[0] == d && IsScalar(g, sqn.inputs[1], 2.0f)) ||
+                        (IsOp(sqn, "Mul") && sqn.inputs[0] == d && sqn.inputs[1] == d);
+    if (!square) continue;
+    // Scale and shift.
+    const int n_out = div.outputs[0];
+    const int mul = SoleConsumer(g, n_out);
+    if (mul < 0 || !IsOp(g.nodes[mul], "Mul")) continue;
+    const int gamma = Other(g.nodes[mul], n_out);
+    if (!IsConstantVector(g, gamma)) continue;
+    const int scaled = g.nodes[mul].outputs[0];
+    const int add = SoleConsumer(g, scaled);
+    if (add < 0 || !IsOp(g.nodes[add], "Add")) continue;
+    const int beta = Other(g.nodes[add], scaled);
+    if (!IsConstantVector(g, beta) || g.values[beta].constant->elements() != g.values[gamma].constant->elements()) {
+      continue;
+    }
+    // Every intermediate is private to the pattern: d feeds only the square and the Div.
+    bool private_values = SoleConsumer(g, g.nodes[mean1].outputs[0]) == sub &&
+                          SoleConsumer(g, g.nodes[sq].outputs[0]) == mean2 && SoleConsumer(g, var) == add_eps &&
+                          SoleConsumer(g, g.nodes[add_eps].outputs[0]) == sqrt && SoleConsumer(g, s) == static_cast<int>(dv);
+    if (!private_values || g.values[d].graph_output) continue;
+    for (int c : g.values[d].consumers) private_values = private_values && (c == sq || c == static_cast<int>(dv));
+    if (!private_values) continue;
+    const int out = g.nodes[add].outputs[0];
+    const std::string name = g.nodes[dv].name + "/fused_layernorm";
+    for (int n : {mean1, sub, sq, mean2, add_eps, sqrt, static_cast<int>(dv), mul, add}) g.nodes[n].dead = true;
+    Attributes attrs;
+    attrs.Set("axis", int64_t{-1});
+    attrs.Set("epsilon", eps);
+    AddNode(g, "LayerNormalization", "", {x, gamma, beta}, out, name, attrs);
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
+int FoldConvBatchNorm(Graph& g) {
+  g.RebuildEdges();
+  int folded = 0;
+  for (std::size_t c = 0; c < g.nodes.size(); ++c) {
+    if (!IsOp(g.nodes[c], "Conv")) continue;
+    const int w = g.nodes[c].inputs[1];
+    const int b = g.nodes[c].inputs.size() > 2 ? g.nodes[c].inputs[2] : -1;
+    if (!g.values[w].constant || g.values[w].constant->type() != DataType::kFloat32) continue;
+    if (b >= 0 && !g.values[b].constant) continue;
+    const int bn = SoleConsumer(g, g.nodes[c].outputs[0]);
+    if (bn < 0 || !IsOp(g.nodes[bn], "BatchNormalization") || g.nodes[bn].inputs.size() < 5) continue;
+    auto eps = g.nodes[bn].attributes.Float("epsilon", 1e-5f);
+    auto training = g.nodes[bn].attributes.Int("training_mode", 0);
+    if (!eps.ok() || !training.ok() || *training) continue;
+    bool constants = true;
+    for (int i = 1; i <= 4; ++i) constants = constants && IsConstantVector(g, g.nodes[bn].inputs[i]);
+    if (!constants) continue;
+    const Tensor& W = *g.values[w].constant;
+    const int64_t m = W.dim(0), per = W.elements() / std::max<int64_t>(m, 1);
+    const Tensor& scale = *g.values[g.nodes[bn].inputs[1]].constant;
+    const Tensor& shift = *g.values[g.nodes[bn].inputs[2]].constant;
+    const Tensor& mean = *g.values[g.nodes[bn].inputs[3]].constant;
+    const Tensor& var = *g.values[g.nodes[bn].inputs[4]].constant;
+    if (scale.elements() != m || shift.elements() != m || mean.elements() != m || var.elements() != m) continue;
+    Tensor w2 = Tensor::Allocate(DataType::kFloat32, W.shape());
+    Tensor b2 = Tensor::Allocate(DataType::kFloat32, {m});
+    for (int64_t o = 0; o < m; ++o) {
+      const float a = scale.data<float>()[o] / std::sqrt(var.data<float>()[o] + *eps);
+      for (int64_t i = 0; i < per; ++i) w2.data<float>()[o * per + i] = W.data<float>()[o * per + i] * a;
+      const float bias = b >= 0 ? g.values[b].constant->data<float>()[o] : 0.0f;
+      b2.data<float>()[o] = (bias - mean.data<float>()[o]) * a + shift.data<float>()[o];
+    }
+    Node& conv = g.nodes[c];
+    const std::string base = conv.name.empty() ? "conv" : conv.name;
+    const int w_id = g.AddConstant(g.UniqueName(base + "/folded_w"), std::move(w2));
+    const int b_id = g.AddConstant(g.UniqueName(base + "/folded_b"), std::move(b2));
+    Node& conv_ref = g.nodes[c];  // AddConstant does not touch nodes, but keep the reference fresh
+    conv_ref.inputs.resize(3);
+    conv_ref.inputs[1] = w_id;
+    conv_ref.inputs[2] = b_id;
+    conv_ref.outputs[0] = g.nodes[bn].outputs[0];
+    g.nodes[bn].dead = true;
+    ++folded;
+  }
+  g.RebuildEdges();
+  return folded;
+}
+
+int FuseConvAddRelu(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  for (std::size_t c = 0; c < g.nodes.size(); ++c) {
+    Node& conv = g.nodes[c];
+    if (!IsOp(conv, "Conv") || conv.attributes.Has("coreserve_activation")) continue;
+    int out = conv.outputs[0];
+    int next = SoleConsumer(g, out);
+    int residual = -1, add = -1;
+    if (next >= 0 && IsOp(g.nodes[next], "Add")) {
+      residual = Other(g.nodes[next], out);
+      if (residual < 0 || residual == out) continue;
+      add = next;
+      out = g.nodes[add].outputs[0];
+      next = SoleConsumer(g, out);
+    }
+    if (next < 0 || !IsOp(g.nodes[next], "Relu")) continue;
+    const int relu = next;
+    if (conv.inputs.size() < 3) conv.inputs.resize(3, -1);
+    if (add >= 0) {
+      conv.inputs.push_back(residual);
+      conv.attributes.Set("coreserve_residual", int64_t{1});
+      g.nodes[add].dead = true;
+    }
+    conv.attributes.Set("coreserve_activation", std::string("relu"));
+    conv.outputs[0] = g.nodes[relu].outputs[0];
+    g.nodes[relu].dead = true;
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 }  // namespace coreserve::runtime

@@ -17,4 +17,15 @@ int FuseMatMulBias(Graph& graph);
 // FusedMatMul followed by Relu or GELU -> the activation moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);
 
+// The decomposed LayerNorm older exporters write (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul gamma,
+// Add beta, over the last axis) -> LayerNormalization.
+int FuseLayerNorm(Graph& graph);
+
+// Conv followed by inference BatchNormalization with constant statistics -> one Conv with scaled weights and bias.
+int FoldConvBatchNorm(Graph& graph);
+
+// Conv [+ Add(residual)] + Relu -> one Conv whose GEMM adds the residual and applies Relu in its epilogue
+// (attributes coreserve_residual=1, coreserve_activation="relu"; the residual becomes a fourth input).
+int FuseConvAddRelu(Graph& graph);
+
 }  // namespace coreserve::runtime

@@ -66,7 +66,10 @@ void RemoveDeadNodes(Graph& graph) {
 absl::Status Optimize(Graph& graph) {
   RETURN_IF_ERROR(FoldConstants(graph));
   RemoveDeadNodes(graph);
+  FuseLayerNorm(graph);
   FuseGelu(graph);
+  FoldConvBatchNorm(graph);
+  FuseConvAddRelu(graph);
   FuseMatMulBias(graph);
   FuseMatMulActivation(graph);
   RemoveDeadNodes(graph);

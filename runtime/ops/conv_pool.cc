@@ -103,9 +103,15 @@ Shape OutShape(const Tensor& x, int64_t channels, const Window& win) {
   return {x.dim(0), channels, win.oh, win.ow};
 }
 
+// Conv, and the optimizer's fused form: attribute coreserve_residual=1 adds a fourth input (the residual, added
+// before the activation) and coreserve_activation="relu" applies Relu, both inside the GEMM's output pass.
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& node) {
   ASSIGN_OR_RETURN(WindowAttrs attrs, ReadWindowAttrs(node));
   ASSIGN_OR_RETURN(int64_t group, node.attributes.Int("group", 1));
+  ASSIGN_OR_RETURN(int64_t has_residual, node.attributes.Int("coreserve_residual", 0));
+  const auto activation_attr = node.attributes.String("coreserve_activation", "none");
+  if (!activation_attr.ok()) return activation_attr.status();
+  const bool relu = *activation_attr == "relu";
   if (group < 1) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": group must be >= 1"));
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
     const Tensor& x = ctx.in(0);
@@ -123,7 +129,11 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& nod
     ASSIGN_OR_RETURN(Window win, ResolveWindow(ctx, attrs, spatial, h, w, kh, kw));
     const Tensor* bias = ctx.has(2) ? ctx.inputs[2] : nullptr;
     if (bias && bias->elements() != m) return ctx.Error("bias must have M elements");
+    const Tensor* residual = has_residual && ctx.has(3) ? ctx.inputs[3] : nullptr;
     Tensor& y = ctx.Output(0, DataType::kFloat32, OutShape(x, m, win));
+    // A residual of the output's own shape is added in the GEMM pass; any other (broadcast) residual afterwards.
+    const bool residual_in_gemm = residual && residual->shape() == y.shape() && residual->type() == DataType::kFloat32;
+    const bool late_residual = residual && !residual_in_gemm;
     const int64_t mg = m / group, patch = cg * kh * kw, pixels = win.oh * win.ow;
     const bool pointwise = kh == 1 && kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
                            win.pad_left == 0 && win.pad_bottom == 0 && win.pad_right == 0;
@@ -160,20 +170,47 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& nod
         }
         float* yg = py + (b * m + g * mg) * pixels;
         const float* wg = wt.data<float>() + g * mg * patch;
+        // The bias is per output channel (a GEMM row) and the residual per element: both are written into Y
+        // first, and the GEMM accumulates onto them (beta = 1) and applies the activation as it stores.
+        const bool prefill = bias || residual_in_gemm;
+        if (prefill) {
+          const float* rg = residual_in_gemm ? residual->data<float>() + (b * m + g * mg) * pixels : nullptr;
+          for (int64_t oc = 0; oc < mg; ++oc) {
+            const float bv = bias ? bias->data<float>()[g * mg + oc] : 0.0f;
+            float* row = yg + oc * pixels;
+            if (rg) {
+              for (int64_t i = 0; i < pixels; ++i) row[i] = rg[oc * pixels + i] + bv;
+            } else {
+              std::fill(row, row + pixels, bv);
+            }
+          }
+        }
         ParallelGemm(ctx, 1, mg, pixels, [&](int64_t) {
           kernels::SgemmArgs p;
           p.m = mg; p.n = pixels; p.k = patch;
           p.a = wg; p.lda = patch;
           p.b = cols; p.ldb = pixels;
           p.c = yg; p.ldc = pixels;
+          p.beta = prefill ? 1.0f : 0.0f;
+          p.activation = relu && !late_residual ? kernels::SgemmActivation::kRelu : kernels::SgemmActivation::kNone;
           return p;
         });
-        if (bias) {
-          for (int64_t oc = 0; oc < mg; ++oc) {
-            const float bv = bias->data<float>()[g * mg + oc];
-            float* row = yg + oc * pixels;
-            for (int64_t i = 0; i < pixels; ++i) row[i] += bv;
-          }
+      }
+    }
+    if (late_residual) {
+      // Broadcast residual: y = act(y + residual) in a separate pass (the output keeps the convolution's shape).
+      ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&y.shape(), &residual->shape()}));
+      if (bc.out != y.shape() || residual->type() != DataType::kFloat32) {
+        return ctx.Error(absl::StrCat("residual ", ShapeString(residual->shape()), " does not broadcast to ",
+                                      ShapeString(y.shape())));
+      }
+      int64_t off[2];
+      for (int64_t r = 0; r < bc.outer; ++r) {
+        bc.RowOffsets(r, off);
+        for (int64_t i = 0; i < bc.inner; ++i) {
+          float& v = py[r * bc.inner + i];
+          v += residual->data<float>()[off[1] + i * bc.inner_step[1]];
+          if (relu) v = std::max(v, 0.0f);
         }
       }
     }

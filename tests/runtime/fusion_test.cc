@@ -137,5 +137,43 @@ TEST(Fusions, DefaultBertModelFusesAndAgrees) {
   }
 }
 
+TEST(Fusions, DecomposedLayerNormFromTorchScriptOpset14) {
+  const std::string path = std::string(CORESERVE_FIXTURES_DIR) + "/bert_ts_opset14.onnx";
+  auto plain = Session::Load(path, SessionOptions{.optimize = false});
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(plain.ok() && fused.ok());
+  EXPECT_GT(Count((*plain)->graph(), "ReduceMean"), 0);
+  EXPECT_EQ(Count((*fused)->graph(), "ReduceMean"), 0);
+  EXPECT_EQ(Count((*fused)->graph(), "LayerNormalization"), 5);  // embeddings + 2 per layer x 2 layers
+  std::mt19937 rng(6);
+  Tensor mask = Tensor::Allocate(DataType::kInt64, {2, 12});
+  for (int64_t i = 0; i < 24; ++i) mask.data<int64_t>()[i] = i < 20;
+  ExpectSameOutputs(path, {Random(DataType::kInt64, {2, 12}, rng, 1000), mask, Random(DataType::kInt64, {2, 12}, rng, 2)});
+}
+
+TEST(Fusions, ConvAddReluFromTorchvisionBlocks) {
+  // torch.onnx.export folds BatchNormalization itself; the Add (residual) and Relu remain for us to fuse.
+  const std::string path = std::string(CORESERVE_FIXTURES_DIR) + "/resnet_ts_opset17.onnx";
+  auto plain = Session::Load(path, SessionOptions{.optimize = false});
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(plain.ok() && fused.ok());
+  EXPECT_EQ(Count((*plain)->graph(), "Relu"), 19);
+  for (const char* op : {"Relu", "Add"}) EXPECT_EQ(Count((*fused)->graph(), op), 0) << op;
+  std::mt19937 rng(7);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 3, 64, 64}, rng)});
+}
+
+TEST(Fusions, ConvBatchNormFolding) {
+  const std::string path = std::string(CORESERVE_MODELS_DIR) + "/resnet_tiny/1/model.onnx";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not generated";
+  auto plain = Session::Load(path, SessionOptions{.optimize = false});
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(plain.ok() && fused.ok());
+  EXPECT_EQ(Count((*plain)->graph(), "BatchNormalization"), 6);
+  for (const char* op : {"BatchNormalization", "Relu", "Add"}) EXPECT_EQ(Count((*fused)->graph(), op), 0) << op;
+  std::mt19937 rng(8);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {3, 3, 32, 32}, rng)});
+}
+
 }  // namespace
 }  // namespace coreserve::runtime
