@@ -57,13 +57,16 @@ bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_vadd
 	@$(BUILD_DIR)/bench/bench_sgemm --benchmark_out=$(BUILD_DIR)/bench_sgemm.json --benchmark_out_format=json
 
-# Runtime vs ONNX Runtime on the default models, same inputs and threads, in one run.
-# The full-size graphs (bert_base, ~440 MB) are generated here, not in the build.
+# Runtime vs ONNX Runtime and OpenVINO on full-size models written by the real exporter (random weights, no
+# download): BERT-base, DistilBERT, RoBERTa-base, GPT-2, ResNet-50, plus the default small models. Needs the
+# export environment (.venv-export, ~3 GB with torch), made here on first use.
+EXPORT_PYTHON := $(CURDIR)/.venv-export/bin/python
 bench-models: build
-	@[ -f $(BUILD_DIR)/bench-models/bert_base/1/model.onnx ] || \
-	  $(PYTHON) scripts/make_models.py --out $(BUILD_DIR)/bench-models --full-size
-	@$(PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --models $(BUILD_DIR)/bench-models \
-	  --json $(BUILD_DIR)/bench_models.json
+	@scripts/setup-venv.sh .venv-export scripts/requirements-export.txt
+	@$(EXPORT_PYTHON) scripts/make_bench_models.py --out $(BUILD_DIR)/bench-models
+	@cp -rn $(BUILD_DIR)/models/bert_tiny $(BUILD_DIR)/models/resnet_tiny $(BUILD_DIR)/bench-models/
+	@$(EXPORT_PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session \
+	  --models $(BUILD_DIR)/bench-models --json $(BUILD_DIR)/bench_models.json --markdown $(BUILD_DIR)/bench_models.md
 
 clean:
 	rm -rf $(BUILD_DIR) $(ARM64_BUILD_DIR)

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""coreserve's runtime against ONNX Runtime, same model, inputs and thread count, measured in the same run.
+"""coreserve's runtime against ONNX Runtime and OpenVINO: same model file, inputs and thread count, one run.
 
-For each case it runs bench_session (coreserve, in-process C++ timing) and an onnxruntime.InferenceSession (all
-graph optimizations on, intra-op threads = --threads), each for --seconds after warm-up, and prints p50/p95
-latency, throughput and the ratio coreserve/ORT of throughput (>1 means coreserve is faster). Writes the table as
-markdown (--markdown) and the raw numbers as JSON (--json).
+For each case it times coreserve's Session::Run in-process (bench_session), an onnxruntime.InferenceSession (all
+graph optimizations, intra-op threads = --threads) and, when the openvino package is installed, an OpenVINO CPU
+compiled model reading the same .onnx (INFERENCE_NUM_THREADS = --threads, f32 inference precision, latency hint),
+each for --seconds after warm-up; then prints p50/p95 latency, throughput and coreserve's throughput as a ratio to
+each anchor (> 1: coreserve is faster). Writes the table as markdown (--markdown) and raw numbers as JSON (--json).
 
-usage: bench_models.py --bench-bin build/bench/bench_session --models build/models [--threads 2] [--seconds 3]
+usage: bench_models.py --bench-bin build/bench/bench_session --models DIR [--threads 2] [--seconds 4]
 """
 import argparse
 import json
@@ -21,40 +22,62 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-CASES = [  # (model, batch, seq); cases whose model is not in --models are skipped
-    ("bert_base", 1, 128), ("bert_base", 8, 128),
-    ("bert_tiny", 1, 128), ("bert_tiny", 8, 128), ("resnet_tiny", 1, None), ("resnet_tiny", 8, None),
+try:
+    import openvino as ov
+except ImportError:
+    ov = None
+
+CASES = [  # (model, batch, seq); cases whose model is missing from --models are skipped
+    ("bert_base", 1, 128), ("bert_base", 8, 128), ("distilbert", 1, 128), ("roberta_base", 1, 128),
+    ("gpt2", 1, 128), ("resnet50", 1, None), ("resnet50", 8, None),
+    ("bert_tiny", 1, 128), ("resnet_tiny", 1, None),
 ]
 
 
-def make_inputs(model, batch, seq, rng):
-    if model.startswith("bert"):
-        ids = rng.integers(0, 1000, (batch, seq), dtype=np.int64)
-        return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    return {"pixel_values": rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)}
+def make_inputs(session, batch, seq, rng):
+    feeds = {}
+    for meta in session.get_inputs():
+        if meta.name == "pixel_values":
+            side = meta.shape[2] if isinstance(meta.shape[2], int) else 224
+            feeds[meta.name] = rng.standard_normal((batch, 3, side, side)).astype(np.float32)
+        elif meta.name == "input_ids":
+            feeds[meta.name] = rng.integers(0, 1000, (batch, seq), dtype=np.int64)
+        elif meta.name == "attention_mask":
+            feeds[meta.name] = np.ones((batch, seq), np.int64)
+        else:
+            feeds[meta.name] = np.zeros((batch, seq), np.int64)
+    return feeds
 
 
-def time_ort(path, inputs, threads, seconds):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+def timed(run, seconds):
     for _ in range(3):
-        s.run(None, inputs)
+        run()
     ms, start = [], time.perf_counter()
     while len(ms) < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
-        s.run(None, inputs)
+        run()
         ms.append((time.perf_counter() - t0) * 1e3)
     ms.sort()
     return {"runs": len(ms), "p50_ms": ms[len(ms) // 2], "p95_ms": ms[min(len(ms) - 1, len(ms) * 95 // 100)],
             "mean_ms": sum(ms) / len(ms)}
 
 
-def time_coreserve(bench_bin, path, inputs, threads, seconds, tmp):
+def time_ort(session, feeds, seconds):
+    return timed(lambda: session.run(None, feeds), seconds)
+
+
+def time_openvino(path, feeds, threads, seconds):
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+                                   "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return timed(lambda: request.infer(feeds), seconds)
+
+
+def time_coreserve(bench_bin, path, feeds, threads, seconds, tmp):
     args = [bench_bin, str(path), "--threads", str(threads), "--seconds", str(seconds)]
-    for name, array in inputs.items():
+    for name, array in feeds.items():
         f = Path(tmp) / f"{name}.npy"
         np.save(f, array)
         args += ["--input", f"{name}={f}"]
@@ -67,31 +90,43 @@ def main(argv):
     p.add_argument("--bench-bin", required=True)
     p.add_argument("--models", required=True)
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--markdown")
     p.add_argument("--json")
     a = p.parse_args(argv)
     rng = np.random.default_rng(0)
     rows, raw = [], []
+    anchors = ["ORT"] + (["OpenVINO"] if ov else [])
     with tempfile.TemporaryDirectory() as tmp:
         for model, batch, seq in CASES:
             path = Path(a.models) / model / "1" / "model.onnx"
             if not path.exists():
                 continue
-            inputs = make_inputs(model, batch, seq, rng)
-            cs = time_coreserve(a.bench_bin, path, inputs, a.threads, a.seconds, tmp)
-            rt = time_ort(path, inputs, a.threads, a.seconds)
-            ratio = rt["mean_ms"] / cs["mean_ms"]
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = a.threads, 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            feeds = make_inputs(session, batch, seq, rng)
+            result = {"coreserve": time_coreserve(a.bench_bin, path, feeds, a.threads, a.seconds, tmp),
+                      "ORT": time_ort(session, feeds, a.seconds)}
+            del session
+            if ov:
+                result["OpenVINO"] = time_openvino(path, feeds, a.threads, a.seconds)
             label = f"{model} b{batch}" + (f" s{seq}" if seq else "")
-            rows.append(f"| {label} | {cs['p50_ms']:.3f} | {cs['p95_ms']:.3f} | {1e3 * batch / cs['mean_ms']:.0f} | "
-                        f"{rt['p50_ms']:.3f} | {rt['p95_ms']:.3f} | {1e3 * batch / rt['mean_ms']:.0f} | {ratio:.2f} |")
-            raw.append({"case": label, "threads": a.threads, "coreserve": cs, "onnxruntime": rt,
-                        "throughput_ratio": ratio})
+            cells = [label]
+            for who in ["coreserve"] + anchors:
+                r = result[who]
+                cells += [f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{1e3 * batch / r['mean_ms']:.1f}"]
+            ratios = {who: result[who]["mean_ms"] / result["coreserve"]["mean_ms"] for who in anchors}
+            cells += [f"{ratios[w]:.2f}" for w in anchors]
+            rows.append("| " + " | ".join(cells) + " |")
+            raw.append({"case": label, "threads": a.threads, **result, "ratio": ratios})
             print(rows[-1], flush=True)
-    header = ("| case | coreserve p50 ms | p95 ms | items/s | ORT p50 ms | p95 ms | items/s | coreserve/ORT |\n"
-              "|---|---|---|---|---|---|---|---|")
-    table = header + "\n" + "\n".join(rows)
-    meta = f"onnxruntime {ort.__version__}, {a.threads} threads, {platform.machine()}, {time.strftime('%Y-%m-%d')}"
+    head = ["case"] + [f"{w} {k}" for w in ["coreserve"] + anchors for k in ("p50 ms", "p95 ms", "items/s")]
+    head += [f"coreserve/{w}" for w in anchors]
+    table = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(rows)
+    versions = f"onnxruntime {ort.__version__}" + (f", openvino {ov.__version__}" if ov else "")
+    meta = f"{versions}; {a.threads} threads; {platform.machine()}; {time.strftime('%Y-%m-%d')}"
     print("\n" + table + "\n\n" + meta)
     if a.markdown:
         Path(a.markdown).write_text(table + "\n\n" + meta + "\n")

@@ -145,6 +145,54 @@ int FuseMatMulBias(Graph& g) {
   return fused;
 }
 
+int FuseGemmBias(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& gemm = g.nodes[i];
+    if (!IsOp(gemm, "Gemm") || gemm.inputs.size() < 2) continue;
+    auto alpha = gemm.attributes.Float("alpha", 1.0f), beta = gemm.attributes.Float("beta", 1.0f);
+    auto ta = gemm.attributes.Int("transA", 0), tb = gemm.attributes.Int("transB", 0);
+    if (!alpha.ok() || !beta.ok() || !ta.ok() || !tb.ok() || *alpha != 1.0f || *ta != 0) continue;
+    const int w = gemm.inputs[1];
+    if (!g.values[w].constant || g.values[w].constant->rank() != 2 || g.values[w].constant->type() != DataType::kFloat32) {
+      continue;
+    }
+    const Tensor& W = *g.values[w].constant;
+    const int64_t k = *tb ? W.dim(1) : W.dim(0), n = *tb ? W.dim(0) : W.dim(1);
+    const int c = gemm.inputs.size() > 2 ? gemm.inputs[2] : -1;
+    Tensor bias = Tensor::Allocate(DataType::kFloat32, {n});
+    if (c >= 0) {
+      const auto& cv = g.values[c].constant;
+      const bool vector = cv && cv->type() == DataType::kFloat32 && cv->elements() == n && cv->shape().back() == n;
+      if (!vector) continue;
+      for (int64_t j = 0; j < n; ++j) bias.data<float>()[j] = *beta * cv->data<float>()[j];
+    } else {
+      std::fill(bias.data<float>(), bias.data<float>() + n, 0.0f);
+    }
+    int w_id = w;
+    if (*tb) {
+      Tensor wt = Tensor::Allocate(DataType::kFloat32, {k, n});
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t col = 0; col < k; ++col) wt.data<float>()[col * n + r] = W.data<float>()[r * k + col];
+      }
+      w_id = g.AddConstant(g.UniqueName(gemm.name + "/w_t"), std::move(wt));
+    }
+    const int b_id = g.AddConstant(g.UniqueName(gemm.name + "/bias"), std::move(bias));
+    Node& node = g.nodes[i];
+    const std::vector<int> inputs = {node.inputs[0], w_id, b_id};
+    const int out = node.outputs[0];
+    const std::string name = node.name + "/fused";
+    node.dead = true;
+    Attributes attrs;
+    attrs.Set("activation", std::string("none"));
+    AddNode(g, "FusedMatMul", "coreserve", inputs, out, name, attrs);
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 int FuseMatMulActivation(Graph& g) {
   g.RebuildEdges();
   int fused = 0;

@@ -14,6 +14,10 @@ int FuseGelu(Graph& graph);
 // coreserve::FusedMatMul(A, W, b), whose bias is applied in the GEMM's epilogue.
 int FuseMatMulBias(Graph& graph);
 
+// Gemm(A, W, c) with a constant W, a constant vector c, alpha = beta = 1 and no transposed A -> FusedMatMul (W
+// transposed once here when transB is set), so GPT-2's and classifier heads' Gemms get the packed-weight epilogue.
+int FuseGemmBias(Graph& graph);
+
 // FusedMatMul followed by Relu or GELU -> the activation moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);
 

@@ -71,6 +71,7 @@ absl::Status Optimize(Graph& graph) {
   FoldConvBatchNorm(graph);
   FuseConvAddRelu(graph);
   FuseMatMulBias(graph);
+  FuseGemmBias(graph);
   FuseMatMulActivation(graph);
   RemoveDeadNodes(graph);
   return absl::OkStatus();

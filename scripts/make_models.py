@@ -11,9 +11,7 @@
 Batch and sequence axes are dynamic. Weights come from a seeded generator, so two runs write identical bytes.
 Files are written as ONNX IR version 8 / opset 17, which every supported onnx library reads.
 
-usage: make_models.py --out DIR [--full-size]     (writes DIR/<model>/1/model.onnx)
-  --full-size adds bert_base: the same graph at BERT-base's size (12 layers, hidden 768, 12 heads, FFN 3072,
-  vocabulary 30522), for benchmarks.
+usage: make_models.py --out DIR      (writes DIR/<model>/1/model.onnx)
 """
 import argparse
 import os
@@ -138,13 +136,10 @@ def resnet_tiny():
 
 
 MODELS = {"bert_tiny": bert, "resnet_tiny": resnet_tiny}
-# Full-size graphs for benchmarks (not part of the default repository): the same op pattern at BERT-base's size.
-FULL_SIZE = {"bert_base": lambda: bert("bert_base", vocab=30522, hidden=768, heads=12, layers=12, ffn=3072,
-                                       max_pos=512, labels=2, seed=20261123)}
 
 
 def build(name):
-    model = helper.make_model({**MODELS, **FULL_SIZE}[name](), producer_name="coreserve-make-models", producer_version="1",
+    model = helper.make_model(MODELS[name](), producer_name="coreserve-make-models", producer_version="1",
                               opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
@@ -154,9 +149,8 @@ def build(name):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="repository folder to write")
-    parser.add_argument("--full-size", action="store_true", help="also write bert_base (BERT-base size, ~440 MB)")
     args = parser.parse_args(argv)
-    for name in list(MODELS) + (list(FULL_SIZE) if args.full_size else []):
+    for name in MODELS:
         path = os.path.join(args.out, name, "1", "model.onnx")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs scripts/requirements.txt into it. Idempotent: a stamp holding the
-# requirements' checksum skips pip entirely when nothing changed.
+# Creates a virtual environment (if missing) and installs a pinned requirements file into it. Idempotent: a
+# stamp holding the requirements' checksum skips pip entirely when nothing changed.
+#
+# usage: setup-venv.sh [VENV_DIR REQUIREMENTS]   (default: .venv scripts/requirements.txt, the test tools;
+#        the benchmarks and fixture exports use .venv-export scripts/requirements-export.txt, ~3 GB with torch)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv="$root/.venv"
-req="$root/scripts/requirements.txt"
+venv="$root/${1:-.venv}"
+req="$root/${2:-scripts/requirements.txt}"
 stamp="$venv/.requirements.sha256"
 
 if [ ! -x "$venv/bin/python" ]; then

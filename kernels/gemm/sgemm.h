@@ -65,6 +65,11 @@ void sgemm_reference(const SgemmArgs& args);
 bool SgemmUsesPackedB();
 // Packs op(B) for the active kernel. Requires SgemmUsesPackedB().
 std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n);
+// The same in two steps, so callers can pack column ranges on several threads: allocate, then fill columns
+// [col_begin, col_end) (multiples of SgemmNStep(), or col_end == n) of op(B).
+std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n);
+void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
+                       SgemmPackedB* packed);
 
 // Computes C[m_begin:m_end, n_begin:n_end]; callers split M and N across threads. n_begin and n_end must be
 // multiples of SgemmNStep() (or n_end == N) so tasks never share a packed panel.

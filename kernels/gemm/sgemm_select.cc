@@ -23,18 +23,30 @@ int64_t SgemmNStep() { return 32; }
 
 const char* SgemmKernelName() { return UseAvx512() ? "sgemm_12x32_avx512" : "sgemm_portable"; }
 
-std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n) {
   assert(SgemmUsesPackedB());
   auto packed = std::make_shared<SgemmPackedB>();
   packed->format = SgemmPackedB::Format::kPanel32;
   packed->k = k;
   packed->n = n;
-#if defined(__x86_64__)
   packed->data.resize(static_cast<std::size_t>(((n + 31) / 32) * k * 32));
-  sgemm_pack_b_panel32(b, ldb, trans_b, k, n, packed->data.data());
+  return packed;
+}
+
+void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
+                       SgemmPackedB* packed) {
+  assert(col_begin % 32 == 0);
+#if defined(__x86_64__)
+  const float* src = trans_b ? b + col_begin * ldb : b + col_begin;
+  sgemm_pack_b_panel32(src, ldb, trans_b, packed->k, col_end - col_begin, packed->data.data() + (col_begin / 32) * packed->k * 32);
 #else
-  (void)b; (void)ldb; (void)trans_b;
+  (void)b; (void)ldb; (void)trans_b; (void)col_begin; (void)col_end; (void)packed;
 #endif
+}
+
+std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+  auto packed = SgemmAllocPackedB(k, n);
+  SgemmPackBColumns(b, ldb, trans_b, 0, n, packed.get());
   return packed;
 }
 

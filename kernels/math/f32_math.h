@@ -5,6 +5,7 @@
 //   exp:  relative error <= 4e-7 (x in [-87, 88]); exp(-inf) = 0, exp(+inf) = inf, NaN propagates
 //   erf:  absolute error <= 3e-7, and relative error <= 2e-6 for |x| < 0.5 (where erf is small)
 //   gelu: absolute error <= 3e-7 * |x| (it is 0.5 * x * (1 + erf(x / sqrt 2)))
+//   tanh: absolute error <= 2e-7, and relative error <= 1e-6 for |x| < 0.25
 // Preconditions: x and y hold n floats; y may alias x exactly.
 #pragma once
 
@@ -24,17 +25,20 @@ struct F32MathKernels {
   F32UnaryFn erf;
   F32UnaryFn gelu;
   F32SoftmaxFn softmax;
+  F32UnaryFn tanh;
 };
 
 void f32_exp_scalar(std::size_t n, const float* x, float* y);
 void f32_erf_scalar(std::size_t n, const float* x, float* y);
 void f32_gelu_scalar(std::size_t n, const float* x, float* y);
 void f32_softmax_scalar(std::size_t n, const float* x, float* y);
+void f32_tanh_scalar(std::size_t n, const float* x, float* y);
 #if defined(__x86_64__)
 void f32_exp_avx512(std::size_t n, const float* x, float* y);
 void f32_erf_avx512(std::size_t n, const float* x, float* y);
 void f32_gelu_avx512(std::size_t n, const float* x, float* y);
 void f32_softmax_avx512(std::size_t n, const float* x, float* y);
+void f32_tanh_avx512(std::size_t n, const float* x, float* y);
 #endif
 
 F32MathKernels SelectF32Math(const CpuFeatures& features);

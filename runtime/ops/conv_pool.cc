@@ -159,10 +159,17 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& nod
                   continue;
                 }
                 const float* src = xg + (ci * h + iy) * w;
-                for (int64_t ox = 0; ox < win.ow; ++ox) {
-                  const int64_t ix = ox * win.sw - win.pad_left + j * win.dw;
-                  row[ox] = (ix >= 0 && ix < w) ? src[ix] : 0.0f;
+                // Output columns whose input pixel is inside the row: [ox0, ox1); padding on either side.
+                const int64_t shift = j * win.dw - win.pad_left;
+                const int64_t ox0 = std::clamp<int64_t>((-shift + win.sw - 1) / win.sw, 0, win.ow);
+                const int64_t ox1 = std::clamp<int64_t>((w - shift + win.sw - 1) / win.sw, ox0, win.ow);
+                std::fill(row, row + ox0, 0.0f);
+                if (win.sw == 1) {
+                  std::memcpy(row + ox0, src + ox0 + shift, static_cast<std::size_t>(ox1 - ox0) * sizeof(float));
+                } else {
+                  for (int64_t ox = ox0; ox < ox1; ++ox) row[ox] = src[ox * win.sw + shift];
                 }
+                std::fill(row + ox1, row + win.ow, 0.0f);
               }
             }
           });
@@ -185,11 +192,22 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& nod
             }
           }
         }
+        // Pack the columns once for all tasks (each task would otherwise pack the slice it needs, repeatedly when
+        // several row tiles share it), spreading the packing over the pool.
+        std::shared_ptr<kernels::SgemmPackedB> packed;
+        if (kernels::SgemmUsesPackedB()) {
+          packed = kernels::SgemmAllocPackedB(patch, pixels);
+          const int64_t step = kernels::SgemmNStep();
+          Parallel(ctx, (pixels + step - 1) / step, 1, [&](int64_t p0, int64_t p1) {
+            kernels::SgemmPackBColumns(cols, pixels, false, p0 * step, std::min(pixels, p1 * step), packed.get());
+          });
+        }
         ParallelGemm(ctx, 1, mg, pixels, [&](int64_t) {
           kernels::SgemmArgs p;
           p.m = mg; p.n = pixels; p.k = patch;
           p.a = wg; p.lda = patch;
           p.b = cols; p.ldb = pixels;
+          p.packed_b = packed.get();
           p.c = yg; p.ldc = pixels;
           p.beta = prefill ? 1.0f : 0.0f;
           p.activation = relu && !late_residual ? kernels::SgemmActivation::kRelu : kernels::SgemmActivation::kNone;

@@ -465,7 +465,7 @@ void RegisterElementwiseOps(OpRegistry& r) {
   r.Register("", "Sqrt", FloatUnary([](auto v) { return std::sqrt(v); }));
   r.Register("", "Reciprocal", FloatUnary([](auto v) { return decltype(v)(1) / v; }));
   r.Register("", "Erf", VectorUnary(&kernels::F32MathKernels::erf, FloatUnary([](auto v) { return std::erf(v); })));
-  r.Register("", "Tanh", FloatUnary([](auto v) { return std::tanh(v); }));
+  r.Register("", "Tanh", VectorUnary(&kernels::F32MathKernels::tanh, FloatUnary([](auto v) { return std::tanh(v); })));
   r.Register("", "Floor", FloatUnary([](auto v) { return std::floor(v); }));
   r.Register("", "Ceil", FloatUnary([](auto v) { return std::ceil(v); }));
   r.Register("", "Relu", NumericUnary([](auto v) { return v > 0 ? v : decltype(v)(0); }));

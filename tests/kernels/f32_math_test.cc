@@ -69,6 +69,27 @@ TEST(F32Math, ErfAndGeluWithinBound) {
   }
 }
 
+TEST(F32Math, TanhWithinBound) {
+  const std::vector<float> x = Sweep(-12.0f, 12.0f, 200001);
+  for (const auto& k : Variants()) {
+    std::vector<float> y(x.size());
+    k.tanh(x.size(), x.data(), y.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double want = std::tanh(static_cast<double>(x[i]));
+      ASSERT_LE(std::fabs(y[i] - want), 2e-7) << k.name << " tanh(" << x[i] << ")";
+      if (std::fabs(x[i]) < 0.25f) {
+        ASSERT_LE(std::fabs(y[i] - want), 1e-6 * std::fabs(want) + 1e-37) << k.name << " tanh(" << x[i] << ")";
+      }
+    }
+    const float special[] = {INFINITY, -INFINITY, std::numeric_limits<float>::quiet_NaN()};
+    float out[3];
+    k.tanh(3, special, out);
+    EXPECT_EQ(out[0], 1.0f) << k.name;
+    EXPECT_EQ(out[1], -1.0f) << k.name;
+    EXPECT_TRUE(std::isnan(out[2])) << k.name;
+  }
+}
+
 TEST(F32Math, SoftmaxEveryLength) {
   for (const auto& k : Variants()) {
     for (std::size_t n = 1; n <= 70; ++n) {
