@@ -107,6 +107,71 @@ int FuseGelu(Graph& g) {
   return fused;
 }
 
+int FuseGeluTanh(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::size_t count = g.nodes.size();
+  for (std::size_t t = 0; t < count; ++t) {
+    if (!IsOp(g.nodes[t], "Tanh")) continue;
+    // tanh input: sqrt(2/pi) * (x + 0.044715 * x^3)
+    const int scaled = g.nodes[t].inputs[0];
+    const int m_scale = LiveProducer(g, scaled);
+    if (m_scale < 0 || !IsOp(g.nodes[m_scale], "Mul") || SoleConsumer(g, scaled) != static_cast<int>(t)) continue;
+    int inner = -1;
+    for (int side = 0; side < 2; ++side) {
+      if (IsScalar(g, g.nodes[m_scale].inputs[side], 0.7978845608f)) inner = g.nodes[m_scale].inputs[1 - side];
+    }
+    const int add_in = LiveProducer(g, inner);
+    if (inner < 0 || add_in < 0 || !IsOp(g.nodes[add_in], "Add") || SoleConsumer(g, inner) != m_scale) continue;
+    // One Add operand is x, the other 0.044715 * Pow(x, 3).
+    int x = -1, cube_mul = -1, pow = -1;
+    for (int side = 0; side < 2 && x < 0; ++side) {
+      const int cand_x = g.nodes[add_in].inputs[side], other = g.nodes[add_in].inputs[1 - side];
+      const int mul = LiveProducer(g, other);
+      if (mul < 0 || !IsOp(g.nodes[mul], "Mul") || SoleConsumer(g, other) != add_in) continue;
+      for (int ms = 0; ms < 2; ++ms) {
+        if (!IsScalar(g, g.nodes[mul].inputs[ms], 0.044715f)) continue;
+        const int cube = g.nodes[mul].inputs[1 - ms];
+        const int pw = LiveProducer(g, cube);
+        if (pw >= 0 && IsOp(g.nodes[pw], "Pow") && g.nodes[pw].inputs[0] == cand_x &&
+            IsScalar(g, g.nodes[pw].inputs[1], 3.0f) && SoleConsumer(g, cube) == mul) {
+          x = cand_x;
+          cube_mul = mul;
+          pow = pw;
+        }
+      }
+    }
+    if (x < 0) continue;
+    // 1 + tanh, then times 0.5 x (either association order).
+    const int tanh_out = g.nodes[t].outputs[0];
+    const int add1 = SoleConsumer(g, tanh_out);
+    if (add1 < 0 || !IsOp(g.nodes[add1], "Add") || !IsScalar(g, Other(g.nodes[add1], tanh_out), 1.0f)) continue;
+    const int one_plus = g.nodes[add1].outputs[0];
+    const int m1 = SoleConsumer(g, one_plus);
+    if (m1 < 0 || !IsOp(g.nodes[m1], "Mul")) continue;
+    const int other = Other(g.nodes[m1], one_plus);
+    std::vector<int> dead = {pow, cube_mul, add_in, m_scale, static_cast<int>(t), add1, m1};
+    int out = -1;
+    if (other == x) {
+      const int m2 = SoleConsumer(g, g.nodes[m1].outputs[0]);
+      if (m2 < 0 || !IsOp(g.nodes[m2], "Mul") || !IsScalar(g, Other(g.nodes[m2], g.nodes[m1].outputs[0]), 0.5f)) continue;
+      dead.push_back(m2);
+      out = g.nodes[m2].outputs[0];
+    } else {
+      const int half = LiveProducer(g, other);
+      if (half < 0 || !IsOp(g.nodes[half], "Mul") || SoleConsumer(g, other) != m1) continue;
+      if (Other(g.nodes[half], x) < 0 || !IsScalar(g, Other(g.nodes[half], x), 0.5f)) continue;
+      dead.push_back(half);
+      out = g.nodes[m1].outputs[0];
+    }
+    for (int n : dead) g.nodes[n].dead = true;
+    AddNode(g, "FastGelu", "com.microsoft", {x}, out, g.nodes[t].name + "/fused_gelu_tanh");
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 int FuseMatMulBias(Graph& g) {
   g.RebuildEdges();
   int fused = 0;
@@ -199,21 +264,34 @@ int FuseMatMulActivation(Graph& g) {
   for (std::size_t m = 0; m < g.nodes.size(); ++m) {
     Node& mm = g.nodes[m];
     if (!IsOp(mm, "FusedMatMul", "coreserve")) continue;
+    // (Rewiring below keeps Value::producer stale until the final RebuildEdges; each value is rewired once.)
     auto activation = mm.attributes.String("activation", "none");
     if (!activation.ok() || *activation != "none") continue;
-    const int act = SoleConsumer(g, mm.outputs[0]);
+    int act = SoleConsumer(g, mm.outputs[0]);
     if (act < 0) continue;
+    // An elementwise activation commutes with a Reshape in between (GPT-2's Gemm works on a 2-D view).
+    int reshape = -1;
+    if (IsOp(g.nodes[act], "Reshape")) {
+      reshape = act;
+      act = SoleConsumer(g, g.nodes[reshape].outputs[0]);
+      if (act < 0) continue;
+    }
     const Node& a = g.nodes[act];
     std::string kind;
     if (IsOp(a, "Relu")) kind = "relu";
     if (IsOp(a, "Gelu", "com.microsoft")) kind = "gelu";
+    if (IsOp(a, "FastGelu", "com.microsoft") && (a.inputs.size() < 2 || a.inputs[1] < 0)) kind = "gelu_tanh";
     if (IsOp(a, "Gelu")) {
       auto approx = a.attributes.String("approximate", "none");
       if (approx.ok() && *approx == "none") kind = "gelu";
     }
     if (kind.empty()) continue;
     mm.attributes.Set("activation", kind);
-    mm.outputs[0] = a.outputs[0];
+    if (reshape >= 0) {
+      g.nodes[reshape].outputs[0] = a.outputs[0];
+    } else {
+      mm.outputs[0] = a.outputs[0];
+    }
     g.nodes[act].dead = true;
     ++fused;
   }

@@ -10,6 +10,9 @@ namespace coreserve::runtime {
 // x * 0.5 * (1 + erf(x / sqrt 2)) in the association orders exporters write -> com.microsoft::Gelu(x).
 int FuseGelu(Graph& graph);
 
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as GPT-2's exporters write it -> com.microsoft::FastGelu(x).
+int FuseGeluTanh(Graph& graph);
+
 // MatMul(A, W) + b, with W a constant matrix and b a constant vector over W's columns ->
 // coreserve::FusedMatMul(A, W, b), whose bias is applied in the GEMM's epilogue.
 int FuseMatMulBias(Graph& graph);
@@ -18,7 +21,8 @@ int FuseMatMulBias(Graph& graph);
 // transposed once here when transB is set), so GPT-2's and classifier heads' Gemms get the packed-weight epilogue.
 int FuseGemmBias(Graph& graph);
 
-// FusedMatMul followed by Relu or GELU -> the activation moves into the GEMM epilogue.
+// FusedMatMul followed (directly or through one Reshape) by Relu, GELU or FastGelu without bias -> the activation
+// moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);
 
 // The decomposed LayerNorm older exporters write (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul gamma,

@@ -68,6 +68,7 @@ absl::Status Optimize(Graph& graph) {
   RemoveDeadNodes(graph);
   FuseLayerNorm(graph);
   FuseGelu(graph);
+  FuseGeluTanh(graph);
   FoldConvBatchNorm(graph);
   FuseConvAddRelu(graph);
   FuseMatMulBias(graph);

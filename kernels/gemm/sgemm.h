@@ -38,7 +38,8 @@ struct SgemmPackedB {
 };
 
 // Applied to each element of C after the product is complete: C = act(alpha * A * B + beta * C + bias[j]).
-enum class SgemmActivation { kNone, kRelu, kGelu };
+// kGelu is the exact (erf) GELU; kGeluTanh its tanh approximation (GPT-2's "gelu_new", ORT's FastGelu).
+enum class SgemmActivation { kNone, kRelu, kGelu, kGeluTanh };
 
 struct SgemmArgs {
   bool trans_a = false, trans_b = false;

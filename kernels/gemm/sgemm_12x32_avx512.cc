@@ -29,6 +29,7 @@ struct Epilogue {
 inline __m512 Activate(__m512 y, SgemmActivation act) {
   if (act == SgemmActivation::kRelu) return _mm512_max_ps(y, _mm512_setzero_ps());
   if (act == SgemmActivation::kGelu) return avx512::Gelu(y);
+  if (act == SgemmActivation::kGeluTanh) return avx512::GeluTanh(y);
   return y;
 }
 

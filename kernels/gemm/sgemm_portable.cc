@@ -44,6 +44,11 @@ void sgemm_portable(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t 
       for (int64_t j = 0; j < n; ++j) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
     } else if (p.activation == SgemmActivation::kGelu) {
       for (int64_t j = 0; j < n; ++j) c[j] = 0.5f * c[j] * (1.0f + std::erf(c[j] * 0.70710678118654752f));
+    } else if (p.activation == SgemmActivation::kGeluTanh) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float v = c[j];
+        c[j] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+      }
     }
   }
 }

@@ -18,6 +18,9 @@ void sgemm_reference(const SgemmArgs& p) {
       if (p.bias) y += p.bias[j];
       if (p.activation == SgemmActivation::kRelu) y = y > 0 ? y : 0;
       if (p.activation == SgemmActivation::kGelu) y = 0.5 * y * (1.0 + std::erf(y / std::sqrt(2.0)));
+      if (p.activation == SgemmActivation::kGeluTanh) {
+        y = 0.5 * y * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (y + 0.044715 * y * y * y)));
+      }
       c = static_cast<float>(y);
     }
   }

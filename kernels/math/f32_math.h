@@ -26,6 +26,7 @@ struct F32MathKernels {
   F32UnaryFn gelu;
   F32SoftmaxFn softmax;
   F32UnaryFn tanh;
+  F32UnaryFn gelu_tanh;  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 };
 
 void f32_exp_scalar(std::size_t n, const float* x, float* y);
@@ -33,12 +34,14 @@ void f32_erf_scalar(std::size_t n, const float* x, float* y);
 void f32_gelu_scalar(std::size_t n, const float* x, float* y);
 void f32_softmax_scalar(std::size_t n, const float* x, float* y);
 void f32_tanh_scalar(std::size_t n, const float* x, float* y);
+void f32_gelu_tanh_scalar(std::size_t n, const float* x, float* y);
 #if defined(__x86_64__)
 void f32_exp_avx512(std::size_t n, const float* x, float* y);
 void f32_erf_avx512(std::size_t n, const float* x, float* y);
 void f32_gelu_avx512(std::size_t n, const float* x, float* y);
 void f32_softmax_avx512(std::size_t n, const float* x, float* y);
 void f32_tanh_avx512(std::size_t n, const float* x, float* y);
+void f32_gelu_tanh_avx512(std::size_t n, const float* x, float* y);
 #endif
 
 F32MathKernels SelectF32Math(const CpuFeatures& features);

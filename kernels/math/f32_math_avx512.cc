@@ -25,6 +25,7 @@ void f32_exp_avx512(std::size_t n, const float* x, float* y) { Map<avx512::Exp>(
 void f32_erf_avx512(std::size_t n, const float* x, float* y) { Map<avx512::Erf>(n, x, y); }
 void f32_gelu_avx512(std::size_t n, const float* x, float* y) { Map<avx512::Gelu>(n, x, y); }
 void f32_tanh_avx512(std::size_t n, const float* x, float* y) { Map<avx512::Tanh>(n, x, y); }
+void f32_gelu_tanh_avx512(std::size_t n, const float* x, float* y) { Map<avx512::GeluTanh>(n, x, y); }
 
 void f32_softmax_avx512(std::size_t n, const float* x, float* y) {
   if (n == 0) return;

@@ -33,14 +33,23 @@ void f32_tanh_scalar(std::size_t n, const float* x, float* y) {
   for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
 
+void f32_gelu_tanh_scalar(std::size_t n, const float* x, float* y) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  }
+}
+
 F32MathKernels SelectF32Math(const CpuFeatures& f) {
 #if defined(__x86_64__)
   if (f.avx512) {
-    return {"f32_math_avx512", f32_exp_avx512, f32_erf_avx512, f32_gelu_avx512, f32_softmax_avx512, f32_tanh_avx512};
+    return {"f32_math_avx512", f32_exp_avx512, f32_erf_avx512, f32_gelu_avx512, f32_softmax_avx512, f32_tanh_avx512,
+            f32_gelu_tanh_avx512};
   }
 #endif
   (void)f;
-  return {"f32_math_scalar", f32_exp_scalar, f32_erf_scalar, f32_gelu_scalar, f32_softmax_scalar, f32_tanh_scalar};
+  return {"f32_math_scalar", f32_exp_scalar, f32_erf_scalar, f32_gelu_scalar, f32_softmax_scalar, f32_tanh_scalar,
+          f32_gelu_tanh_scalar};
 }
 
 const F32MathKernels& F32Math() {

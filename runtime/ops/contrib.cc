@@ -102,7 +102,7 @@ void RegisterContribOps(OpRegistry& r) {
     return BiasThen(ctx, ctx.inputs[1], kernels::F32Math().gelu, nullptr);
   });
   r.Register("com.microsoft", "FastGelu", [](OpContext& ctx) {
-    return BiasThen(ctx, ctx.has(1) ? ctx.inputs[1] : nullptr, nullptr, TanhGelu);
+    return BiasThen(ctx, ctx.has(1) ? ctx.inputs[1] : nullptr, kernels::F32Math().gelu_tanh, TanhGelu);
   });
 }
 

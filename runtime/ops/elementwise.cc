@@ -257,20 +257,31 @@ absl::Status Where(OpContext& ctx) {
   const std::size_t size = DataTypeSize(x.type());
   if (size == 0) return ctx.Error(absl::StrCat("unsupported type ", DataTypeName(x.type())));
   const bool* pc = c.data<bool>();
-  const char* px = static_cast<const char*>(x.raw());
-  const char* py = static_cast<const char*>(y.raw());
-  char* po = static_cast<char*>(out.raw());
-  Parallel(ctx, bc.outer, RowGrain(bc.inner), [&](int64_t r0, int64_t r1) {
-    int64_t off[3];
-    for (int64_t r = r0; r < r1; ++r) {
-      bc.RowOffsets(r, off);
-      for (int64_t i = 0; i < bc.inner; ++i) {
-        const bool take_x = pc[off[0] + i * bc.inner_step[0]];
-        const char* src = take_x ? px + (off[1] + i * bc.inner_step[1]) * size : py + (off[2] + i * bc.inner_step[2]) * size;
-        std::memcpy(po + (r * bc.inner + i) * size, src, size);
+  // Typed copies by element size (memcpy per element would dominate: GPT-2 masks every attention score this way).
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = static_cast<const T*>(x.raw());
+    const T* py = static_cast<const T*>(y.raw());
+    T* po = static_cast<T*>(out.raw());
+    const int64_t sc = bc.inner_step[0], sx = bc.inner_step[1], sy = bc.inner_step[2];
+    Parallel(ctx, bc.outer, RowGrain(bc.inner), [&](int64_t r0, int64_t r1) {
+      int64_t off[3];
+      for (int64_t r = r0; r < r1; ++r) {
+        bc.RowOffsets(r, off);
+        const bool* cr = pc + off[0];
+        const T* xr = px + off[1];
+        const T* yr = py + off[2];
+        T* o = po + r * bc.inner;
+        for (int64_t i = 0; i < bc.inner; ++i) o[i] = cr[i * sc] ? xr[i * sx] : yr[i * sy];
       }
-    }
-  });
+    });
+  };
+  switch (size) {
+    case 1: run(uint8_t{}); break;
+    case 2: run(uint16_t{}); break;
+    case 4: run(uint32_t{}); break;
+    default: run(uint64_t{}); break;
+  }
   return absl::OkStatus();
 }
 

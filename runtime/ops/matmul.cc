@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
   kernels::SgemmActivation act = kernels::SgemmActivation::kNone;
   if (*activation == "relu") act = kernels::SgemmActivation::kRelu;
   else if (*activation == "gelu") act = kernels::SgemmActivation::kGelu;
+  else if (*activation == "gelu_tanh") act = kernels::SgemmActivation::kGeluTanh;
   else if (*activation != "none") {
     return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": unknown activation '", *activation, "'"));
   }

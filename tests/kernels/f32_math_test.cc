@@ -81,6 +81,13 @@ TEST(F32Math, TanhWithinBound) {
         ASSERT_LE(std::fabs(y[i] - want), 1e-6 * std::fabs(want) + 1e-37) << k.name << " tanh(" << x[i] << ")";
       }
     }
+    std::vector<float> gt(x.size());
+    k.gelu_tanh(x.size(), x.data(), gt.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      const double want = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      ASSERT_LE(std::fabs(gt[i] - want), 3e-7 * std::fabs(v) + 1e-7 * std::fabs(want) + 1e-37) << k.name << " gelu_tanh(" << x[i] << ")";
+    }
     const float special[] = {INFINITY, -INFINITY, std::numeric_limits<float>::quiet_NaN()};
     float out[3];
     k.tanh(3, special, out);

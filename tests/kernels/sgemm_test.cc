@@ -101,7 +101,8 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
         mag += std::fabs(static_cast<double>(c.alpha) * av * bv);
       }
       // GELU's slope is at most ~1.13 and its vector form adds <= 3e-7 |y| (kernels/math/f32_math.h).
-      const double act_err = c.act == SgemmActivation::kGelu ? 0.2 * 1e-5 * mag + 4e-7 * std::fabs(w) : 0.0;
+      const bool gelu = c.act == SgemmActivation::kGelu || c.act == SgemmActivation::kGeluTanh;
+      const double act_err = gelu ? 0.2 * 1e-5 * mag + 4e-7 * std::fabs(w) + 2e-7 : 0.0;
       ASSERT_LE(std::fabs(g - w), 1e-5 * mag + act_err + 1e-30)
           << impl.name << " m=" << c.m << " n=" << c.n << " k=" << c.k << " ta=" << c.ta << " tb=" << c.tb
           << " packed=" << packed << " split=" << split << " at " << i << "," << j;
@@ -154,7 +155,7 @@ TEST(Sgemm, EpilogueBiasAndActivations) {
   std::mt19937 rng(13);
   for (const Impl& impl : Impls()) {
     if (!impl.supported) continue;
-    for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu}) {
+    for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu, SgemmActivation::kGeluTanh}) {
       for (bool bias : {false, true}) {
         for (float beta : {0.0f, 0.5f}) {
           for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
