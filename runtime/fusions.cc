@@ -1,6 +1,7 @@
 #include "runtime/fusions.h"
 
 #include <cmath>
+#include <map>
 
 namespace coreserve::runtime {
 namespace {
@@ -256,6 +257,62 @@ int FuseGemmBias(Graph& g) {
   }
   g.RebuildEdges();
   return fused;
+}
+
+int MergeSiblingMatMuls(Graph& g) {
+  g.RebuildEdges();
+  int merged = 0;
+  std::map<std::pair<int, int64_t>, std::vector<int>> groups;  // (input A, K) -> FusedMatMul nodes
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    if (!IsOp(n, "FusedMatMul", "coreserve")) continue;
+    auto act = n.attributes.String("activation", "none");
+    if (!act.ok() || *act != "none") continue;
+    const Tensor& w = *g.values[n.inputs[1]].constant;
+    groups[{n.inputs[0], w.dim(0)}].push_back(static_cast<int>(i));
+  }
+  for (const auto& [key, members] : groups) {
+    if (members.size() < 2) continue;
+    const int64_t k = key.second;
+    int64_t total = 0;
+    for (int m : members) total += g.values[g.nodes[m].inputs[1]].constant->dim(1);
+    Tensor w = Tensor::Allocate(DataType::kFloat32, {k, total});
+    Tensor b = Tensor::Allocate(DataType::kFloat32, {total});
+    std::vector<int64_t> sizes;
+    int64_t col = 0;
+    for (int m : members) {
+      const Tensor& wm = *g.values[g.nodes[m].inputs[1]].constant;
+      const Tensor& bm = *g.values[g.nodes[m].inputs[2]].constant;
+      const int64_t n = wm.dim(1);
+      for (int64_t r = 0; r < k; ++r) {
+        std::copy_n(wm.data<float>() + r * n, n, w.data<float>() + r * total + col);
+      }
+      std::copy_n(bm.data<float>(), n, b.data<float>() + col);
+      sizes.push_back(n);
+      col += n;
+    }
+    const std::string base = g.nodes[members[0]].name;
+    const int w_id = g.AddConstant(g.UniqueName(base + "/merged_w"), std::move(w));
+    const int b_id = g.AddConstant(g.UniqueName(base + "/merged_b"), std::move(b));
+    const int wide = g.ValueId(g.UniqueName(base + "/merged_out"));
+    g.values[wide].type = DataType::kFloat32;
+    std::vector<int> outputs;
+    for (int m : members) {
+      outputs.push_back(g.nodes[m].outputs[0]);
+      g.nodes[m].dead = true;
+    }
+    Attributes mm_attrs;
+    mm_attrs.Set("activation", std::string("none"));
+    AddNode(g, "FusedMatMul", "coreserve", {key.first, w_id, b_id}, wide, base + "/merged", mm_attrs);
+    Attributes split_attrs;
+    split_attrs.Set("axis", int64_t{-1});
+    split_attrs.Set("split", sizes);
+    AddNode(g, "Split", "", {wide}, outputs[0], base + "/merged_split", split_attrs);
+    g.nodes.back().outputs = outputs;  // opset 1 semantics: sizes from the attribute
+    ++merged;
+  }
+  g.RebuildEdges();
+  return merged;
 }
 
 int FuseMatMulActivation(Graph& g) {

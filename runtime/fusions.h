@@ -21,6 +21,10 @@ int FuseMatMulBias(Graph& graph);
 // transposed once here when transB is set), so GPT-2's and classifier heads' Gemms get the packed-weight epilogue.
 int FuseGemmBias(Graph& graph);
 
+// Several FusedMatMul (no activation) reading the same input with weights of the same K — attention's Q, K and V
+// projections — -> one FusedMatMul over the concatenated weights, then a Split: one wide GEMM instead of three.
+int MergeSiblingMatMuls(Graph& graph);
+
 // FusedMatMul followed (directly or through one Reshape) by Relu, GELU or FastGelu without bias -> the activation
 // moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);

@@ -74,6 +74,7 @@ absl::Status Optimize(Graph& graph) {
   FuseMatMulBias(graph);
   FuseGemmBias(graph);
   FuseMatMulActivation(graph);
+  MergeSiblingMatMuls(graph);
   RemoveDeadNodes(graph);
   return absl::OkStatus();
 }
