@@ -58,6 +58,30 @@ void AddNode(Graph& g, const std::string& op, const std::string& domain, std::ve
   g.nodes.push_back(std::move(n));
 }
 
+// The common tail of both GELU forms: 0.5 * x * (1 + f), where `f` is the erf or tanh term, in either
+// association order ((x * (1 + f)) * 0.5 or (x * 0.5) * (1 + f)). Appends the matched nodes to `dead` and returns
+// the value holding the GELU result, or -1.
+int MatchHalfXTimesOnePlus(const Graph& g, int f, int x, std::vector<int>& dead) {
+  const int add = SoleConsumer(g, f);
+  if (add < 0 || !IsOp(g.nodes[add], "Add") || !IsScalar(g, Other(g.nodes[add], f), 1.0f)) return -1;
+  const int one_plus = g.nodes[add].outputs[0];
+  const int m1 = SoleConsumer(g, one_plus);
+  if (m1 < 0 || !IsOp(g.nodes[m1], "Mul")) return -1;
+  const int t = Other(g.nodes[m1], one_plus);
+  if (t == x) {
+    const int m1_out = g.nodes[m1].outputs[0];
+    const int m2 = SoleConsumer(g, m1_out);
+    if (m2 < 0 || !IsOp(g.nodes[m2], "Mul") || !IsScalar(g, Other(g.nodes[m2], m1_out), 0.5f)) return -1;
+    dead.insert(dead.end(), {add, m1, m2});
+    return g.nodes[m2].outputs[0];
+  }
+  const int half = LiveProducer(g, t);
+  if (half < 0 || !IsOp(g.nodes[half], "Mul") || SoleConsumer(g, t) != m1) return -1;
+  if (Other(g.nodes[half], x) < 0 || !IsScalar(g, Other(g.nodes[half], x), 0.5f)) return -1;
+  dead.insert(dead.end(), {add, m1, half});
+  return g.nodes[m1].outputs[0];
+}
+
 }  // namespace
 
 int FuseGelu(Graph& g) {
@@ -77,29 +101,9 @@ int FuseGelu(Graph& g) {
     if (IsOp(d, "Mul") && IsScalar(g, d.inputs[0], 1.0f / std::sqrt(2.0f))) x = d.inputs[1];
     if (x < 0) continue;
     // 1 + erf
-    const int erf_out = g.nodes[e].outputs[0];
-    const int add = SoleConsumer(g, erf_out);
-    if (add < 0 || !IsOp(g.nodes[add], "Add") || !IsScalar(g, Other(g.nodes[add], erf_out), 1.0f)) continue;
-    const int one_plus = g.nodes[add].outputs[0];
-    const int m1 = SoleConsumer(g, one_plus);
-    if (m1 < 0 || !IsOp(g.nodes[m1], "Mul")) continue;
-    const int t = Other(g.nodes[m1], one_plus);
-    std::vector<int> dead = {div, static_cast<int>(e), add, m1};
-    int out = -1;
-    if (t == x) {
-      // x * (1 + erf) then * 0.5
-      const int m2 = SoleConsumer(g, g.nodes[m1].outputs[0]);
-      if (m2 < 0 || !IsOp(g.nodes[m2], "Mul") || !IsScalar(g, Other(g.nodes[m2], g.nodes[m1].outputs[0]), 0.5f)) continue;
-      dead.push_back(m2);
-      out = g.nodes[m2].outputs[0];
-    } else {
-      // (x * 0.5) * (1 + erf)
-      const int half = LiveProducer(g, t);
-      if (half < 0 || !IsOp(g.nodes[half], "Mul") || SoleConsumer(g, t) != m1) continue;
-      if (Other(g.nodes[half], x) < 0 || !IsScalar(g, Other(g.nodes[half], x), 0.5f)) continue;
-      dead.push_back(half);
-      out = g.nodes[m1].outputs[0];
-    }
+    std::vector<int> dead = {div, static_cast<int>(e)};
+    const int out = MatchHalfXTimesOnePlus(g, g.nodes[e].outputs[0], x, dead);
+    if (out < 0) continue;
     for (int n : dead) g.nodes[n].dead = true;
     AddNode(g, "Gelu", "com.microsoft", {x}, out, g.nodes[e].name + "/fused_gelu");
     ++fused;
@@ -143,28 +147,9 @@ int FuseGeluTanh(Graph& g) {
       }
     }
     if (x < 0) continue;
-    // 1 + tanh, then times 0.5 x (either association order).
-    const int tanh_out = g.nodes[t].outputs[0];
-    const int add1 = SoleConsumer(g, tanh_out);
-    if (add1 < 0 || !IsOp(g.nodes[add1], "Add") || !IsScalar(g, Other(g.nodes[add1], tanh_out), 1.0f)) continue;
-    const int one_plus = g.nodes[add1].outputs[0];
-    const int m1 = SoleConsumer(g, one_plus);
-    if (m1 < 0 || !IsOp(g.nodes[m1], "Mul")) continue;
-    const int other = Other(g.nodes[m1], one_plus);
-    std::vector<int> dead = {pow, cube_mul, add_in, m_scale, static_cast<int>(t), add1, m1};
-    int out = -1;
-    if (other == x) {
-      const int m2 = SoleConsumer(g, g.nodes[m1].outputs[0]);
-      if (m2 < 0 || !IsOp(g.nodes[m2], "Mul") || !IsScalar(g, Other(g.nodes[m2], g.nodes[m1].outputs[0]), 0.5f)) continue;
-      dead.push_back(m2);
-      out = g.nodes[m2].outputs[0];
-    } else {
-      const int half = LiveProducer(g, other);
-      if (half < 0 || !IsOp(g.nodes[half], "Mul") || SoleConsumer(g, other) != m1) continue;
-      if (Other(g.nodes[half], x) < 0 || !IsScalar(g, Other(g.nodes[half], x), 0.5f)) continue;
-      dead.push_back(half);
-      out = g.nodes[m1].outputs[0];
-    }
+    std::vector<int> dead = {pow, cube_mul, add_in, m_scale, static_cast<int>(t)};
+    const int out = MatchHalfXTimesOnePlus(g, g.nodes[t].outputs[0], x, dead);
+    if (out < 0) continue;
     for (int n : dead) g.nodes[n].dead = true;
     AddNode(g, "FastGelu", "com.microsoft", {x}, out, g.nodes[t].name + "/fused_gelu_tanh");
     ++fused;

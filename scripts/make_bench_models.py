@@ -14,14 +14,8 @@ import torch
 import torchvision
 import transformers
 
-
-class Logits(torch.nn.Module):
-    def __init__(self, model, names):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *args):
-        return self.model(**dict(zip(self.names, args))).logits
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import Logits  # noqa: E402  (the same plain-tensor wrapper the fixtures use)
 
 
 def text(name):
