@@ -154,6 +154,19 @@ TEST(Fusions, DecomposedLayerNormFromTorchScriptOpset14) {
   ExpectSameOutputs(path, {Random(DataType::kInt64, {2, 12}, rng, 1000), mask, Random(DataType::kInt64, {2, 12}, rng, 2)});
 }
 
+TEST(Fusions, Gpt2TanhGeluIntoTheGemmEpilogue) {
+  const std::string path = std::string(CORESERVE_FIXTURES_DIR) + "/gpt2_ts_opset17.onnx";
+  auto plain = Session::Load(path, SessionOptions{.optimize = false});
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(plain.ok() && fused.ok());
+  EXPECT_EQ(Count((*plain)->graph(), "Tanh"), 2);  // one GELU per layer, 2 layers
+  for (const char* op : {"Tanh", "Pow", "FastGelu", "Gemm"}) EXPECT_EQ(Count((*fused)->graph(), op), 0) << op;
+  std::mt19937 rng(9);
+  Tensor mask = Tensor::Allocate(DataType::kInt64, {2, 10});
+  for (int64_t i = 0; i < 20; ++i) mask.data<int64_t>()[i] = i < 17;
+  ExpectSameOutputs(path, {Random(DataType::kInt64, {2, 10}, rng, 1000), mask});
+}
+
 TEST(Fusions, ConvAddReluFromTorchvisionBlocks) {
   // torch.onnx.export folds BatchNormalization itself; the Add (residual) and Relu remain for us to fuse.
   const std::string path = std::string(CORESERVE_FIXTURES_DIR) + "/resnet_ts_opset17.onnx";
