@@ -93,9 +93,9 @@ const std::vector<CommandSpec>& Commands() {
          return Ok();
        }},
       {"inspect", "MODEL.onnx", "coreserve inspect MODEL.onnx", "describe a model and whether it is supported",
-       "Prints the model's inputs and outputs (shape -1 where dynamic), opsets, operator counts, and whether the\n"
-       "runtime implements every operator (listing those it does not). Exit code 0 when fully supported, 1 if\n"
-       "not.",
+       "Prints the model's inputs and outputs (shape -1 where dynamic), opsets, operator counts, whether the\n"
+       "runtime implements every operator (listing those it does not) and, when it does, the operators left after\n"
+       "optimization (fusions). Exit code 0 when fully supported, 1 if not.",
        {},
        [](CommandLine& c, const std::string& v) { c.inspect.model = v; },
        [](const CommandLine& c) {

@@ -102,6 +102,15 @@ int InspectModelCommand(const InspectOptions& o) {
   const std::vector<std::string> missing = runtime::UnsupportedOperators(*graph);
   if (missing.empty()) {
     std::printf("supported: yes\n");
+    // What the optimizer makes of it: the operators that will actually run.
+    auto session = runtime::Session::FromGraph(*std::move(graph));
+    if (!session.ok()) return Fail(1, std::string(session.status().message()));
+    std::map<std::string, int> after;
+    for (const runtime::Node& n : (*session)->graph().nodes) {
+      ++after[n.domain.empty() ? n.op_type : absl::StrCat(n.domain, "::", n.op_type)];
+    }
+    std::printf("after optimization (%zu nodes):\n", (*session)->graph().nodes.size());
+    for (const auto& [op, count] : after) std::printf("  %-32s %d\n", op.c_str(), count);
     return 0;
   }
   std::printf("supported: no (unsupported operators: %s)\n", absl::StrJoin(missing, ", ").c_str());

@@ -96,6 +96,9 @@ def test_inspect(models_dir, tmp_path):
     for op, n in counts.items():
         assert any(line.split() == [op, str(n)] for line in r.stdout.splitlines()), (op, n)
     assert "input_ids" in r.stdout and "[?, ?]" in r.stdout and "supported: yes" in r.stdout
+    # The optimized graph: fused operators appear, the erf GELU chain is gone.
+    after = r.stdout.split("after optimization")[1]
+    assert "coreserve::FusedMatMul" in after and "Erf" not in after
 
     # A model with operators the runtime lacks: every one is listed, and the exit code says so.
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])
