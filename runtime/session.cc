@@ -81,11 +81,24 @@ absl::Status Session::Build(const SessionOptions& options) {
 
   ASSIGN_OR_RETURN(std::vector<int> order, graph_.TopologicalOrder());
   use_counts_.assign(graph_.values.size(), 0);
+  // A value is shape-only when it is a constant or computed, by shape-only steps, from constants and the outputs
+  // of Shape / Size (which read only their input's shape).
+  std::vector<bool> shape_only(graph_.values.size(), false);
+  for (std::size_t v = 0; v < graph_.values.size(); ++v) shape_only[v] = graph_.values[v].constant.has_value();
   for (int n : order) {
     const Node& node = graph_.nodes[n];
     const OpFactory* factory = OpRegistry::Builtin().Find(node.domain, node.op_type);
     ASSIGN_OR_RETURN(std::unique_ptr<OpKernel> kernel, (*factory)(graph_, node));
-    steps_.push_back(Step{n, std::move(kernel)});
+    bool only_shapes = node.domain.empty() && (node.op_type == "Shape" || node.op_type == "Size");
+    if (!only_shapes && !node.inputs.empty()) {
+      only_shapes = true;
+      for (int in : node.inputs) only_shapes = only_shapes && (in < 0 || shape_only[in]);
+    }
+    for (int out : node.outputs) {
+      if (out >= 0) shape_only[out] = only_shapes;
+    }
+    has_shape_only_ = has_shape_only_ || only_shapes;
+    steps_.push_back(Step{n, std::move(kernel), only_shapes});
     for (int in : node.inputs) {
       if (in >= 0) ++use_counts_[in];
     }
@@ -97,6 +110,11 @@ absl::Status Session::Build(const SessionOptions& options) {
     }
   }
   return absl::OkStatus();
+}
+
+std::size_t Session::shape_cache_size() const {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  return shape_cache_.size();
 }
 
 std::vector<int> Session::steps() const {
@@ -130,10 +148,30 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     values[graph_.inputs[i]] = got;
   }
 
+  // Shape-only results for these input shapes, computed by an earlier run, or collected by this one.
+  std::vector<Shape> signature;
+  std::shared_ptr<const ShapeOnlyValues> cached;
+  ShapeOnlyValues fresh;
+  if (has_shape_only_) {
+    for (const Tensor& t : inputs) signature.push_back(t.shape());
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = shape_cache_.find(signature);
+    if (it != shape_cache_.end()) cached = it->second;
+  }
+  if (cached) {
+    for (const auto& [v, t] : *cached) values[v] = t;
+  }
+
   std::vector<int> remaining = use_counts_;
   for (std::size_t si = 0; si < steps_.size(); ++si) {
     const Step& step = steps_[si];
     const Node& node = graph_.nodes[step.node];
+    if (step.shape_only && cached) {
+      for (int in : node.inputs) {
+        if (in >= 0 && --remaining[in] == 0 && !graph_.values[in].graph_output) values[in] = Tensor();
+      }
+      continue;
+    }
     const auto started = step_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     OpContext ctx;
     ctx.node = &node;
@@ -156,6 +194,7 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     }
     for (std::size_t o = 0; o < node.outputs.size(); ++o) {
       if (node.outputs[o] >= 0) values[node.outputs[o]] = std::move(ctx.outputs[o]);
+      if (step.shape_only && node.outputs[o] >= 0) fresh.emplace_back(node.outputs[o], values[node.outputs[o]]);
     }
     if (step_seconds) {
       (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -164,6 +203,14 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     for (int in : node.inputs) {
       if (in >= 0 && --remaining[in] == 0 && !graph_.values[in].graph_output) values[in] = Tensor();
     }
+  }
+
+  if (has_shape_only_ && !cached) {
+    // Bounded: a server sees a few shapes per model (batch sizes x sequence buckets); beyond that, start over.
+    constexpr std::size_t kMaxSignatures = 256;
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (shape_cache_.size() >= kMaxSignatures) shape_cache_.clear();
+    shape_cache_.emplace(std::move(signature), std::make_shared<const ShapeOnlyValues>(std::move(fresh)));
   }
 
   std::vector<Tensor> outputs;

@@ -5,11 +5,17 @@
 // dead nodes and builds one kernel per node. Run() executes the graph in topological order on the caller's
 // thread pool, freeing each intermediate tensor after its last use.
 //
-// Thread safety: a Session is immutable after Load(); Run() may be called from several threads at once (each
-// call keeps its own tensors), each with its own pool.
+// Steps whose results depend only on the input shapes (Shape, and everything computed from shapes and constants:
+// the reshape targets, position ranges and masks exporters build) run once per input-shape signature; their
+// results are cached and reused by later runs with the same shapes.
+//
+// Thread safety: a Session is immutable after Load() apart from that cache, which is guarded; Run() may be called
+// from several threads at once (each call keeps its own tensors), each with its own pool.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,6 +48,8 @@ class Session {
                                           std::vector<double>* step_seconds = nullptr) const;
   // The node index each step runs, in execution order.
   std::vector<int> steps() const;
+  // Input-shape signatures whose shape-only results are cached (for tests and diagnostics).
+  std::size_t shape_cache_size() const;
 
  private:
   Session() = default;
@@ -50,11 +58,16 @@ class Session {
   struct Step {
     int node = 0;
     std::unique_ptr<OpKernel> kernel;
+    bool shape_only = false;  // its outputs depend only on the input shapes
   };
+  using ShapeOnlyValues = std::vector<std::pair<int, Tensor>>;  // value index -> tensor
   Graph graph_;
   std::vector<Step> steps_;
   std::vector<int> use_counts_;  // per value: how many step inputs read it
   std::vector<TensorInfo> inputs_, outputs_;
+  bool has_shape_only_ = false;
+  mutable std::mutex cache_mu_;
+  mutable std::map<std::vector<Shape>, std::shared_ptr<const ShapeOnlyValues>> shape_cache_;
 };
 
 // The operators of `graph` the runtime does not implement, as "Op (N nodes)" entries; empty when all are.

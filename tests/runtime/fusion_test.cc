@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -189,6 +190,37 @@ TEST(Fusions, ConvBatchNormFolding) {
   for (const char* op : {"BatchNormalization", "Relu", "Add"}) EXPECT_EQ(Count((*fused)->graph(), op), 0) << op;
   std::mt19937 rng(8);
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {3, 3, 32, 32}, rng)});
+}
+
+}  // namespace
+}  // namespace coreserve::runtime
+
+namespace coreserve::runtime {
+namespace {
+
+// Runs with shapes A, B, A again (new data each time) on one session: the second A reuses the cached shape-only
+// results, and every output must equal a fresh session's (no cache) on the same inputs.
+TEST(ShapeCache, ReusedAcrossRunsAndShapesWithoutChangingOutputs) {
+  const std::string path = std::string(CORESERVE_FIXTURES_DIR) + "/gpt2_ts_opset17.onnx";  // causal mask from shapes
+  auto cached = Session::Load(path);
+  ASSERT_TRUE(cached.ok());
+  std::mt19937 rng(10);
+  ThreadPool pool(2);
+  int run = 0;
+  for (int64_t seq : {7, 13, 7, 13, 7}) {
+    Tensor ids = Random(DataType::kInt64, {2, seq}, rng, 1000);
+    Tensor mask = Tensor::Allocate(DataType::kInt64, {2, seq});
+    for (int64_t i = 0; i < 2 * seq; ++i) mask.data<int64_t>()[i] = (i % seq) < seq - (i / seq) * 3;
+    auto got = (*cached)->Run({ids, mask}, &pool);
+    auto fresh = Session::Load(path);
+    ASSERT_TRUE(got.ok() && fresh.ok());
+    auto want = (*fresh)->Run({ids, mask}, &pool);
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ((*got)[0].shape(), (*want)[0].shape());
+    EXPECT_EQ(0, std::memcmp((*got)[0].raw(), (*want)[0].raw(), (*got)[0].bytes())) << "run " << run << " seq " << seq;
+    ++run;
+  }
+  EXPECT_EQ((*cached)->shape_cache_size(), 2u);  // one entry per distinct input shape signature
 }
 
 }  // namespace
