@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu_features.h"
+#include "kernels/gemm/sgemm.h"
+#include "kernels/math/f32_math.h"
 #include "kernels/vadd/f32_vadd.h"
 #include "prometheus/gauge.h"
 #include "prometheus/text_serializer.h"
@@ -84,6 +86,12 @@ class StateCollector : public prometheus::Collectable {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> ChosenKernels() {
+  return {{"f32_vadd", kernels::F32Vadd().name},
+          {"sgemm", kernels::SgemmKernelName()},
+          {"f32_math", kernels::F32Math().name}};
+}
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const ListenerConfig& listener,
                                                                      const ServerState* state) {
   auto server = std::unique_ptr<MetricsServer>(new MetricsServer());
@@ -98,14 +106,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Listen
             {"build_type", CORESERVE_BUILD_TYPE},
             {"compiler", __VERSION__}})
       .Set(1);
-  prometheus::BuildGauge()
-      .Name("coreserve_kernel_info")
-      .Help("The kernel chosen for each kernel family on this CPU; the value is always 1.")
-      .Register(*server->registry_)
-      .Add({{"family", "f32_vadd"},
-            {"kernel", kernels::F32Vadd().name},
-            {"cpu_features", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures())}})
-      .Set(1);
+  auto& kernel_info = prometheus::BuildGauge()
+                          .Name("coreserve_kernel_info")
+                          .Help("The kernel chosen for each kernel family on this CPU; the value is always 1.")
+                          .Register(*server->registry_);
+  const std::string features = kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures());
+  for (const auto& [family, kernel] : ChosenKernels()) {
+    kernel_info.Add({{"family", family}, {"kernel", kernel}, {"cpu_features", features}}).Set(1);
+  }
 
   server->state_collector_ = std::make_unique<StateCollector>(state);
 

@@ -7,6 +7,9 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "prometheus/collectable.h"
@@ -16,6 +19,10 @@
 #include "server/server_state.h"
 
 namespace coreserve {
+
+// (family, kernel) for every kernel family, as chosen for the active CPU features; logged at start and exported as
+// coreserve_kernel_info.
+std::vector<std::pair<std::string, std::string>> ChosenKernels();
 
 class MetricsServer {
  public:

@@ -1,7 +1,7 @@
 #include "server/server.h"
 
 #include "kernels/cpu_features.h"
-#include "kernels/vadd/f32_vadd.h"
+#include "absl/strings/str_cat.h"
 #include "runtime/status_macros.h"
 #include "server/log.h"
 
@@ -12,8 +12,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   server->config_ = config;
   server->state_ = std::make_unique<ServerState>();
 
-  LOG_INFO("cpu features: ", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures()),
-           "; kernels: f32_vadd=", kernels::F32Vadd().name);
+  std::string chosen;
+  for (const auto& [family, kernel] : ChosenKernels()) absl::StrAppend(&chosen, chosen.empty() ? "" : " ", family, "=", kernel);
+  LOG_INFO("cpu features: ", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures()), "; kernels: ", chosen);
 
   ASSIGN_OR_RETURN(server->metrics_, MetricsServer::Start(config.metrics, server->state_.get()));
   ASSIGN_OR_RETURN(server->http_, HttpFrontend::Start(config.http, server->state_.get()));

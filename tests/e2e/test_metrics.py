@@ -35,8 +35,13 @@ def test_build_info_matches_server_metadata(server):
     assert info.value == 1
     assert info.labels["version"] == get_json(server.http, "/v2")[1]["version"]
     assert info.labels["build_type"] and info.labels["revision"]
-    kernel = families["coreserve_kernel_info"].samples[0]
-    assert kernel.labels["family"] == "f32_vadd" and kernel.labels["kernel"].startswith("f32_vadd_")
+    kernels = {s.labels["family"]: s.labels["kernel"] for s in families["coreserve_kernel_info"].samples}
+    assert set(kernels) == {"f32_vadd", "sgemm", "f32_math"}
+    # Independent reading of the CPU: the AVX-512 kernels exactly when /proc/cpuinfo lists AVX-512 (F/BW/DQ/VL).
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags)
+    assert kernels["sgemm"] == ("sgemm_12x32_avx512" if avx512 else "sgemm_portable")
+    assert kernels["f32_math"] == ("f32_math_avx512" if avx512 else "f32_math_scalar")
 
 
 def test_process_metrics_agree_with_proc(server):
