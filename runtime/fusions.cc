@@ -29,6 +29,11 @@ int LiveProducer(const Graph& g, int value) {
   return p >= 0 && !g.nodes[p].dead ? p : -1;
 }
 
+bool IsAnyScalar(const Graph& g, int value) {
+  return value >= 0 && g.values[value].constant && g.values[value].constant->type() == DataType::kFloat32 &&
+         g.values[value].constant->elements() == 1;
+}
+
 bool IsScalar(const Graph& g, int value, float want, float tol = 1e-4f) {
   if (value < 0 || !g.values[value].constant) return false;
   const Tensor& t = *g.values[value].constant;
@@ -298,6 +303,164 @@ int MergeSiblingMatMuls(Graph& g) {
   }
   g.RebuildEdges();
   return merged;
+}
+
+namespace {
+
+struct PermutedOperand {
+  int source = -1;                         // the tensor before the Transpose / scalings
+  std::vector<int64_t> perm = {0, 1, 2, 3};
+  bool transposed = false;
+  float scale = 1.0f;
+  std::vector<int> nodes;                  // the Transpose / Mul nodes absorbed
+  std::vector<int> shape_readers;          // Shape nodes reading the Transpose's output (rewritten, see below)
+};
+
+// Whether `node` is a plain Shape (no start/end): its result for a transposed tensor is derivable.
+bool IsPlainShape(const Node& n) {
+  return IsOp(n, "Shape") && !n.attributes.Has("start") && !n.attributes.Has("end");
+}
+
+// The readers of `value` other than plain Shape nodes are exactly {consumer}; fills `shapes` with the Shape nodes.
+bool SoleConsumerBesidesShapes(const Graph& g, int value, int consumer, std::vector<int>* shapes) {
+  if (value < 0 || g.values[value].graph_output) return false;
+  bool found = false;
+  for (int c : g.values[value].consumers) {
+    if (g.nodes[c].dead) continue;
+    if (c == consumer) {
+      found = true;
+    } else if (IsPlainShape(g.nodes[c])) {
+      shapes->push_back(c);
+    } else {
+      return false;
+    }
+  }
+  return found;
+}
+
+// Walks up from a MatMul operand through at most one Transpose (rank 4) and scalar Muls, each private to the chain.
+PermutedOperand TraceOperand(const Graph& g, int value, int reader) {
+  PermutedOperand op;
+  int v = value, consumer = reader;
+  for (int step = 0; step < 3; ++step) {
+    const int p = LiveProducer(g, v);
+    if (p < 0) break;
+    const Node& n = g.nodes[p];
+    std::vector<int> shapes;
+    if (IsOp(n, "Transpose") && !op.transposed && SoleConsumerBesidesShapes(g, v, consumer, &shapes)) {
+      auto perm = n.attributes.Ints("perm", {});
+      if (!perm.ok() || perm->size() != 4) break;
+      op.perm = *perm;
+      op.transposed = true;
+      op.shape_readers = shapes;
+    } else if (SoleConsumer(g, v) != consumer) {
+      break;
+    } else if (IsOp(n, "Mul") && n.inputs.size() == 2) {
+      const int side = IsAnyScalar(g, n.inputs[1]) ? 1 : (IsAnyScalar(g, n.inputs[0]) ? 0 : -1);
+      if (side < 0) break;
+      op.scale *= *g.values[n.inputs[side]].constant->data<float>();
+      v = n.inputs[1 - side];
+      op.nodes.push_back(p);
+      consumer = p;
+      continue;
+    } else {
+      break;
+    }
+    v = n.inputs[0];
+    op.nodes.push_back(p);
+    consumer = p;
+  }
+  op.source = v;
+  if (!op.transposed) {  // scalings alone are not worth a fused op: leave them
+    op.source = value;
+    op.nodes.clear();
+    op.scale = 1.0f;
+  }
+  return op;
+}
+
+// Shape(Transpose(X, perm)) == Gather(Shape(X), perm): rewires each such Shape to read X, so the Transpose itself
+// can go.
+void RewriteShapeReaders(Graph& g, const PermutedOperand& op, int transposed_source) {
+  for (int s : op.shape_readers) {
+    Tensor perm = Tensor::Allocate(DataType::kInt64, {4});
+    std::copy(op.perm.begin(), op.perm.end(), perm.data<int64_t>());
+    const int perm_id = g.AddConstant(g.UniqueName(g.nodes[s].name + "/perm"), std::move(perm));
+    const int raw = g.ValueId(g.UniqueName(g.nodes[s].name + "/untransposed"));
+    g.values[raw].type = DataType::kInt64;
+    const int out = g.nodes[s].outputs[0];
+    g.nodes[s].inputs[0] = transposed_source;
+    g.nodes[s].outputs[0] = raw;
+    Attributes attrs;
+    attrs.Set("axis", int64_t{0});
+    AddNode(g, "Gather", "", {raw, perm_id}, out, g.nodes[s].name + "/permuted", attrs);
+  }
+}
+
+}  // namespace
+
+int FusePermutedMatMul(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::size_t count = g.nodes.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!IsOp(g.nodes[i], "MatMul")) continue;
+    const int a_in = g.nodes[i].inputs[0], b_in = g.nodes[i].inputs[1];
+    if (g.values[a_in].constant || g.values[b_in].constant || a_in == b_in) continue;
+    PermutedOperand a = TraceOperand(g, a_in, static_cast<int>(i));
+    PermutedOperand b = TraceOperand(g, b_in, static_cast<int>(i));
+    if (!a.transposed && !b.transposed) continue;
+    // The GEMM reads A row-major (K on A's source unit-stride axis) and B either way.
+    if (a.perm[3] != 3 || (b.perm[3] != 3 && b.perm[2] != 3)) continue;
+    // An untransposed operand must still be rank 4 at run time; the kernel checks and falls back otherwise.
+    std::vector<int64_t> perm_out = {0, 1, 2, 3};
+    int out = g.nodes[i].outputs[0];
+    std::vector<int> dead = {static_cast<int>(i)};
+    // A Transpose of the product is absorbed too; Shape readers of the (unstored) product are rewritten to derive
+    // its shape from the stored, permuted one.
+    std::vector<int> product_shapes;
+    int t = -1;
+    for (int c : g.values[out].consumers) {
+      if (!g.nodes[c].dead && IsOp(g.nodes[c], "Transpose")) t = c;
+    }
+    if (t >= 0 && SoleConsumerBesidesShapes(g, out, t, &product_shapes)) {
+      auto perm = g.nodes[t].attributes.Ints("perm", {});
+      if (perm.ok() && perm->size() == 4 && (*perm)[3] == 3) {
+        perm_out = *perm;
+        out = g.nodes[t].outputs[0];
+        dead.push_back(t);
+      } else {
+        product_shapes.clear();
+      }
+    } else {
+      product_shapes.clear();
+    }
+    dead.insert(dead.end(), a.nodes.begin(), a.nodes.end());
+    dead.insert(dead.end(), b.nodes.begin(), b.nodes.end());
+    const std::string name = g.nodes[i].name + "/permuted";
+    for (int n : dead) g.nodes[n].dead = true;
+    // The Transpose's input: the chain's source when no scaling sits between it and the Transpose; otherwise the
+    // Shape readers see the scaled tensor's shape, which is the same.
+    RewriteShapeReaders(g, a, a.source);
+    RewriteShapeReaders(g, b, b.source);
+    if (!product_shapes.empty()) {
+      // Product axis j is stored at position pos[j] (perm_out[pos[j]] == j): Shape(product) = Gather(Shape(out), pos).
+      PermutedOperand stored;
+      stored.perm.assign(4, 0);
+      for (int k = 0; k < 4; ++k) stored.perm[perm_out[k]] = k;
+      stored.shape_readers = product_shapes;
+      RewriteShapeReaders(g, stored, out);
+    }
+    Attributes attrs;
+    attrs.Set("perm_a", a.perm);
+    attrs.Set("perm_b", b.perm);
+    attrs.Set("perm_out", perm_out);
+    attrs.Set("alpha", a.scale * b.scale);
+    AddNode(g, "PermutedMatMul", "coreserve", {a.source, b.source}, out, name, attrs);
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
 }
 
 int FuseMatMulActivation(Graph& g) {

@@ -25,6 +25,11 @@ int FuseGemmBias(Graph& graph);
 // projections — -> one FusedMatMul over the concatenated weights, then a Split: one wide GEMM instead of three.
 int MergeSiblingMatMuls(Graph& graph);
 
+// MatMul whose operands are Transposes (rank 4) of other tensors, optionally scaled by scalar Muls, and whose
+// result is optionally transposed -> coreserve::PermutedMatMul: strided batched GEMMs with the scalars in alpha, no
+// transposed copies (attention's Q K^T and P V with their head split/merge).
+int FusePermutedMatMul(Graph& graph);
+
 // FusedMatMul followed (directly or through one Reshape) by Relu, GELU or FastGelu without bias -> the activation
 // moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);

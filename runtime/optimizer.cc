@@ -75,6 +75,7 @@ absl::Status Optimize(Graph& graph) {
   FuseGemmBias(graph);
   FuseMatMulActivation(graph);
   MergeSiblingMatMuls(graph);
+  FusePermutedMatMul(graph);
   RemoveDeadNodes(graph);
   return absl::OkStatus();
 }

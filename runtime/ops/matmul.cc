@@ -172,9 +172,96 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
   }));
 }
 
+// Y.permute(perm) materialized (rank 4), for PermutedMatMul's fallback.
+Tensor Permute4(const Tensor& y, const std::vector<int64_t>& perm) {
+  Shape shape(4);
+  for (int i = 0; i < 4; ++i) shape[i] = y.dim(perm[i]);
+  Tensor out = Tensor::Allocate(y.type(), shape);
+  int64_t stride[4] = {y.dim(1) * y.dim(2) * y.dim(3), y.dim(2) * y.dim(3), y.dim(3), 1};
+  const float* src = y.data<float>();
+  float* dst = out.data<float>();
+  int64_t at = 0;
+  for (int64_t a = 0; a < shape[0]; ++a)
+    for (int64_t b = 0; b < shape[1]; ++b)
+      for (int64_t c = 0; c < shape[2]; ++c)
+        for (int64_t d = 0; d < shape[3]; ++d)
+          dst[at++] = src[a * stride[perm[0]] + b * stride[perm[1]] + c * stride[perm[2]] + d * stride[perm[3]]];
+  return out;
+}
+
+// coreserve::PermutedMatMul(X, Y): alpha * MatMul(X.permute(perm_a), Y.permute(perm_b)), stored permuted by
+// perm_out — attention's Transposes and scalar scalings, made by the optimizer, done as strided batched GEMMs
+// without copying. Each matrix must keep a unit-stride dimension where the GEMM reads one (checked at fusion);
+// operands that turn out not to be rank 4 with matching batch dims take a (materializing) fallback.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakePermutedMatMul(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(std::vector<int64_t> perm_a, node.attributes.Ints("perm_a", {0, 1, 2, 3}));
+  ASSIGN_OR_RETURN(std::vector<int64_t> perm_b, node.attributes.Ints("perm_b", {0, 1, 2, 3}));
+  ASSIGN_OR_RETURN(std::vector<int64_t> perm_out, node.attributes.Ints("perm_out", {0, 1, 2, 3}));
+  ASSIGN_OR_RETURN(float alpha, node.attributes.Float("alpha", 1.0f));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    const Tensor& y = ctx.in(1);
+    if (x.type() != DataType::kFloat32 || y.type() != DataType::kFloat32) return ctx.Error("inputs must be float32");
+    auto strides = [](const Tensor& t) {
+      return std::vector<int64_t>{t.dim(1) * t.dim(2) * t.dim(3), t.dim(2) * t.dim(3), t.dim(3), 1};
+    };
+    const bool fast = x.rank() == 4 && y.rank() == 4 && x.dim(perm_a[0]) == y.dim(perm_b[0]) &&
+                      x.dim(perm_a[1]) == y.dim(perm_b[1]) && x.dim(perm_a[3]) == y.dim(perm_b[2]);
+    if (!fast) {
+      // Exact fallback: materialize the permutations that exist (an operand with the identity permutation was not
+      // transposed and may have any rank) and run the general MatMul, with its broadcasting and errors.
+      const std::vector<int64_t> identity = {0, 1, 2, 3};
+      auto materialize = [&](const Tensor& t, const std::vector<int64_t>& perm) -> absl::StatusOr<Tensor> {
+        if (perm == identity) return t;
+        if (t.rank() != 4) return ctx.Error("a transposed operand is not rank 4");
+        return Permute4(t, perm);
+      };
+      ASSIGN_OR_RETURN(Tensor xa, materialize(x, perm_a));
+      ASSIGN_OR_RETURN(Tensor yb, materialize(y, perm_b));
+      OpContext sub = ctx;
+      sub.inputs = {&xa, &yb};
+      sub.outputs.assign(1, Tensor());
+      RETURN_IF_ERROR(MatMul(sub, nullptr));
+      Tensor c = std::move(sub.outputs[0]);
+      if (alpha != 1.0f) {
+        for (int64_t i = 0; i < c.elements(); ++i) c.data<float>()[i] *= alpha;
+      }
+      ASSIGN_OR_RETURN(ctx.outputs[0], materialize(c, perm_out));
+      return absl::OkStatus();
+    }
+    const std::vector<int64_t> sx = strides(x), sy = strides(y);
+    const int64_t b0 = x.dim(perm_a[0]), b1 = x.dim(perm_a[1]);
+    const int64_t m = x.dim(perm_a[2]), k = x.dim(perm_a[3]), n = y.dim(perm_b[3]);
+    const int64_t cdims[4] = {b0, b1, m, n};
+    Shape out_shape(4);
+    for (int i = 0; i < 4; ++i) out_shape[i] = cdims[perm_out[i]];
+    Tensor& out = ctx.Output(0, DataType::kFloat32, out_shape);
+    if (out.elements() == 0) return absl::OkStatus();
+    const int64_t so[4] = {out_shape[1] * out_shape[2] * out_shape[3], out_shape[2] * out_shape[3], out_shape[3], 1};
+    int64_t cstride[4];  // stride in `out` of each axis of the logical product C'
+    for (int i = 0; i < 4; ++i) cstride[perm_out[i]] = so[i];
+    const bool trans_b = perm_b[3] != 3;  // B' reads K along Y's unit-stride axis: transposed access
+    ParallelGemm(ctx, b0 * b1, m, n, [&](int64_t batch) {
+      const int64_t i0 = batch / b1, i1 = batch % b1;
+      kernels::SgemmArgs p;
+      p.m = m; p.n = n; p.k = k; p.alpha = alpha;
+      p.a = x.data<float>() + i0 * sx[perm_a[0]] + i1 * sx[perm_a[1]];
+      p.lda = sx[perm_a[2]];
+      p.b = y.data<float>() + i0 * sy[perm_b[0]] + i1 * sy[perm_b[1]];
+      p.trans_b = trans_b;
+      p.ldb = trans_b ? sy[perm_b[3]] : sy[perm_b[2]];
+      p.c = out.data<float>() + i0 * cstride[0] + i1 * cstride[1];
+      p.ldc = cstride[2];
+      return p;
+    });
+    return absl::OkStatus();
+  }));
+}
+
 }  // namespace
 
 void RegisterMatMulOps(OpRegistry& r) {
+  r.Register("coreserve", "PermutedMatMul", MakePermutedMatMul);
   r.Register("", "MatMul", MakeMatMul);
   r.Register("coreserve", "FusedMatMul", MakeFusedMatMul);
   r.Register("", "Gemm", MakeGemm);

@@ -44,7 +44,8 @@ void ExpectSameOutputs(const std::string& path, const std::vector<Tensor>& input
   ThreadPool pool(2);
   auto a = (*plain)->Run(inputs, &pool);
   auto b = (*fused)->Run(inputs, &pool);
-  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
   for (std::size_t o = 0; o < a->size(); ++o) {
     ASSERT_EQ((*a)[o].shape(), (*b)[o].shape());
     for (int64_t i = 0; i < (*a)[o].elements(); ++i) {
@@ -221,6 +222,70 @@ TEST(ShapeCache, ReusedAcrossRunsAndShapesWithoutChangingOutputs) {
     ++run;
   }
   EXPECT_EQ((*cached)->shape_cache_size(), 2u);  // one entry per distinct input shape signature
+}
+
+}  // namespace
+}  // namespace coreserve::runtime
+
+namespace coreserve::runtime {
+namespace {
+
+// MatMul(Transpose(X) * 0.5, Transpose(Y)) -> Transpose, with Y given at rank 4 (strided path) or rank 3
+// (broadcast: the fused op's materializing fallback); outputs must equal the unfused graph's.
+onnx::ModelProto PermutedModel(bool y_rank3) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("permuted");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"2", "5", "3", "4"});  // [b, s, h, d]
+  if (y_rank3) {
+    AddTensorValue(g->add_input(), "y", onnx::TensorProto::FLOAT, {"3", "4", "6"});    // [h, d, n]
+  } else {
+    AddTensorValue(g->add_input(), "y", onnx::TensorProto::FLOAT, {"2", "6", "3", "4"});  // [b, n, h, d]
+  }
+  auto* half = g->add_initializer();
+  half->set_name("half");
+  half->set_data_type(onnx::TensorProto::FLOAT);
+  half->add_float_data(0.5f);
+  auto node = [&](const char* op, std::vector<std::string> in, const char* out, std::vector<int64_t> perm = {}) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(out);
+    for (auto& i : in) n->add_input(i);
+    n->add_output(out);
+    if (!perm.empty()) {
+      auto* a = n->add_attribute();
+      a->set_name("perm");
+      a->set_type(onnx::AttributeProto::INTS);
+      for (int64_t p : perm) a->add_ints(p);
+    }
+  };
+  node("Transpose", {"x"}, "xt", {0, 2, 1, 3});  // [b, h, s, d]
+  node("Mul", {"xt", "half"}, "xs");
+  if (y_rank3) {
+    node("MatMul", {"xs", "y"}, "p");  // [b, h, s, n] by broadcasting y over b
+  } else {
+    node("Transpose", {"y"}, "yt", {0, 2, 3, 1});  // [b, h, d, n]
+    node("MatMul", {"xs", "yt"}, "p");
+  }
+  node("Transpose", {"p"}, "out", {0, 2, 1, 3});  // [b, s, h, n]
+  AddTensorValue(g->add_output(), "out", onnx::TensorProto::FLOAT, {"2", "5", "3", "6"});
+  return m;
+}
+
+TEST(Fusions, PermutedMatMulStridedAndFallback) {
+  for (bool y_rank3 : {false, true}) {
+    const auto dir = TempDir(y_rank3 ? "permuted-fallback" : "permuted");
+    const std::string path = WriteModel(PermutedModel(y_rank3), dir / "model.onnx");
+    auto fused = Session::Load(path);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    EXPECT_EQ(Count((*fused)->graph(), "PermutedMatMul"), 1) << y_rank3;
+    EXPECT_EQ(Count((*fused)->graph(), "Transpose"), 0) << y_rank3;
+    std::mt19937 rng(11);
+    ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 5, 3, 4}, rng),
+                             Random(DataType::kFloat32, y_rank3 ? Shape{3, 4, 6} : Shape{2, 6, 3, 4}, rng)});
+  }
 }
 
 }  // namespace
