@@ -463,6 +463,53 @@ int FusePermutedMatMul(Graph& g) {
   return fused;
 }
 
+int FuseMaskedSoftmax(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::size_t count = g.nodes.size();
+  for (std::size_t sm = 0; sm < count; ++sm) {
+    const Node& softmax = g.nodes[sm];
+    if (!IsOp(softmax, "Softmax")) continue;
+    // Only the last-axis form: opset >= 13 with the default axis, or an explicit -1.
+    auto axis = softmax.attributes.Int("axis", softmax.opset >= 13 ? -1 : 1);
+    if (!axis.ok() || *axis != -1) continue;
+    const int sum = softmax.inputs[0];
+    const int add = LiveProducer(g, sum);
+    if (add < 0 || !IsOp(g.nodes[add], "Add") || SoleConsumer(g, sum) != static_cast<int>(sm)) continue;
+    const int scores = g.nodes[add].inputs[0], mask = g.nodes[add].inputs[1];
+    std::vector<int> dead = {add, static_cast<int>(sm)};
+    int out = softmax.outputs[0];
+    int64_t nan_to_zero = 0;
+    // The NaN guard: p feeds exactly IsNaN(p) and Where(IsNaN(p), 0, p).
+    int isnan = -1, where = -1;
+    for (int c : g.values[out].consumers) {
+      if (g.nodes[c].dead) continue;
+      if (IsOp(g.nodes[c], "IsNaN")) isnan = c;
+      else if (IsOp(g.nodes[c], "Where")) where = c;
+      else isnan = where = -2;
+    }
+    if (isnan >= 0 && where >= 0 && !g.values[out].graph_output) {
+      const Node& w = g.nodes[where];
+      const int flag = g.nodes[isnan].outputs[0];
+      if (w.inputs.size() == 3 && w.inputs[0] == flag && IsScalar(g, w.inputs[1], 0.0f, 0.0f) && w.inputs[2] == out &&
+          SoleConsumer(g, flag) == where) {
+        dead.push_back(isnan);
+        dead.push_back(where);
+        out = w.outputs[0];
+        nan_to_zero = 1;
+      }
+    }
+    const std::string name = softmax.name + "/masked";
+    for (int n : dead) g.nodes[n].dead = true;
+    Attributes attrs;
+    attrs.Set("nan_to_zero", nan_to_zero);
+    AddNode(g, "MaskedSoftmax", "coreserve", {scores, mask}, out, name, attrs);
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 int FuseMatMulActivation(Graph& g) {
   g.RebuildEdges();
   int fused = 0;

@@ -30,6 +30,10 @@ int MergeSiblingMatMuls(Graph& graph);
 // transposed copies (attention's Q K^T and P V with their head split/merge).
 int FusePermutedMatMul(Graph& graph);
 
+// Softmax(scores + mask) over the last axis, optionally followed by the NaN guard Where(IsNaN(p), 0, p) that newer
+// exporters add for fully masked rows -> coreserve::MaskedSoftmax: one pass per row.
+int FuseMaskedSoftmax(Graph& graph);
+
 // FusedMatMul followed (directly or through one Reshape) by Relu, GELU or FastGelu without bias -> the activation
 // moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);

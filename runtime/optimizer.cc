@@ -76,6 +76,7 @@ absl::Status Optimize(Graph& graph) {
   FuseMatMulActivation(graph);
   MergeSiblingMatMuls(graph);
   FusePermutedMatMul(graph);
+  FuseMaskedSoftmax(graph);
   RemoveDeadNodes(graph);
   return absl::OkStatus();
 }

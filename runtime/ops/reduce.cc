@@ -185,9 +185,42 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeSoftmax(const Graph&, const Node& 
   }));
 }
 
+// coreserve::MaskedSoftmax(scores, mask): softmax(scores + mask) over the last axis, the mask broadcast to the
+// scores; with nan_to_zero, NaN results (rows masked entirely with -inf) become 0, as the exporters' guard does.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeMaskedSoftmax(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(int64_t nan_to_zero, node.attributes.Int("nan_to_zero", 0));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    const Tensor& m = ctx.in(1);
+    if (x.type() != DataType::kFloat32 || m.type() != DataType::kFloat32) return ctx.Error("inputs must be float32");
+    ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&x.shape(), &m.shape()}));
+    Tensor& y = ctx.Output(0, DataType::kFloat32, bc.out);
+    if (y.elements() == 0) return absl::OkStatus();
+    const kernels::F32SoftmaxFn softmax = kernels::F32Math().softmax;
+    const float* px = x.data<float>();
+    const float* pm = m.data<float>();
+    float* py = y.data<float>();
+    const int64_t n = bc.inner, sx = bc.inner_step[0], sm = bc.inner_step[1];
+    Parallel(ctx, bc.outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)), [&](int64_t r0, int64_t r1) {
+      int64_t off[2];
+      for (int64_t r = r0; r < r1; ++r) {
+        bc.RowOffsets(r, off);
+        float* row = py + r * n;
+        for (int64_t i = 0; i < n; ++i) row[i] = px[off[0] + i * sx] + pm[off[1] + i * sm];
+        softmax(static_cast<std::size_t>(n), row, row);
+        if (nan_to_zero) {
+          for (int64_t i = 0; i < n; ++i) row[i] = row[i] != row[i] ? 0.0f : row[i];
+        }
+      }
+    });
+    return absl::OkStatus();
+  }));
+}
+
 }  // namespace
 
 void RegisterReduceOps(OpRegistry& r) {
+  r.Register("coreserve", "MaskedSoftmax", MakeMaskedSoftmax);
   // ReduceSum took axes as an input from opset 13, the other reductions from opset 18.
   r.Register("", "ReduceSum", [](const Graph&, const Node& n) { return MakeReduce(n, Reduce::kSum, 13); });
   r.Register("", "ReduceMean", [](const Graph&, const Node& n) { return MakeReduce(n, Reduce::kMean, 18); });

@@ -290,3 +290,48 @@ TEST(Fusions, PermutedMatMulStridedAndFallback) {
 
 }  // namespace
 }  // namespace coreserve::runtime
+
+namespace coreserve::runtime {
+namespace {
+
+// Softmax(scores + mask) with the exporters' NaN guard, including a row masked entirely with -inf (the guard turns
+// its NaNs into zeros): one MaskedSoftmax, same outputs.
+TEST(Fusions, MaskedSoftmaxWithNanGuard) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("masked_softmax");
+  AddTensorValue(g->add_input(), "scores", onnx::TensorProto::FLOAT, {"2", "3", "4", "5"});
+  AddTensorValue(g->add_input(), "mask", onnx::TensorProto::FLOAT, {"2", "1", "4", "5"});
+  auto* zero = g->add_initializer();
+  zero->set_name("zero");
+  zero->set_data_type(onnx::TensorProto::FLOAT);
+  zero->add_float_data(0.0f);
+  auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(out);
+    for (auto& i : in) n->add_input(i);
+    n->add_output(out);
+  };
+  node("Add", {"scores", "mask"}, "s");
+  node("Softmax", {"s"}, "p");
+  node("IsNaN", {"p"}, "nan");
+  node("Where", {"nan", "zero", "p"}, "y");
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"2", "3", "4", "5"});
+  const auto dir = TempDir("masked-softmax");
+  const std::string path = WriteModel(m, dir / "model.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ((*fused)->graph().nodes.size(), 1u);
+  EXPECT_EQ(Count((*fused)->graph(), "MaskedSoftmax"), 1);
+  std::mt19937 rng(12);
+  Tensor mask = Tensor::Allocate(DataType::kFloat32, {2, 1, 4, 5});
+  for (int64_t i = 0; i < mask.elements(); ++i) mask.data<float>()[i] = (i % 3 == 0) ? -INFINITY : 0.0f;
+  for (int64_t j = 0; j < 5; ++j) mask.data<float>()[5 + j] = -INFINITY;  // batch 0, query 1: every key masked
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 3, 4, 5}, rng), mask});
+}
+
+}  // namespace
+}  // namespace coreserve::runtime
