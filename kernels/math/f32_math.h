@@ -18,6 +18,10 @@ namespace coreserve::kernels {
 using F32UnaryFn = void (*)(std::size_t n, const float* x, float* y);
 // y = softmax(x) over n elements.
 using F32SoftmaxFn = void (*)(std::size_t n, const float* x, float* y);
+// y = (x - mean) / sqrt(var + eps) * gamma + beta over n elements (beta may be null); writes mean and
+// 1 / sqrt(var + eps) to *mean / *inv_std. Two passes (mean, then centered variance) for accuracy.
+using F32LayerNormFn = void (*)(std::size_t n, const float* x, const float* gamma, const float* beta, float eps,
+                                float* y, float* mean, float* inv_std);
 
 struct F32MathKernels {
   const char* name;  // "f32_math_avx512", "f32_math_scalar"
@@ -27,6 +31,7 @@ struct F32MathKernels {
   F32SoftmaxFn softmax;
   F32UnaryFn tanh;
   F32UnaryFn gelu_tanh;  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  F32LayerNormFn layernorm;
 };
 
 void f32_exp_scalar(std::size_t n, const float* x, float* y);
@@ -35,6 +40,8 @@ void f32_gelu_scalar(std::size_t n, const float* x, float* y);
 void f32_softmax_scalar(std::size_t n, const float* x, float* y);
 void f32_tanh_scalar(std::size_t n, const float* x, float* y);
 void f32_gelu_tanh_scalar(std::size_t n, const float* x, float* y);
+void f32_layernorm_scalar(std::size_t n, const float* x, const float* gamma, const float* beta, float eps, float* y,
+                          float* mean, float* inv_std);
 #if defined(__x86_64__)
 void f32_exp_avx512(std::size_t n, const float* x, float* y);
 void f32_erf_avx512(std::size_t n, const float* x, float* y);
@@ -42,6 +49,8 @@ void f32_gelu_avx512(std::size_t n, const float* x, float* y);
 void f32_softmax_avx512(std::size_t n, const float* x, float* y);
 void f32_tanh_avx512(std::size_t n, const float* x, float* y);
 void f32_gelu_tanh_avx512(std::size_t n, const float* x, float* y);
+void f32_layernorm_avx512(std::size_t n, const float* x, const float* gamma, const float* beta, float eps, float* y,
+                          float* mean, float* inv_std);
 #endif
 
 F32MathKernels SelectF32Math(const CpuFeatures& features);

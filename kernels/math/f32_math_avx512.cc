@@ -27,6 +27,40 @@ void f32_gelu_avx512(std::size_t n, const float* x, float* y) { Map<avx512::Gelu
 void f32_tanh_avx512(std::size_t n, const float* x, float* y) { Map<avx512::Tanh>(n, x, y); }
 void f32_gelu_tanh_avx512(std::size_t n, const float* x, float* y) { Map<avx512::GeluTanh>(n, x, y); }
 
+void f32_layernorm_avx512(std::size_t n, const float* x, const float* gamma, const float* beta, float eps, float* y,
+                          float* mean_out, float* inv_out) {
+  const std::size_t full = n / 16 * 16;
+  const __mmask16 m = static_cast<__mmask16>((1u << (n - full)) - 1);
+  __m512 vs = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < full; i += 16) vs = _mm512_add_ps(vs, _mm512_loadu_ps(x + i));
+  if (m) vs = _mm512_add_ps(vs, _mm512_maskz_loadu_ps(m, x + full));
+  const float mean = _mm512_reduce_add_ps(vs) / static_cast<float>(n);
+  const __m512 vm = _mm512_set1_ps(mean);
+  __m512 vq = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < full; i += 16) {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm);
+    vq = _mm512_fmadd_ps(d, d, vq);
+  }
+  if (m) {
+    const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + full), vm);
+    vq = _mm512_fmadd_ps(d, d, vq);
+  }
+  const float inv = 1.0f / std::sqrt(_mm512_reduce_add_ps(vq) / static_cast<float>(n) + eps);
+  const __m512 vi = _mm512_set1_ps(inv);
+  for (std::size_t i = 0; i < full; i += 16) {
+    const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(gamma + i), vi);
+    const __m512 b = beta ? _mm512_loadu_ps(beta + i) : _mm512_setzero_ps();
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm), g, b));
+  }
+  if (m) {
+    const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gamma + full), vi);
+    const __m512 b = beta ? _mm512_maskz_loadu_ps(m, beta + full) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(y + full, m, _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + full), vm), g, b));
+  }
+  *mean_out = mean;
+  *inv_out = inv;
+}
+
 void f32_softmax_avx512(std::size_t n, const float* x, float* y) {
   if (n == 0) return;
   __m512 vmax = _mm512_set1_ps(-INFINITY);

@@ -40,22 +40,15 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeSkipLayerNorm(const Graph&, const 
     const float* b = beta ? beta->data<float>() : nullptr;
     const float* bi = bias ? bias->data<float>() : nullptr;
     float* py = y.data<float>();
+    const kernels::F32LayerNormFn layernorm = kernels::F32Math().layernorm;
     Parallel(ctx, rows, RowGrain(h), [&](int64_t r0, int64_t r1) {
       std::vector<float> sum(static_cast<std::size_t>(h));
       for (int64_t r = r0; r < r1; ++r) {
         const float* xr = px + r * h;
         const float* sr = ps + (r % skip_rows) * h;
-        float mean = 0;
-        for (int64_t i = 0; i < h; ++i) {
-          sum[i] = xr[i] + sr[i] + (bi ? bi[i] : 0.0f);
-          mean += sum[i];
-        }
-        mean /= static_cast<float>(h);
-        float var = 0;
-        for (int64_t i = 0; i < h; ++i) var += (sum[i] - mean) * (sum[i] - mean);
-        const float inv = 1.0f / std::sqrt(var / static_cast<float>(h) + epsilon);
-        float* yr = py + r * h;
-        for (int64_t i = 0; i < h; ++i) yr[i] = (sum[i] - mean) * inv * g[i] + (b ? b[i] : 0.0f);
+        for (int64_t i = 0; i < h; ++i) sum[i] = xr[i] + sr[i] + (bi ? bi[i] : 0.0f);
+        float mean = 0, inv = 0;
+        layernorm(static_cast<std::size_t>(h), sum.data(), g, b, epsilon, py + r * h, &mean, &inv);
         if (mean_out) mean_out[r] = mean;
         if (inv_out) inv_out[r] = inv;
         if (sum_out) std::copy(sum.begin(), sum.end(), sum_out + r * h);

@@ -2,6 +2,7 @@
 // inference-mode BatchNormalization.
 #include <cmath>
 
+#include "kernels/math/f32_math.h"
 #include "runtime/ops/op_util.h"
 
 namespace coreserve::runtime {
@@ -32,20 +33,11 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeLayerNorm(const Graph&, const Node
     const float* g = scale.data<float>();
     const float* b = bias ? bias->data<float>() : nullptr;
     float* py = y.data<float>();
+    const kernels::F32LayerNormFn layernorm = kernels::F32Math().layernorm;
     Parallel(ctx, rows, RowGrain(cols), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const float* row = px + r * cols;
-        float* out = py + r * cols;
-        float sum = 0;
-        for (int64_t i = 0; i < cols; ++i) sum += row[i];
-        const float mean = sum / static_cast<float>(cols);
-        float sq = 0;
-        for (int64_t i = 0; i < cols; ++i) {
-          const float d = row[i] - mean;
-          sq += d * d;
-        }
-        const float inv = 1.0f / std::sqrt(sq / static_cast<float>(cols) + epsilon);
-        for (int64_t i = 0; i < cols; ++i) out[i] = (row[i] - mean) * inv * g[i] + (b ? b[i] : 0.0f);
+        float mean = 0, inv = 0;
+        layernorm(static_cast<std::size_t>(cols), px + r * cols, g, b, epsilon, py + r * cols, &mean, &inv);
         if (mean_out) mean_out[r] = mean;
         if (inv_out) inv_out[r] = inv;
       }

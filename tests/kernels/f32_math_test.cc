@@ -114,6 +114,36 @@ TEST(F32Math, SoftmaxEveryLength) {
   }
 }
 
+TEST(F32Math, LayerNormAgainstDouble) {
+  std::vector<float> gamma(800), beta(800);
+  for (std::size_t i = 0; i < gamma.size(); ++i) {
+    gamma[i] = 0.5f + 0.001f * static_cast<float>(i);
+    beta[i] = std::cos(static_cast<float>(i));
+  }
+  for (const auto& k : Variants()) {
+    for (std::size_t n : {1u, 7u, 16u, 17u, 64u, 768u, 771u}) {
+      std::vector<float> x(n), y(n + 1, 99.0f);
+      for (std::size_t i = 0; i < n; ++i) x[i] = 3.0f + std::sin(static_cast<float>(i) * 0.9f) * 2.0f;  // offset mean
+      for (bool with_beta : {false, true}) {
+        float mean = 0, inv = 0;
+        k.layernorm(n, x.data(), gamma.data(), with_beta ? beta.data() : nullptr, 1e-5f, y.data(), &mean, &inv);
+        double m = 0, v = 0;
+        for (float t : x) m += t;
+        m /= n;
+        for (float t : x) v += (t - m) * (t - m);
+        const double inv_want = 1.0 / std::sqrt(v / n + 1e-5);
+        ASSERT_NEAR(mean, m, 1e-5 * std::fabs(m)) << k.name << " n=" << n;
+        ASSERT_NEAR(inv, inv_want, 1e-5 * inv_want) << k.name << " n=" << n;
+        for (std::size_t i = 0; i < n; ++i) {
+          const double want = (x[i] - m) * inv_want * gamma[i] + (with_beta ? beta[i] : 0.0);
+          ASSERT_NEAR(y[i], want, 2e-5 * (1 + std::fabs(want))) << k.name << " n=" << n << " i=" << i;
+        }
+        ASSERT_EQ(y[n], 99.0f) << k.name << " wrote past the end";
+      }
+    }
+  }
+}
+
 TEST(F32Math, TailsAndAliasing) {
   for (const auto& k : Variants()) {
     for (std::size_t n = 0; n <= 40; ++n) {
