@@ -676,15 +676,15 @@ int FoldConvBatchNorm(Graph& g) {
       const float bias = b >= 0 ? g.values[b].constant->data<float>()[o] : 0.0f;
       b2.data<float>()[o] = (bias - mean.data<float>()[o]) * a + shift.data<float>()[o];
     }
-    Node& conv = g.nodes[c];
-    const std::string base = conv.name.empty() ? "conv" : conv.name;
+    // (W and the statistics above refer into g.values, which AddConstant may reallocate: they are not used below.)
+    const std::string base = g.nodes[c].name.empty() ? "conv" : g.nodes[c].name;
     const int w_id = g.AddConstant(g.UniqueName(base + "/folded_w"), std::move(w2));
     const int b_id = g.AddConstant(g.UniqueName(base + "/folded_b"), std::move(b2));
-    Node& conv_ref = g.nodes[c];  // AddConstant does not touch nodes, but keep the reference fresh
-    conv_ref.inputs.resize(3);
-    conv_ref.inputs[1] = w_id;
-    conv_ref.inputs[2] = b_id;
-    conv_ref.outputs[0] = g.nodes[bn].outputs[0];
+    Node& conv = g.nodes[c];
+    conv.inputs.resize(3);
+    conv.inputs[1] = w_id;
+    conv.inputs[2] = b_id;
+    conv.outputs[0] = g.nodes[bn].outputs[0];
     g.nodes[bn].dead = true;
     ++folded;
   }

@@ -58,8 +58,8 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeSkipLayerNorm(const Graph&, const 
   }));
 }
 
-// x + bias (bias over the last axis), then `f` in place.
-absl::Status BiasThen(OpContext& ctx, const Tensor* bias, kernels::F32UnaryFn vector_fn, float (*scalar_fn)(float)) {
+// x + bias (bias over the last axis), then the vector function `fn` in place.
+absl::Status BiasThen(OpContext& ctx, const Tensor* bias, kernels::F32UnaryFn fn) {
   const Tensor& x = ctx.in(0);
   if (x.type() != DataType::kFloat32 || x.rank() < 1) return ctx.Error("input must be float32");
   const int64_t h = x.shape().back();
@@ -75,27 +75,21 @@ absl::Status BiasThen(OpContext& ctx, const Tensor* bias, kernels::F32UnaryFn ve
     for (int64_t r = r0; r < r1; ++r) {
       float* yr = py + r * h;
       for (int64_t i = 0; i < h; ++i) yr[i] = px[r * h + i] + (pb ? pb[i] : 0.0f);
-      if (vector_fn) {
-        vector_fn(static_cast<std::size_t>(h), yr, yr);
-      } else {
-        for (int64_t i = 0; i < h; ++i) yr[i] = scalar_fn(yr[i]);
-      }
+      fn(static_cast<std::size_t>(h), yr, yr);
     }
   });
   return absl::OkStatus();
 }
-
-float TanhGelu(float x) { return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
 
 }  // namespace
 
 void RegisterContribOps(OpRegistry& r) {
   r.Register("com.microsoft", "SkipLayerNormalization", MakeSkipLayerNorm);
   r.Register("com.microsoft", "BiasGelu", [](OpContext& ctx) {
-    return BiasThen(ctx, ctx.inputs[1], kernels::F32Math().gelu, nullptr);
+    return BiasThen(ctx, ctx.inputs[1], kernels::F32Math().gelu);
   });
   r.Register("com.microsoft", "FastGelu", [](OpContext& ctx) {
-    return BiasThen(ctx, ctx.has(1) ? ctx.inputs[1] : nullptr, kernels::F32Math().gelu_tanh, TanhGelu);
+    return BiasThen(ctx, ctx.has(1) ? ctx.inputs[1] : nullptr, kernels::F32Math().gelu_tanh);
   });
 }
 

@@ -437,7 +437,10 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeClip(const Graph&, const Node& nod
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeGelu(const Graph&, const Node& node) {
   const auto approximate = node.attributes.String("approximate", "none");
   if (!approximate.ok()) return approximate.status();
-  if (*approximate == "tanh") return std::unique_ptr<OpKernel>(new FunctionKernel(FloatUnary(GeluTanh)));
+  if (*approximate == "tanh") {
+    return std::unique_ptr<OpKernel>(
+        new FunctionKernel(VectorUnary(&kernels::F32MathKernels::gelu_tanh, FloatUnary(GeluTanh))));
+  }
   if (*approximate == "none") {
     return std::unique_ptr<OpKernel>(new FunctionKernel(VectorUnary(&kernels::F32MathKernels::gelu, FloatUnary(GeluErf))));
   }

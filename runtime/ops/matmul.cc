@@ -172,23 +172,6 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
   }));
 }
 
-// Y.permute(perm) materialized (rank 4), for PermutedMatMul's fallback.
-Tensor Permute4(const Tensor& y, const std::vector<int64_t>& perm) {
-  Shape shape(4);
-  for (int i = 0; i < 4; ++i) shape[i] = y.dim(perm[i]);
-  Tensor out = Tensor::Allocate(y.type(), shape);
-  int64_t stride[4] = {y.dim(1) * y.dim(2) * y.dim(3), y.dim(2) * y.dim(3), y.dim(3), 1};
-  const float* src = y.data<float>();
-  float* dst = out.data<float>();
-  int64_t at = 0;
-  for (int64_t a = 0; a < shape[0]; ++a)
-    for (int64_t b = 0; b < shape[1]; ++b)
-      for (int64_t c = 0; c < shape[2]; ++c)
-        for (int64_t d = 0; d < shape[3]; ++d)
-          dst[at++] = src[a * stride[perm[0]] + b * stride[perm[1]] + c * stride[perm[2]] + d * stride[perm[3]]];
-  return out;
-}
-
 // coreserve::PermutedMatMul(X, Y): alpha * MatMul(X.permute(perm_a), Y.permute(perm_b)), stored permuted by
 // perm_out — attention's Transposes and scalar scalings, made by the optimizer, done as strided batched GEMMs
 // without copying. Each matrix must keep a unit-stride dimension where the GEMM reads one (checked at fusion);
@@ -213,8 +196,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakePermutedMatMul(const Graph&, const
       const std::vector<int64_t> identity = {0, 1, 2, 3};
       auto materialize = [&](const Tensor& t, const std::vector<int64_t>& perm) -> absl::StatusOr<Tensor> {
         if (perm == identity) return t;
-        if (t.rank() != 4) return ctx.Error("a transposed operand is not rank 4");
-        return Permute4(t, perm);
+        return PermuteTensor(ctx, t, perm);
       };
       ASSIGN_OR_RETURN(Tensor xa, materialize(x, perm_a));
       ASSIGN_OR_RETURN(Tensor yb, materialize(y, perm_b));

@@ -33,6 +33,9 @@ struct Broadcast {
 };
 absl::StatusOr<Broadcast> PlanBroadcast(const OpContext& ctx, const std::vector<const Shape*>& shapes);
 
+// x.permute(perm) materialized (the Transpose operator's kernel); InvalidArgument for a bad permutation.
+absl::StatusOr<Tensor> PermuteTensor(const OpContext& ctx, const Tensor& x, const std::vector<int64_t>& perm);
+
 // Rows processed per parallel task so each task does at least ~32K element operations.
 inline int64_t RowGrain(int64_t inner) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)); }
 

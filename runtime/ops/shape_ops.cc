@@ -185,26 +185,12 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeTranspose(const Graph&, const Node
   ASSIGN_OR_RETURN(std::vector<int64_t> attr_perm, node.attributes.Ints("perm", {}));
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
     const Tensor& x = ctx.in(0);
-    const std::size_t rank = x.shape().size();
     std::vector<int64_t> perm = attr_perm;
-    if (perm.empty()) {
-      perm.resize(rank);
-      for (std::size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(rank - 1 - i);
+    if (perm.empty()) {  // the default reverses the axes
+      for (int64_t i = x.rank() - 1; i >= 0; --i) perm.push_back(i);
     }
-    if (perm.size() != rank) return ctx.Error(absl::StrCat("perm has ", perm.size(), " axes, input rank is ", rank));
-    std::vector<bool> seen(rank, false);
-    Shape out_shape(rank);
-    for (std::size_t i = 0; i < rank; ++i) {
-      if (perm[i] < 0 || perm[i] >= static_cast<int64_t>(rank) || seen[perm[i]]) return ctx.Error("invalid perm");
-      seen[perm[i]] = true;
-      out_shape[i] = x.shape()[perm[i]];
-    }
-    if (rank <= 1) {
-      ctx.outputs[0] = x;
-      return absl::OkStatus();
-    }
-    Tensor& out = ctx.Output(0, x.type(), out_shape);
-    return BySize(ctx, x.type(), [&](auto t) { TransposeTyped<decltype(t)>(ctx, x, perm, out); });
+    ASSIGN_OR_RETURN(ctx.outputs[0], PermuteTensor(ctx, x, perm));
+    return absl::OkStatus();
   }));
 }
 
@@ -633,6 +619,22 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeCumSum(const Graph&, const Node& n
 }
 
 }  // namespace
+
+absl::StatusOr<Tensor> PermuteTensor(const OpContext& ctx, const Tensor& x, const std::vector<int64_t>& perm) {
+  const std::size_t rank = x.shape().size();
+  if (perm.size() != rank) return ctx.Error(absl::StrCat("perm has ", perm.size(), " axes, input rank is ", rank));
+  std::vector<bool> seen(rank, false);
+  Shape out_shape(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    if (perm[i] < 0 || perm[i] >= static_cast<int64_t>(rank) || seen[perm[i]]) return ctx.Error("invalid perm");
+    seen[perm[i]] = true;
+    out_shape[i] = x.shape()[perm[i]];
+  }
+  if (rank <= 1) return x;
+  Tensor out = Tensor::Allocate(x.type(), out_shape);
+  RETURN_IF_ERROR(BySize(ctx, x.type(), [&](auto t) { TransposeTyped<decltype(t)>(ctx, x, perm, out); }));
+  return out;
+}
 
 void RegisterShapeOps(OpRegistry& r) {
   r.Register("", "Shape", MakeShape);
