@@ -28,6 +28,34 @@ inline void AddTensorValue(onnx::ValueInfoProto* v, const std::string& name, int
   }
 }
 
+// Appends node `op` (named after its output) reading `inputs` and writing `output`; `perm`, when given, becomes
+// its "perm" attribute.
+inline onnx::NodeProto* AddOnnxNode(onnx::GraphProto* g, const std::string& op, const std::vector<std::string>& inputs,
+                                    const std::string& output, const std::vector<int64_t>& perm = {}) {
+  auto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name(output);
+  for (const auto& i : inputs) n->add_input(i);
+  n->add_output(output);
+  if (!perm.empty()) {
+    auto* a = n->add_attribute();
+    a->set_name("perm");
+    a->set_type(onnx::AttributeProto::INTS);
+    for (int64_t p : perm) a->add_ints(p);
+  }
+  return n;
+}
+
+// Adds a float initializer of `dims` holding `values`.
+inline void AddFloatInitializer(onnx::GraphProto* g, const std::string& name, const std::vector<int64_t>& dims,
+                                const std::vector<float>& values) {
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t->add_dims(d);
+  for (float v : values) t->add_float_data(v);
+}
+
 // y = MatMul(x, W) with x: float[batch, 4], W: float[4, 2] initializer, y: float[batch, 2].
 // `list_initializer_as_input` writes W into graph.input too, as exporters before IR version 4 did.
 inline onnx::ModelProto TinyMatMulModel(bool list_initializer_as_input = false) {

@@ -16,6 +16,8 @@
 namespace coreserve::runtime {
 namespace {
 
+using coreserve::testing::AddFloatInitializer;
+using coreserve::testing::AddOnnxNode;
 using coreserve::testing::AddTensorValue;
 using coreserve::testing::TempDir;
 using coreserve::testing::WriteModel;
@@ -63,33 +65,15 @@ onnx::ModelProto TorchStyleGelu() {
   auto* g = m.mutable_graph();
   g->set_name("gelu");
   AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "8"});
-  auto scalar = [&](const char* name, float v) {
-    auto* t = g->add_initializer();
-    t->set_name(name);
-    t->set_data_type(onnx::TensorProto::FLOAT);
-    t->add_float_data(v);
-  };
-  scalar("sqrt2", 1.4142135f);
-  scalar("one", 1.0f);
-  scalar("half", 0.5f);
-  auto* w = g->add_initializer();
-  w->set_name("W");
-  w->set_data_type(onnx::TensorProto::FLOAT);
-  w->add_dims(8);
-  w->add_dims(40);
-  for (int i = 0; i < 320; ++i) w->add_float_data(std::sin(i * 0.37f));
-  auto* b = g->add_initializer();
-  b->set_name("b");
-  b->set_data_type(onnx::TensorProto::FLOAT);
-  b->add_dims(40);
-  for (int i = 0; i < 40; ++i) b->add_float_data(0.1f * i - 2);
-  auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
-    auto* n = g->add_node();
-    n->set_op_type(op);
-    n->set_name(out);
-    for (auto& i : in) n->add_input(i);
-    n->add_output(out);
-  };
+  AddFloatInitializer(g, "sqrt2", {}, {1.4142135f});
+  AddFloatInitializer(g, "one", {}, {1.0f});
+  AddFloatInitializer(g, "half", {}, {0.5f});
+  std::vector<float> w(320), b(40);
+  for (int i = 0; i < 320; ++i) w[i] = std::sin(i * 0.37f);
+  for (int i = 0; i < 40; ++i) b[i] = 0.1f * i - 2;
+  AddFloatInitializer(g, "W", {8, 40}, w);
+  AddFloatInitializer(g, "b", {40}, b);
+  auto node = [g](const char* op, std::vector<std::string> in, const char* out) { AddOnnxNode(g, op, in, out); };
   node("MatMul", {"x", "W"}, "xw");
   node("Add", {"b", "xw"}, "h");  // bias on the left, as some exporters write it
   node("Div", {"h", "sqrt2"}, "s");
@@ -244,22 +228,9 @@ onnx::ModelProto PermutedModel(bool y_rank3) {
   } else {
     AddTensorValue(g->add_input(), "y", onnx::TensorProto::FLOAT, {"2", "6", "3", "4"});  // [b, n, h, d]
   }
-  auto* half = g->add_initializer();
-  half->set_name("half");
-  half->set_data_type(onnx::TensorProto::FLOAT);
-  half->add_float_data(0.5f);
-  auto node = [&](const char* op, std::vector<std::string> in, const char* out, std::vector<int64_t> perm = {}) {
-    auto* n = g->add_node();
-    n->set_op_type(op);
-    n->set_name(out);
-    for (auto& i : in) n->add_input(i);
-    n->add_output(out);
-    if (!perm.empty()) {
-      auto* a = n->add_attribute();
-      a->set_name("perm");
-      a->set_type(onnx::AttributeProto::INTS);
-      for (int64_t p : perm) a->add_ints(p);
-    }
+  AddFloatInitializer(g, "half", {}, {0.5f});
+  auto node = [g](const char* op, std::vector<std::string> in, const char* out, std::vector<int64_t> perm = {}) {
+    AddOnnxNode(g, op, in, out, perm);
   };
   node("Transpose", {"x"}, "xt", {0, 2, 1, 3});  // [b, h, s, d]
   node("Mul", {"xt", "half"}, "xs");
@@ -304,17 +275,8 @@ TEST(Fusions, MaskedSoftmaxWithNanGuard) {
   g->set_name("masked_softmax");
   AddTensorValue(g->add_input(), "scores", onnx::TensorProto::FLOAT, {"2", "3", "4", "5"});
   AddTensorValue(g->add_input(), "mask", onnx::TensorProto::FLOAT, {"2", "1", "4", "5"});
-  auto* zero = g->add_initializer();
-  zero->set_name("zero");
-  zero->set_data_type(onnx::TensorProto::FLOAT);
-  zero->add_float_data(0.0f);
-  auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
-    auto* n = g->add_node();
-    n->set_op_type(op);
-    n->set_name(out);
-    for (auto& i : in) n->add_input(i);
-    n->add_output(out);
-  };
+  AddFloatInitializer(g, "zero", {}, {0.0f});
+  auto node = [g](const char* op, std::vector<std::string> in, const char* out) { AddOnnxNode(g, op, in, out); };
   node("Add", {"scores", "mask"}, "s");
   node("Softmax", {"s"}, "p");
   node("IsNaN", {"p"}, "nan");

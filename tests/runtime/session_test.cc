@@ -109,24 +109,13 @@ onnx::ModelProto FoldableModel() {
   auto* g = m.mutable_graph();
   g->set_name("foldable");
   AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "3"});
-  for (const char* name : {"c1", "c2"}) {
-    auto* c = g->add_initializer();
-    c->set_name(name);
-    c->set_data_type(onnx::TensorProto::FLOAT);
-    c->add_dims(3);
-    for (int i = 0; i < 3; ++i) c->add_float_data(name[1] == '1' ? 0.5f + i : -1.0f - i);
-  }
-  auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
-    auto* n = g->add_node();
-    n->set_op_type(op);
-    n->set_name(std::string(op) + "_" + out);
-    for (auto& i : in) n->add_input(i);
-    n->add_output(out);
-  };
-  node("Mul", {"c1", "c2"}, "prod");
-  node("Add", {"x", "prod"}, "sum");
-  node("Relu", {"sum"}, "y");
-  node("Exp", {"x"}, "unused");
+  coreserve::testing::AddFloatInitializer(g, "c1", {3}, {0.5f, 1.5f, 2.5f});
+  coreserve::testing::AddFloatInitializer(g, "c2", {3}, {-1.0f, -2.0f, -3.0f});
+  using coreserve::testing::AddOnnxNode;
+  AddOnnxNode(g, "Mul", {"c1", "c2"}, "prod");
+  AddOnnxNode(g, "Add", {"x", "prod"}, "sum");
+  AddOnnxNode(g, "Relu", {"sum"}, "y");
+  AddOnnxNode(g, "Exp", {"x"}, "unused");
   AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "3"});
   return m;
 }
