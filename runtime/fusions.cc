@@ -510,6 +510,64 @@ int FuseMaskedSoftmax(Graph& g) {
   return fused;
 }
 
+int FuseAttention(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::vector<int64_t> identity = {0, 1, 2, 3};
+  auto perm = [](const Node& n, const char* name) {
+    auto p = n.attributes.Ints(name, {0, 1, 2, 3});
+    return p.ok() ? *p : std::vector<int64_t>{};
+  };
+  const std::size_t count = g.nodes.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    const Node& pv = g.nodes[i];
+    if (!IsOp(pv, "PermutedMatMul", "coreserve") || perm(pv, "perm_a") != identity) continue;
+    const int probs = pv.inputs[0];
+    const int sm = LiveProducer(g, probs);
+    if (sm < 0 || SoleConsumer(g, probs) != static_cast<int>(i)) continue;
+    const Node& softmax = g.nodes[sm];
+    int64_t nan_to_zero = 0;
+    int mask = -1;
+    if (IsOp(softmax, "MaskedSoftmax", "coreserve")) {
+      nan_to_zero = softmax.attributes.Int("nan_to_zero", 0).value_or(0);
+      mask = softmax.inputs[1];
+    } else if (IsOp(softmax, "Softmax")) {
+      auto axis = softmax.attributes.Int("axis", softmax.opset >= 13 ? -1 : 1);
+      if (!axis.ok() || *axis != -1) continue;
+    } else {
+      continue;
+    }
+    const int scores = softmax.inputs[0];
+    const int qk = LiveProducer(g, scores);
+    if (qk < 0 || SoleConsumer(g, scores) != sm || !IsOp(g.nodes[qk], "PermutedMatMul", "coreserve")) continue;
+    const Node& qkn = g.nodes[qk];
+    // Each operand must come through a head-split Transpose (so it is rank 4 at run time), and the scores must be
+    // stored unpermuted (the softmax reads their last axis).
+    const std::vector<int64_t> perm_q = perm(qkn, "perm_a"), perm_k = perm(qkn, "perm_b"), perm_v = perm(pv, "perm_b");
+    if (perm(qkn, "perm_out") != identity || perm_q == identity || perm_k == identity || perm_v == identity ||
+        perm_q.size() != 4 || perm_k.size() != 4 || perm_v.size() != 4) {
+      continue;
+    }
+    Attributes attrs;
+    attrs.Set("perm_q", perm_q);
+    attrs.Set("perm_k", perm_k);
+    attrs.Set("perm_v", perm_v);
+    attrs.Set("perm_out", perm(pv, "perm_out"));
+    attrs.Set("scale", qkn.attributes.Float("alpha", 1.0f).value_or(1.0f));
+    attrs.Set("out_scale", pv.attributes.Float("alpha", 1.0f).value_or(1.0f));
+    attrs.Set("nan_to_zero", nan_to_zero);
+    std::vector<int> inputs = {qkn.inputs[0], qkn.inputs[1], pv.inputs[1]};
+    if (mask >= 0) inputs.push_back(mask);
+    const int out = pv.outputs[0];
+    const std::string name = pv.name + "/attention";
+    g.nodes[i].dead = g.nodes[sm].dead = g.nodes[qk].dead = true;
+    AddNode(g, "Attention", "coreserve", inputs, out, name, attrs);
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 int FuseMatMulActivation(Graph& g) {
   g.RebuildEdges();
   int fused = 0;

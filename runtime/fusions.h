@@ -34,6 +34,11 @@ int FusePermutedMatMul(Graph& graph);
 // exporters add for fully masked rows -> coreserve::MaskedSoftmax: one pass per row.
 int FuseMaskedSoftmax(Graph& graph);
 
+// PermutedMatMul(Q, K) -> MaskedSoftmax (or a last-axis Softmax) -> PermutedMatMul(P, V), Q, K and V each read
+// through a head-split Transpose -> coreserve::Attention: per (batch, head) block of query rows, scores, mask,
+// softmax and P V in one pass without materializing the [B, H, S, T] scores.
+int FuseAttention(Graph& graph);
+
 // FusedMatMul followed (directly or through one Reshape) by Relu, GELU or FastGelu without bias -> the activation
 // moves into the GEMM epilogue.
 int FuseMatMulActivation(Graph& graph);

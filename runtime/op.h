@@ -2,6 +2,7 @@
 // validating attributes, pre-packing constant weights) and then run per request with one uniform signature.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,14 +23,20 @@ struct OpContext {
   std::vector<Tensor> outputs;
   ThreadPool* pool = nullptr;
   const Node* node = nullptr;
+  // The memory plan's place for each output (set by the Session on runs of a planned input-shape signature): an
+  // output of exactly `bytes` is placed at arena + offset instead of being allocated.
+  struct Slot {
+    int64_t offset = -1;
+    int64_t bytes = 0;
+  };
+  std::vector<Slot> slots;
+  std::byte* arena = nullptr;
+  std::shared_ptr<void> arena_owner;
 
   const Tensor& in(std::size_t i) const { return *inputs[i]; }
   bool has(std::size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
-  // Allocates output i (uninitialised) and returns it.
-  Tensor& Output(std::size_t i, DataType type, Shape shape) {
-    outputs[i] = Tensor::Allocate(type, std::move(shape));
-    return outputs[i];
-  }
+  // Output i (uninitialised): its planned slot when it has one of this size, else a new allocation.
+  Tensor& Output(std::size_t i, DataType type, Shape shape);
   // An InvalidArgument naming the node, for bad inputs found at run time.
   absl::Status Error(const std::string& what) const;
 };
@@ -78,5 +85,6 @@ void RegisterNormOps(OpRegistry& r);
 void RegisterMatMulOps(OpRegistry& r);
 void RegisterConvPoolOps(OpRegistry& r);
 void RegisterContribOps(OpRegistry& r);
+void RegisterAttentionOps(OpRegistry& r);
 
 }  // namespace coreserve::runtime

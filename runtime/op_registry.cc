@@ -10,6 +10,18 @@ std::string Key(const std::string& domain, const std::string& op_type) {
 
 }  // namespace
 
+Tensor& OpContext::Output(std::size_t i, DataType type, Shape shape) {
+  if (i < slots.size() && slots[i].offset >= 0 && arena != nullptr) {
+    const int64_t bytes = ElementCount(shape) * static_cast<int64_t>(DataTypeSize(type));
+    if (bytes == slots[i].bytes) {
+      outputs[i] = Tensor::Wrap(type, std::move(shape), arena + slots[i].offset, arena_owner);
+      return outputs[i];
+    }
+  }
+  outputs[i] = Tensor::Allocate(type, std::move(shape));
+  return outputs[i];
+}
+
 absl::Status OpContext::Error(const std::string& what) const {
   return absl::InvalidArgumentError(absl::StrCat(node ? node->Describe() : std::string("operator"), ": ", what));
 }
@@ -24,6 +36,7 @@ const OpRegistry& OpRegistry::Builtin() {
     RegisterMatMulOps(*r);
     RegisterConvPoolOps(*r);
     RegisterContribOps(*r);
+    RegisterAttentionOps(*r);
     return r;
   }();
   return *registry;

@@ -77,6 +77,7 @@ absl::Status Optimize(Graph& graph) {
   MergeSiblingMatMuls(graph);
   FusePermutedMatMul(graph);
   FuseMaskedSoftmax(graph);
+  FuseAttention(graph);
   RemoveDeadNodes(graph);
   return absl::OkStatus();
 }

@@ -1,11 +1,16 @@
 #include "runtime/session.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <new>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/memory_plan.h"
 #include "runtime/onnx_import.h"
 #include "runtime/optimizer.h"
 #include "runtime/status_macros.h"
@@ -103,6 +108,12 @@ absl::Status Session::Build(const SessionOptions& options) {
       if (in >= 0) ++use_counts_[in];
     }
   }
+  last_use_.assign(graph_.values.size(), -1);
+  for (std::size_t si = 0; si < steps_.size(); ++si) {
+    for (int in : graph_.nodes[steps_[si].node].inputs) {
+      if (in >= 0) last_use_[in] = static_cast<int>(si);
+    }
+  }
   for (int v : graph_.outputs) {
     const Value& value = graph_.values[v];
     if (!value.constant && !value.graph_input && value.producer < 0) {
@@ -122,6 +133,78 @@ std::vector<int> Session::steps() const {
   for (const Step& s : steps_) nodes.push_back(s.node);
   return nodes;
 }
+
+// What the first run of a signature learns: for each buffer an operator allocated, its size, the step that
+// wrote it and the last step that read it or any view of it. Buffers are told apart by their storage: a view
+// (Reshape, Identity, ...) shares its source's.
+struct Session::Recorder {
+  Recorder(const Session& s, const std::vector<Tensor>& inputs) : session(s) {
+    const std::size_t n = s.graph_.values.size();
+    root.assign(n, -1);
+    first.assign(n, -1);
+    last.assign(n, -1);
+    plannable.assign(n, false);
+    // Storage the run did not allocate (inputs, constants) is never planned.
+    for (const Tensor& t : inputs) storage_root[t.storage()] = -1;
+    for (const Value& v : s.graph_.values) {
+      if (v.constant) storage_root[v.constant->storage()] = -1;
+    }
+  }
+
+  void Produced(int step, bool shape_only, int v, const Tensor& t) {
+    if (t.empty() || t.storage() == nullptr) return;
+    auto [it, fresh] = storage_root.emplace(t.storage(), v);
+    const int r = it->second;
+    if (fresh) {
+      // Shape-only results are cached across runs and graph outputs handed to the caller: both outlive the run.
+      plannable[v] = !shape_only;
+      first[v] = step;
+      bytes_of[v] = static_cast<int64_t>(t.bytes());
+    }
+    if (r < 0) return;
+    root[v] = r == v ? -1 : r;
+    last[r] = std::max({last[r], step, session.last_use_[v]});
+    if (session.graph_.values[v].graph_output) plannable[r] = false;
+  }
+
+  // The executor dropped its reference: once no tensor shares the storage, its address may be reused.
+  void Released(const Tensor& t) {
+    if (t.storage() != nullptr && t.storage_users() == 1) storage_root.erase(t.storage());
+  }
+
+  std::shared_ptr<const RunPlan> Finish() {
+    auto plan = std::make_shared<RunPlan>();
+    const std::size_t n = root.size();
+    plan->offset.assign(n, -1);
+    plan->bytes.assign(n, 0);
+    plan->alias_root = root;
+    std::vector<BufferLifetime> buffers;
+    std::vector<int> ids;
+    for (const auto& [v, bytes] : bytes_of) {
+      if (!plannable[v]) {
+        plan->stats.unplanned_bytes += bytes;
+        continue;
+      }
+      buffers.push_back({bytes, first[v], std::max(first[v], last[v])});
+      ids.push_back(v);
+    }
+    const MemoryPlan mp = PlanMemory(buffers);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      plan->offset[ids[i]] = mp.offsets[i];
+      plan->bytes[ids[i]] = buffers[i].bytes;
+    }
+    plan->stats.arena_bytes = mp.arena_bytes;
+    plan->stats.total_bytes = mp.total_bytes;
+    plan->stats.buffers = static_cast<int>(ids.size());
+    return plan;
+  }
+
+  const Session& session;
+  std::unordered_map<const void*, int> storage_root;  // live storage -> the value that allocated it (-1: not ours)
+  std::vector<int> root, first, last;
+  std::vector<bool> plannable;
+  std::map<int, int64_t> bytes_of;  // buffers allocated by this run, by the value that allocated them
+};
 
 absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs, ThreadPool* pool,
                                                  std::vector<double>* step_seconds) const {
@@ -148,19 +231,43 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     values[graph_.inputs[i]] = got;
   }
 
-  // Shape-only results for these input shapes, computed by an earlier run, or collected by this one.
+  // Shape-only results and the memory plan for these input shapes, made by an earlier run, or collected by this one.
   std::vector<Shape> signature;
+  for (const Tensor& t : inputs) signature.push_back(t.shape());
   std::shared_ptr<const ShapeOnlyValues> cached;
-  ShapeOnlyValues fresh;
-  if (has_shape_only_) {
-    for (const Tensor& t : inputs) signature.push_back(t.shape());
+  std::shared_ptr<const RunPlan> plan;
+  {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    auto it = shape_cache_.find(signature);
-    if (it != shape_cache_.end()) cached = it->second;
+    if (auto it = shape_cache_.find(signature); has_shape_only_ && it != shape_cache_.end()) cached = it->second;
+    if (auto it = plans_.find(signature); it != plans_.end()) plan = it->second;
   }
+  ShapeOnlyValues fresh;
   if (cached) {
     for (const auto& [v, t] : *cached) values[v] = t;
   }
+  std::unique_ptr<Recorder> recorder;
+  std::shared_ptr<void> arena;
+  std::byte* arena_base = nullptr;
+  if (plan) {
+    arena = TakeArena(plan->stats.arena_bytes);
+    arena_base = static_cast<std::byte*>(arena.get());
+  } else {
+    recorder = std::make_unique<Recorder>(*this, inputs);
+  }
+  // A tensor in the arena is where the plan put it, or a view inside its planned source; anything else (an
+  // operator that returned a view where the recording run saw a copy) is copied out, so the arena's reuse of that
+  // memory can never corrupt it.
+  auto in_arena = [&](const Tensor& t) {
+    const std::byte* p = static_cast<const std::byte*>(t.raw());
+    return arena_base != nullptr && p >= arena_base && p < arena_base + plan->stats.arena_bytes;
+  };
+  auto where_planned = [&](int v, const Tensor& t) {
+    const std::byte* p = static_cast<const std::byte*>(t.raw());
+    const int root = plan->offset[v] >= 0 ? v : plan->alias_root[v];
+    if (root < 0 || plan->offset[root] < 0) return false;
+    const std::byte* begin = arena_base + plan->offset[root];
+    return p >= begin && p + t.bytes() <= begin + plan->bytes[root];
+  };
 
   std::vector<int> remaining = use_counts_;
   for (std::size_t si = 0; si < steps_.size(); ++si) {
@@ -187,39 +294,110 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
       }
     }
     ctx.outputs.resize(node.outputs.size());
+    if (plan) {
+      ctx.arena = arena_base;
+      ctx.arena_owner = arena;
+      ctx.slots.resize(node.outputs.size());
+      for (std::size_t o = 0; o < node.outputs.size(); ++o) {
+        const int v = node.outputs[o];
+        if (v >= 0 && plan->offset[v] >= 0) ctx.slots[o] = {plan->offset[v], plan->bytes[v]};
+      }
+    }
     try {
       RETURN_IF_ERROR(step.kernel->Run(ctx));
+      for (std::size_t o = 0; o < node.outputs.size(); ++o) {
+        const int v = node.outputs[o];
+        if (v < 0) continue;
+        Tensor& t = ctx.outputs[o];
+        if (plan && !t.empty() && in_arena(t) && !where_planned(v, t)) {
+          Tensor copy = Tensor::Allocate(t.type(), t.shape());
+          std::memcpy(copy.raw(), t.raw(), t.bytes());
+          t = std::move(copy);
+        }
+        values[v] = std::move(t);
+        if (recorder) recorder->Produced(static_cast<int>(si), step.shape_only, v, values[v]);
+        if (step.shape_only) fresh.emplace_back(v, values[v]);
+      }
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(absl::StrCat(node.Describe(), ": out of memory"));
-    }
-    for (std::size_t o = 0; o < node.outputs.size(); ++o) {
-      if (node.outputs[o] >= 0) values[node.outputs[o]] = std::move(ctx.outputs[o]);
-      if (step.shape_only && node.outputs[o] >= 0) fresh.emplace_back(node.outputs[o], values[node.outputs[o]]);
     }
     if (step_seconds) {
       (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     }
     // Free inputs this step was the last reader of (graph outputs are kept).
     for (int in : node.inputs) {
-      if (in >= 0 && --remaining[in] == 0 && !graph_.values[in].graph_output) values[in] = Tensor();
+      if (in >= 0 && --remaining[in] == 0 && !graph_.values[in].graph_output) {
+        if (recorder) recorder->Released(values[in]);
+        values[in] = Tensor();
+      }
     }
-  }
-
-  if (has_shape_only_ && !cached) {
-    // Bounded: a server sees a few shapes per model (batch sizes x sequence buckets); beyond that, start over.
-    constexpr std::size_t kMaxSignatures = 256;
-    std::lock_guard<std::mutex> lock(cache_mu_);
-    if (shape_cache_.size() >= kMaxSignatures) shape_cache_.clear();
-    shape_cache_.emplace(std::move(signature), std::make_shared<const ShapeOnlyValues>(std::move(fresh)));
   }
 
   std::vector<Tensor> outputs;
   outputs.reserve(graph_.outputs.size());
   for (int v : graph_.outputs) {
     const Value& value = graph_.values[v];
-    outputs.push_back(value.constant ? *value.constant : values[v]);
+    Tensor t = value.constant ? *value.constant : values[v];
+    if (plan && in_arena(t)) {  // never hand the caller memory the next run will reuse
+      Tensor copy = Tensor::Allocate(t.type(), t.shape());
+      std::memcpy(copy.raw(), t.raw(), t.bytes());
+      t = std::move(copy);
+    }
+    outputs.push_back(std::move(t));
+  }
+  if (plan) {
+    values.clear();
+    ReturnArena(std::move(arena), plan->stats.arena_bytes);
+  }
+
+  // Bounded: a server sees a few shapes per model (batch sizes x sequence buckets); beyond that, start over.
+  constexpr std::size_t kMaxSignatures = 256;
+  if ((has_shape_only_ && !cached) || recorder) {
+    std::shared_ptr<const RunPlan> made = recorder ? recorder->Finish() : nullptr;
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (has_shape_only_ && !cached) {
+      if (shape_cache_.size() >= kMaxSignatures) shape_cache_.clear();
+      shape_cache_.emplace(signature, std::make_shared<const ShapeOnlyValues>(std::move(fresh)));
+    }
+    if (made) {
+      if (plans_.size() >= kMaxSignatures) plans_.clear();
+      plans_.emplace(std::move(signature), std::move(made));
+    }
   }
   return outputs;
+}
+
+std::shared_ptr<void> Session::TakeArena(int64_t bytes) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    for (auto it = arena_pool_.begin(); it != arena_pool_.end(); ++it) {
+      if (it->first >= bytes) {
+        std::shared_ptr<void> arena = std::move(it->second);
+        arena_pool_.erase(it);
+        return arena;
+      }
+    }
+  }
+  const std::size_t size = static_cast<std::size_t>((std::max<int64_t>(bytes, 1) + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, size);
+  if (p == nullptr) throw std::bad_alloc();
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+void Session::ReturnArena(std::shared_ptr<void> arena, int64_t bytes) const {
+  // Only an arena nobody else holds goes back (a tensor that escaped would otherwise see it reused).
+  if (arena.use_count() != 1) return;
+  constexpr std::size_t kMaxIdleArenas = 4;  // concurrent runs of one session are few (its instance's callers)
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (arena_pool_.size() >= kMaxIdleArenas) arena_pool_.erase(arena_pool_.begin());
+  arena_pool_.emplace_back(bytes, std::move(arena));
+}
+
+absl::StatusOr<Session::MemoryStats> Session::MemoryPlanFor(const std::vector<Shape>& shapes) const {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  auto it = plans_.find(shapes);
+  if (it == plans_.end()) return absl::NotFoundError("no run with these input shapes yet");
+  return it->second->stats;
 }
 
 }  // namespace coreserve::runtime

@@ -9,8 +9,14 @@
 // the reshape targets, position ranges and masks exporters build) run once per input-shape signature; their
 // results are cached and reused by later runs with the same shapes.
 //
-// Thread safety: a Session is immutable after Load() apart from that cache, which is guarded; Run() may be called
-// from several threads at once (each call keeps its own tensors), each with its own pool.
+// Memory: the first run of an input-shape signature allocates each intermediate tensor and records its size and
+// lifetime (views such as Reshape share their source's buffer and extend its lifetime); from them a memory plan
+// places every intermediate in one arena, reusing memory between tensors whose lifetimes do not overlap. Later
+// runs of that signature take an arena from a small pool and place their tensors at the planned offsets; a tensor
+// that does not match its slot (a data-dependent size) is allocated as before, so a plan is never unsafe.
+//
+// Thread safety: a Session is immutable after Load() apart from those caches, which are guarded; Run() may be
+// called from several threads at once (each call keeps its own tensors and arena), each with its own pool.
 #pragma once
 
 #include <map>
@@ -51,6 +57,15 @@ class Session {
   // Input-shape signatures whose shape-only results are cached (for tests and diagnostics).
   std::size_t shape_cache_size() const;
 
+  // The memory plan made for input shapes `shapes` (after a run with them); NotFound before.
+  struct MemoryStats {
+    int64_t arena_bytes = 0;    // planned peak of the intermediate tensors
+    int64_t unplanned_bytes = 0;  // intermediates the plan leaves to the allocator (the graph's outputs and their views)
+    int64_t total_bytes = 0;    // the intermediates' sizes added up (the memory without reuse)
+    int buffers = 0;
+  };
+  absl::StatusOr<MemoryStats> MemoryPlanFor(const std::vector<Shape>& shapes) const;
+
  private:
   Session() = default;
   absl::Status Build(const SessionOptions& options);
@@ -61,13 +76,26 @@ class Session {
     bool shape_only = false;  // its outputs depend only on the input shapes
   };
   using ShapeOnlyValues = std::vector<std::pair<int, Tensor>>;  // value index -> tensor
+  struct RunPlan {
+    std::vector<int64_t> offset;  // per value: its place in the arena, -1 when not planned
+    std::vector<int64_t> bytes;   // per value: the planned size
+    std::vector<int> alias_root;  // per value: the planned value whose buffer it views, -1 for none
+    MemoryStats stats;
+  };
+  // Records sizes and lifetimes during a first run; see Run().
+  struct Recorder;
+  std::shared_ptr<void> TakeArena(int64_t bytes) const;
+  void ReturnArena(std::shared_ptr<void> arena, int64_t bytes) const;
   Graph graph_;
   std::vector<Step> steps_;
   std::vector<int> use_counts_;  // per value: how many step inputs read it
+  std::vector<int> last_use_;    // per value: the last step that reads it (-1: none)
   std::vector<TensorInfo> inputs_, outputs_;
   bool has_shape_only_ = false;
   mutable std::mutex cache_mu_;
   mutable std::map<std::vector<Shape>, std::shared_ptr<const ShapeOnlyValues>> shape_cache_;
+  mutable std::map<std::vector<Shape>, std::shared_ptr<const RunPlan>> plans_;
+  mutable std::vector<std::pair<int64_t, std::shared_ptr<void>>> arena_pool_;  // (bytes, arena), idle
 };
 
 // The operators of `graph` the runtime does not implement, as "Op (N nodes)" entries; empty when all are.

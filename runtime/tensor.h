@@ -50,6 +50,11 @@ class Tensor {
     return static_cast<const T*>(data_);
   }
 
+  // The storage this tensor keeps alive (shared by its views; null for an unowned Wrap), and how many tensors
+  // share it: the Session's memory planner uses them to tell a view from a new buffer.
+  const void* storage() const { return owner_.get(); }
+  long storage_users() const { return owner_.use_count(); }
+
   // The same storage under another shape with the same element count.
   Tensor Reshaped(Shape shape) const;
 

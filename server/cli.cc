@@ -92,11 +92,30 @@ const std::vector<CommandSpec>& Commands() {
          }
          return Ok();
        }},
-      {"inspect", "MODEL.onnx", "coreserve inspect MODEL.onnx", "describe a model and whether it is supported",
+      {"inspect", "MODEL.onnx", "coreserve inspect MODEL.onnx [--shape NAME=DxD...]", "describe a model and whether it is supported",
        "Prints the model's inputs and outputs (shape -1 where dynamic), opsets, operator counts, whether the\n"
        "runtime implements every operator (listing those it does not) and, when it does, the operators left after\n"
-       "optimization (fusions). Exit code 0 when fully supported, 1 if not.",
-       {},
+       "optimization (fusions) and the planned peak activation memory for the inputs' shapes (static shapes, or\n"
+       "those given with --shape; the model is run once on zeros). Exit code 0 when fully supported, 1 if not.",
+       {
+           {"shape", "NAME=DxD...", "an input's shape for the memory plan, e.g. input_ids=1x128; repeat per input",
+            [](CommandLine& c, const std::string& v) {
+              const std::size_t eq = v.find('=');
+              std::vector<int64_t> dims;
+              bool ok = eq != std::string::npos && eq > 0 && eq + 1 < v.size();
+              for (std::size_t pos = eq + 1; ok && pos <= v.size();) {
+                std::size_t x = v.find('x', pos);
+                if (x == std::string::npos) x = v.size();
+                int64_t d = 0;
+                ok = absl::SimpleAtoi(v.substr(pos, x - pos), &d) && d >= 0 && d <= (int64_t{1} << 31);
+                dims.push_back(d);
+                pos = x + 1;
+              }
+              if (!ok) return absl::InvalidArgumentError(absl::StrCat("--shape: expected NAME=DxD... (e.g. input_ids=1x128), got '", v, "'"));
+              c.inspect.shapes.emplace_back(v.substr(0, eq), dims);
+              return Ok();
+            }},
+       },
        [](CommandLine& c, const std::string& v) { c.inspect.model = v; },
        [](const CommandLine& c) {
          return c.inspect.model.empty()

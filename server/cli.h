@@ -35,6 +35,7 @@ struct RunOptions {
 
 struct InspectOptions {
   std::string model;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;  // input name -> shape, for the memory plan
 };
 
 struct CommandLine {

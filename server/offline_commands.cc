@@ -2,12 +2,15 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "runtime/model_info.h"
 #include "runtime/npy.h"
@@ -27,6 +30,52 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   std::vector<std::string> dims;
   for (int64_t d : shape) dims.push_back(d < 0 ? "?" : std::to_string(d));
   return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
+}
+
+std::string MiB(int64_t bytes) { return absl::StrFormat("%.2f MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+// Runs the model once on zeros of the given (or static) input shapes and prints its memory plan. Returns the exit
+// code: 0, or 2 for a --shape that names no input or does not fit it.
+int PrintMemoryPlan(const runtime::Session& session,
+                    const std::vector<std::pair<std::string, std::vector<int64_t>>>& given) {
+  std::map<std::string, std::vector<int64_t>> shapes(given.begin(), given.end());
+  std::vector<runtime::Tensor> inputs;
+  std::vector<std::string> missing;
+  for (const runtime::TensorInfo& in : session.inputs()) {
+    std::vector<int64_t> shape = in.shape;
+    if (auto it = shapes.find(in.name); it != shapes.end()) {
+      bool fits = in.shape.empty() || it->second.size() == in.shape.size();
+      for (std::size_t d = 0; fits && d < in.shape.size(); ++d) fits = in.shape[d] < 0 || in.shape[d] == it->second[d];
+      if (!fits) return Fail(2, absl::StrCat("--shape ", in.name, ": ", ShapeText(it->second), " does not fit ", ShapeText(in.shape)));
+      shape = it->second;
+      shapes.erase(it);
+    } else if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) {
+      missing.push_back(in.name);
+      continue;
+    }
+    runtime::Tensor t = runtime::Tensor::Allocate(in.type, shape);
+    std::memset(t.raw(), 0, t.bytes());
+    inputs.push_back(std::move(t));
+  }
+  if (!shapes.empty()) return Fail(2, absl::StrCat("--shape: the model has no input named '", shapes.begin()->first, "'"));
+  if (!missing.empty()) {
+    std::printf("memory plan: give --shape for %s to see the planned activation memory\n", absl::StrJoin(missing, ", ").c_str());
+    return 0;
+  }
+  std::vector<runtime::Shape> signature;
+  for (const runtime::Tensor& t : inputs) signature.push_back(t.shape());
+  runtime::ThreadPool pool(1);
+  auto outputs = session.Run(inputs, &pool);
+  if (!outputs.ok()) return Fail(1, absl::StrCat("memory plan: the run on zeros failed: ", outputs.status().message()));
+  auto stats = session.MemoryPlanFor(signature);
+  if (!stats.ok()) return Fail(1, std::string(stats.status().message()));
+  std::vector<std::string> dims;
+  for (const auto& s : signature) dims.push_back(ShapeText(s));
+  std::printf("memory plan for inputs %s:\n", absl::StrJoin(dims, " ").c_str());
+  std::printf("  planned peak activation memory  %s (%d buffers; %s without reuse)\n", MiB(stats->arena_bytes).c_str(),
+              stats->buffers, MiB(stats->total_bytes).c_str());
+  std::printf("  outside the plan                %s (outputs and shape-derived values)\n", MiB(stats->unplanned_bytes).c_str());
+  return 0;
 }
 
 }  // namespace
@@ -111,7 +160,7 @@ int InspectModelCommand(const InspectOptions& o) {
     }
     std::printf("after optimization (%zu nodes):\n", (*session)->graph().nodes.size());
     for (const auto& [op, count] : after) std::printf("  %-32s %d\n", op.c_str(), count);
-    return 0;
+    return PrintMemoryPlan(**session, o.shapes);
   }
   std::printf("supported: no (unsupported operators: %s)\n", absl::StrJoin(missing, ", ").c_str());
   return 1;

@@ -291,6 +291,7 @@ absl::Status MinMax(OpContext& ctx) {
   Tensor acc = ctx.in(0);
   for (std::size_t i = 1; i < ctx.inputs.size(); ++i) {
     OpContext pair = ctx;
+    pair.slots.clear();  // intermediate results: the planned slot is for the final output only
     pair.inputs = {&acc, ctx.inputs[i]};
     pair.outputs.assign(1, Tensor());
     RETURN_IF_ERROR(SameType(pair));

@@ -201,6 +201,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakePermutedMatMul(const Graph&, const
       ASSIGN_OR_RETURN(Tensor xa, materialize(x, perm_a));
       ASSIGN_OR_RETURN(Tensor yb, materialize(y, perm_b));
       OpContext sub = ctx;
+      sub.slots.clear();  // the product is an intermediate: the planned slot is for the final output only
       sub.inputs = {&xa, &yb};
       sub.outputs.assign(1, Tensor());
       RETURN_IF_ERROR(MatMul(sub, nullptr));

@@ -297,3 +297,75 @@ TEST(Fusions, MaskedSoftmaxWithNanGuard) {
 
 }  // namespace
 }  // namespace coreserve::runtime
+
+namespace coreserve::runtime {
+namespace {
+
+// Scaled dot-product attention as exporters write it: Q, K, V [b, s, heads, d] split into heads by Transposes,
+// Q and K scaled, Q K^T, + mask, Softmax (with or without the NaN guard), P V, heads merged by a Transpose.
+// `kv_heads` 1 broadcasts one K/V head over every query head (MatMul's broadcasting); `masked` false uses a plain
+// Softmax. Fused: one coreserve::Attention, same outputs.
+onnx::ModelProto AttentionModel(int kv_heads, bool masked) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("attention");
+  const std::string kvh = std::to_string(kv_heads);
+  AddTensorValue(g->add_input(), "q", onnx::TensorProto::FLOAT, {"b", "s", "3", "8"});
+  AddTensorValue(g->add_input(), "k", onnx::TensorProto::FLOAT, {"b", "t", kvh, "8"});
+  AddTensorValue(g->add_input(), "v", onnx::TensorProto::FLOAT, {"b", "t", kvh, "8"});
+  if (masked) AddTensorValue(g->add_input(), "mask", onnx::TensorProto::FLOAT, {"b", "1", "1", "t"});
+  AddFloatInitializer(g, "scale", {}, {0.59460356f});  // 8^-1/4 on each side, as the SDPA exporters split it
+  AddFloatInitializer(g, "zero", {}, {0.0f});
+  auto node = [g](const char* op, std::vector<std::string> in, const char* out, std::vector<int64_t> perm = {}) {
+    AddOnnxNode(g, op, in, out, perm);
+  };
+  node("Transpose", {"q"}, "qt", {0, 2, 1, 3});
+  node("Mul", {"qt", "scale"}, "qs");
+  node("Transpose", {"k"}, "kt", {0, 2, 3, 1});
+  node("Mul", {"kt", "scale"}, "ks");
+  node("Transpose", {"v"}, "vt", {0, 2, 1, 3});
+  node("MatMul", {"qs", "ks"}, "scores");
+  if (masked) {
+    node("Add", {"scores", "mask"}, "masked");
+    node("Softmax", {"masked"}, "p");
+    node("IsNaN", {"p"}, "nan");
+    node("Where", {"nan", "zero", "p"}, "probs");
+  } else {
+    node("Softmax", {"scores"}, "probs");
+  }
+  node("MatMul", {"probs", "vt"}, "ctx");
+  node("Transpose", {"ctx"}, "out", {0, 2, 1, 3});
+  AddTensorValue(g->add_output(), "out", onnx::TensorProto::FLOAT, {"b", "s", "3", "8"});
+  return m;
+}
+
+TEST(Fusions, AttentionIntoOneOperator) {
+  for (int kv_heads : {3, 1}) {
+    for (bool masked : {true, false}) {
+      const auto dir = TempDir("attention");
+      const std::string path = WriteModel(AttentionModel(kv_heads, masked), dir / "model.onnx");
+      auto fused = Session::Load(path);
+      ASSERT_TRUE(fused.ok()) << fused.status();
+      EXPECT_EQ((*fused)->graph().nodes.size(), 1u) << kv_heads << masked;
+      EXPECT_EQ(Count((*fused)->graph(), "Attention"), 1) << kv_heads << masked;
+      std::mt19937 rng(21);
+      for (auto [b, s, t] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {2, 5, 7}, {3, 40, 40}}) {
+        std::vector<Tensor> in = {Random(DataType::kFloat32, {b, s, 3, 8}, rng),
+                                  Random(DataType::kFloat32, {b, t, kv_heads, 8}, rng),
+                                  Random(DataType::kFloat32, {b, t, kv_heads, 8}, rng)};
+        if (masked) {
+          Tensor mask = Tensor::Allocate(DataType::kFloat32, {b, 1, 1, t});
+          for (int64_t i = 0; i < mask.elements(); ++i) mask.data<float>()[i] = (i % t) >= t - (i / t) ? -INFINITY : 0.0f;
+          mask.data<float>()[0] = -INFINITY;  // batch 0 has at least one key masked; with t == 1, every key
+          in.push_back(mask);
+        }
+        ExpectSameOutputs(path, in);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace coreserve::runtime
