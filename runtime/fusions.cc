@@ -399,6 +399,153 @@ void RewriteShapeReaders(Graph& g, const PermutedOperand& op, int transposed_sou
 
 }  // namespace
 
+namespace {
+
+// A dimension known symbolically at load: a constant, or dimension `axis` of value `of` (whatever it is at run time).
+struct SymDim {
+  int64_t constant = 0;
+  int of = -1;
+  int64_t axis = 0;
+  bool operator==(const SymDim& o) const { return of == o.of && (of < 0 ? constant == o.constant : axis == o.axis); }
+};
+
+// The rank of `v` when the graph fixes it (a Transpose's permutation length, a declared shape), else -1.
+int64_t KnownRank(const Graph& g, int v) {
+  if (g.values[v].shape) return static_cast<int64_t>(g.values[v].shape->size());
+  const int p = LiveProducer(g, v);
+  if (p >= 0 && IsOp(g.nodes[p], "Transpose")) {
+    auto perm = g.nodes[p].attributes.Ints("perm", {});
+    if (perm.ok() && !perm->empty()) return static_cast<int64_t>(perm->size());
+  }
+  return -1;
+}
+
+// The elements of a 1-D int64 shape value, symbolically: constants, Shape (with start/end), Slice with constant
+// bounds, and Concat, as exporters build reshape targets. nullopt when it cannot tell.
+std::optional<std::vector<SymDim>> SymbolicShape(const Graph& g, int v, int depth = 0) {
+  if (v < 0 || depth > 8) return std::nullopt;
+  const Value& value = g.values[v];
+  if (value.constant) {
+    if (value.constant->type() != DataType::kInt64 || value.constant->rank() != 1) return std::nullopt;
+    std::vector<SymDim> dims;
+    for (int64_t i = 0; i < value.constant->elements(); ++i) dims.push_back({value.constant->data<int64_t>()[i]});
+    return dims;
+  }
+  const int p = LiveProducer(g, v);
+  if (p < 0) return std::nullopt;
+  const Node& n = g.nodes[p];
+  if (IsOp(n, "Shape")) {
+    const int64_t rank = KnownRank(g, n.inputs[0]);
+    if (rank < 0) return std::nullopt;
+    auto clamp = [rank](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + rank : i, 0, rank); };
+    const int64_t start = clamp(n.attributes.Int("start", 0).value_or(0));
+    const int64_t end = clamp(n.attributes.Int("end", rank).value_or(rank));
+    std::vector<SymDim> dims;
+    for (int64_t a = start; a < end; ++a) dims.push_back({0, n.inputs[0], a});
+    return dims;
+  }
+  if (IsOp(n, "Concat") && n.attributes.Int("axis", 0).value_or(1) == 0) {
+    std::vector<SymDim> dims;
+    for (int in : n.inputs) {
+      auto part = SymbolicShape(g, in, depth + 1);
+      if (!part) return std::nullopt;
+      dims.insert(dims.end(), part->begin(), part->end());
+    }
+    return dims;
+  }
+  if (IsOp(n, "Slice") && n.inputs.size() >= 3) {
+    auto data = SymbolicShape(g, n.inputs[0], depth + 1);
+    auto read = [&](std::size_t i) -> std::optional<int64_t> {
+      if (i >= n.inputs.size() || n.inputs[i] < 0) return std::nullopt;
+      const auto& c = g.values[n.inputs[i]].constant;
+      if (!c || c->type() != DataType::kInt64 || c->elements() != 1) return std::nullopt;
+      return c->data<int64_t>()[0];
+    };
+    auto start = read(1), end = read(2);
+    const auto axis = read(3), step = read(4);
+    if (!data || !start || !end || (n.inputs.size() > 3 && n.inputs[3] >= 0 && axis.value_or(1) != 0) ||
+        (n.inputs.size() > 4 && n.inputs[4] >= 0 && step.value_or(0) != 1)) {
+      return std::nullopt;
+    }
+    const int64_t len = static_cast<int64_t>(data->size());
+    auto clamp = [len](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + len : i, 0, len); };
+    const int64_t b = clamp(*start), e = std::max(b, clamp(*end));
+    return std::vector<SymDim>(data->begin() + b, data->begin() + e);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int FuseSwapLastAxesReshapes(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::size_t count = g.nodes.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    // Reshape(Transpose(Reshape(X, [-1, X.d2, X.d3]), [0, 2, 1]), [X.d0, X.d1, X.d3, X.d2]) == Transpose(X, [0,1,3,2]).
+    const Node& r2 = g.nodes[i];
+    if (!IsOp(r2, "Reshape") || r2.inputs.size() < 2) continue;
+    const int t = LiveProducer(g, r2.inputs[0]);
+    if (t < 0 || !IsOp(g.nodes[t], "Transpose") || SoleConsumer(g, r2.inputs[0]) != static_cast<int>(i)) continue;
+    if (g.nodes[t].attributes.Ints("perm", {}).value_or(std::vector<int64_t>{}) != std::vector<int64_t>{0, 2, 1}) continue;
+    const int r1 = LiveProducer(g, g.nodes[t].inputs[0]);
+    if (r1 < 0 || !IsOp(g.nodes[r1], "Reshape") || SoleConsumer(g, g.nodes[t].inputs[0]) != t) continue;
+    const int x = g.nodes[r1].inputs[0];
+    if (KnownRank(g, x) != 4) continue;
+    const auto first = SymbolicShape(g, g.nodes[r1].inputs[1]);
+    const auto second = SymbolicShape(g, r2.inputs[1]);
+    const SymDim d0{0, x, 0}, d1{0, x, 1}, d2{0, x, 2}, d3{0, x, 3};
+    if (!first || !second || first->size() != 3 || !((*first)[0] == SymDim{-1}) || !((*first)[1] == d2) ||
+        !((*first)[2] == d3) || *second != std::vector<SymDim>{d0, d1, d3, d2}) {
+      continue;
+    }
+    const int out = r2.outputs[0];
+    const std::string name = r2.name + "/swap";
+    g.nodes[i].dead = g.nodes[t].dead = g.nodes[r1].dead = true;
+    Attributes attrs;
+    attrs.Set("perm", std::vector<int64_t>{0, 1, 3, 2});
+    AddNode(g, "Transpose", "", {x}, out, name, attrs);
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
+int ComposeTransposes(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  const std::size_t count = g.nodes.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    if (g.nodes[i].dead || !IsOp(g.nodes[i], "Transpose")) continue;
+    const int inner = LiveProducer(g, g.nodes[i].inputs[0]);
+    if (inner < 0 || !IsOp(g.nodes[inner], "Transpose")) continue;
+    std::vector<int> shapes;
+    if (!SoleConsumerBesidesShapes(g, g.nodes[i].inputs[0], static_cast<int>(i), &shapes)) continue;
+    auto outer_perm = g.nodes[i].attributes.Ints("perm", {});
+    auto inner_perm = g.nodes[inner].attributes.Ints("perm", {});
+    if (!outer_perm.ok() || !inner_perm.ok() || outer_perm->size() != inner_perm->size() || outer_perm->empty()) continue;
+    // y[i] = x'[outer[i]] = x[inner[outer[i]]].
+    std::vector<int64_t> perm(outer_perm->size());
+    for (std::size_t a = 0; a < perm.size(); ++a) perm[a] = (*inner_perm)[(*outer_perm)[a]];
+    PermutedOperand op;
+    op.perm = *inner_perm;
+    op.shape_readers = shapes;
+    if (op.perm.size() == 4) {
+      RewriteShapeReaders(g, op, g.nodes[inner].inputs[0]);
+    } else if (!shapes.empty()) {
+      continue;
+    }
+    const int source = g.nodes[inner].inputs[0];
+    g.nodes[inner].dead = true;
+    g.nodes[i].inputs[0] = source;
+    g.nodes[i].attributes.Set("perm", perm);
+    ++fused;
+    g.RebuildEdges();
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 int FusePermutedMatMul(Graph& g) {
   g.RebuildEdges();
   int fused = 0;

@@ -25,6 +25,14 @@ int FuseGemmBias(Graph& graph);
 // projections — -> one FusedMatMul over the concatenated weights, then a Split: one wide GEMM instead of three.
 int MergeSiblingMatMuls(Graph& graph);
 
+// Reshape(Transpose(Reshape(X, [-1, d2, d3]), [0, 2, 1]), [d0, d1, d3, d2]) for a rank-4 X, the shape targets
+// proved from Shape(X) symbolically (the dynamo exporter's K^T in attention) -> Transpose(X, [0, 1, 3, 2]).
+int FuseSwapLastAxesReshapes(Graph& graph);
+
+// Transpose(Transpose(X, p), q), the inner one read only by the outer (and by Shape nodes, rewritten) ->
+// Transpose(X, p∘q).
+int ComposeTransposes(Graph& graph);
+
 // MatMul whose operands are Transposes (rank 4) of other tensors, optionally scaled by scalar Muls, and whose
 // result is optionally transposed -> coreserve::PermutedMatMul: strided batched GEMMs with the scalars in alpha, no
 // transposed copies (attention's Q K^T and P V with their head split/merge).

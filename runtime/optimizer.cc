@@ -75,6 +75,8 @@ absl::Status Optimize(Graph& graph) {
   FuseGemmBias(graph);
   FuseMatMulActivation(graph);
   MergeSiblingMatMuls(graph);
+  FuseSwapLastAxesReshapes(graph);
+  ComposeTransposes(graph);
   FusePermutedMatMul(graph);
   FuseMaskedSoftmax(graph);
   FuseAttention(graph);

@@ -369,3 +369,35 @@ TEST(Fusions, AttentionIntoOneOperator) {
 
 }  // namespace
 }  // namespace coreserve::runtime
+
+namespace coreserve::runtime {
+namespace {
+
+// The dynamo exporter writes K^T as Reshape -> Transpose(0, 2, 1) -> Reshape over the head-split K, with the
+// reshape targets computed from Shape(K): proved symbolically, it becomes one Transpose, composes with the head
+// split, and the whole attention fuses as in the TorchScript exports.
+TEST(Fusions, DynamoAttentionThroughSymbolicReshapes) {
+  for (const char* name : {"bert_dynamo", "gpt2_dynamo"}) {
+    const std::string path = std::string(CORESERVE_FIXTURES_DIR) + "/" + name + ".onnx";
+    auto fused = Session::Load(path);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    EXPECT_EQ(Count((*fused)->graph(), "Attention"), 2) << name;  // both layers
+    std::mt19937 rng(17);
+    for (int64_t seq : {1, 13}) {
+      std::vector<Tensor> in;
+      for (const TensorInfo& info : (*fused)->inputs()) {
+        if (info.name == "attention_mask") {
+          Tensor mask = Tensor::Allocate(DataType::kInt64, {2, seq});
+          for (int64_t i = 0; i < 2 * seq; ++i) mask.data<int64_t>()[i] = (i % seq) < seq - (i / seq) * 3 || i % seq == 0;
+          in.push_back(mask);
+        } else {
+          in.push_back(Random(DataType::kInt64, {2, seq}, rng, info.name == "token_type_ids" ? 2 : 1000));
+        }
+      }
+      ExpectSameOutputs(path, in);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace coreserve::runtime
