@@ -684,9 +684,23 @@ int FuseAttention(Graph& g) {
     } else {
       continue;
     }
-    const int scores = softmax.inputs[0];
+    int scores = softmax.inputs[0];
+    int scale_node = -1;
+    float scale = 1.0f;
+    // Older exporters scale the scores instead of Q and K: (Q K^T) / sqrt(d) or * (1 / sqrt(d)).
+    if (const int p = LiveProducer(g, scores); p >= 0 && SoleConsumer(g, scores) == sm &&
+                                               (IsOp(g.nodes[p], "Div") || IsOp(g.nodes[p], "Mul")) &&
+                                               IsAnyScalar(g, g.nodes[p].inputs[1])) {
+      const float c = *g.values[g.nodes[p].inputs[1]].constant->data<float>();
+      if (IsOp(g.nodes[p], "Div") ? c != 0.0f : true) {
+        scale = IsOp(g.nodes[p], "Div") ? 1.0f / c : c;
+        scale_node = p;
+        scores = g.nodes[p].inputs[0];
+      }
+    }
     const int qk = LiveProducer(g, scores);
-    if (qk < 0 || SoleConsumer(g, scores) != sm || !IsOp(g.nodes[qk], "PermutedMatMul", "coreserve")) continue;
+    const int reader = scale_node >= 0 ? scale_node : sm;
+    if (qk < 0 || SoleConsumer(g, scores) != reader || !IsOp(g.nodes[qk], "PermutedMatMul", "coreserve")) continue;
     const Node& qkn = g.nodes[qk];
     // Each operand must come through a head-split Transpose (so it is rank 4 at run time), and the scores must be
     // stored unpermuted (the softmax reads their last axis).
@@ -700,7 +714,7 @@ int FuseAttention(Graph& g) {
     attrs.Set("perm_k", perm_k);
     attrs.Set("perm_v", perm_v);
     attrs.Set("perm_out", perm(pv, "perm_out"));
-    attrs.Set("scale", qkn.attributes.Float("alpha", 1.0f).value_or(1.0f));
+    attrs.Set("scale", qkn.attributes.Float("alpha", 1.0f).value_or(1.0f) * scale);
     attrs.Set("out_scale", pv.attributes.Float("alpha", 1.0f).value_or(1.0f));
     attrs.Set("nan_to_zero", nan_to_zero);
     std::vector<int> inputs = {qkn.inputs[0], qkn.inputs[1], pv.inputs[1]};
@@ -708,6 +722,7 @@ int FuseAttention(Graph& g) {
     const int out = pv.outputs[0];
     const std::string name = pv.name + "/attention";
     g.nodes[i].dead = g.nodes[sm].dead = g.nodes[qk].dead = true;
+    if (scale_node >= 0) g.nodes[scale_node].dead = true;
     AddNode(g, "Attention", "coreserve", inputs, out, name, attrs);
     ++fused;
   }
