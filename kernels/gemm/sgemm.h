@@ -1,11 +1,29 @@
-// fp32 GEMM: C = alpha * op(A) * op(B) + beta * C, row-major, op = optional transpose.
+// GEMM on fp32 activations with pre-packed weights, in three precisions:
+//   kFp32  C = act(alpha * A * B + beta * C + bias)
+//   kBf16  the same with A and B rounded to bfloat16 (round to nearest even) and fp32 accumulation ("fastmath")
+//   kInt8  B quantized at pack time (symmetric s8 per column), each row of A quantized per call (asymmetric u8
+//          per row), exact int32 accumulation, then dequantized: see "int8" below
+// C = alpha * op(A) * op(B) + beta * C, row-major, op = optional transpose.
 //
-// sgemm_reference is the scalar definition every optimized kernel is tested against. Sgemm picks the fastest
+// sgemm_reference is the scalar definition every optimized fp32 kernel is tested against. Sgemm picks the fastest
 // implementation for the active CPU features. B may be pre-packed once (weights) with SgemmPackB; the packed
-// form records which kernel it was packed for, so packed weights never meet the wrong kernel.
+// form records the layout (Format) it was packed in, and Sgemm runs the kernel that reads that layout, so packed
+// weights never meet the wrong kernel. The precision is chosen at pack time only: everything else is unchanged.
+//
+// int8 (GemmPrecision::kInt8): column j of op(B) is stored as round(b / s_j) in [-127, 127] with
+// s_j = max|b_j| / 127 (an all-zero column gets s_j = 1). Each call quantizes its own rows of A, row i as
+// q = clamp(round(a / s_i) + z_i, 0, 255) with s_i = (max_i - min_i) / 255 over the row's range extended to 0 and
+// z_i = clamp(round(-min_i / s_i), 0, 255) (round = to nearest even), then
+//   C[i,j] = act(alpha * s_i * s_j * (sum_k q_ik * qb_kj - z_i * sum_k qb_kj) + beta * C[i,j] + bias[j]).
+// The result of a row depends only on that row of A, never on how callers split M or N. K <= 65536.
+//
+// bf16 and int8 always have a kernel (a portable one at worst), but only the vector kernels are faster than fp32:
+// SgemmKernelName(precision) tells which one runs (bf16 needs AVX512-BF16, int8 AVX512-VNNI or AVX2). The
+// AVX512-BF16 kernel treats denormal A values as zero (the hardware conversion does); the portable one keeps them.
 //
 // Preconditions (asserted by callers): M, N, K >= 0; lda, ldb, ldc at least the row length of the stored matrix;
-// C does not overlap A or B. With beta == 0, C is not read (NaN in C does not propagate).
+// C does not overlap A or B. With beta == 0, C is not read (NaN in C does not propagate). Packed B in bf16 or
+// int8 needs trans_a == false.
 #pragma once
 
 #include <cstddef>
@@ -28,13 +46,32 @@ struct Aligned64Allocator {
   bool operator==(const Aligned64Allocator&) const { return true; }
 };
 
-// op(B) (K x N) rearranged for one kernel family: for the AVX-512 family, panels of 32 columns, each K x 32
-// contiguous and zero-padded past N. Immutable once made; share it freely between threads.
+enum class GemmPrecision { kFp32, kBf16, kInt8 };
+
+// op(B) (K x N) rearranged for one kernel family. Every layout is made of panels of 32 columns (zero-padded
+// past N), so a column index that is a multiple of SgemmNStep() is always a panel boundary:
+//   kPanel32      fp32, each panel K x 32 contiguous                           (sgemm_12x32_avx512)
+//   kBf16Pairs32  bf16, each panel ceil(K/2) rows of 32 (k, k+1) pairs: the operand vdpbf16ps multiplies,
+//                 zero-padded to even K                                        (bf16gemm_12x32_avx512bf16)
+//   kBf16Panel32  bf16, each panel K x 32                                      (bf16gemm_portable)
+//   kInt8Quad32   s8, each panel ceil(K/4) rows of 32 groups of 4 consecutive k: the operand vpdpbusd
+//                 multiplies, zero-padded to a multiple of 4        (qgemm_u8s8_avx512vnni, qgemm_u8s8_avx2)
+//   kInt8Panel32  s8, each panel K x 32                                        (qgemm_u8s8_portable)
+// Immutable once made; share it freely between threads. All storage is 64-byte aligned.
 struct SgemmPackedB {
-  enum class Format { kPanel32 };
+  enum class Format { kPanel32, kBf16Pairs32, kBf16Panel32, kInt8Quad32, kInt8Panel32 };
   Format format = Format::kPanel32;
+  GemmPrecision precision = GemmPrecision::kFp32;
   int64_t k = 0, n = 0;
-  std::vector<float, Aligned64Allocator<float>> data;
+  std::vector<float, Aligned64Allocator<float>> data;       // kPanel32
+  std::vector<uint16_t, Aligned64Allocator<uint16_t>> bf16;  // bf16 formats (bit patterns)
+  std::vector<int8_t, Aligned64Allocator<int8_t>> int8;      // int8 formats
+  // int8 formats, one per column rounded up to 32: the dequantization scale s_j (1 for exact integer B),
+  // the sum over K of the stored s8 values, and the zero point of B (only for QgemmPackB with a nonzero
+  // zero point; empty otherwise).
+  std::vector<float, Aligned64Allocator<float>> col_scale;
+  std::vector<int32_t, Aligned64Allocator<int32_t>> col_sum;
+  std::vector<int32_t, Aligned64Allocator<int32_t>> col_zero_point;
 };
 
 // Applied to each element of C after the product is complete: C = act(alpha * A * B + beta * C + bias[j]).
@@ -61,23 +98,28 @@ struct SgemmArgs {
 // Computes in double and applies the epilogue in double (GELU with the exact erf).
 void sgemm_reference(const SgemmArgs& args);
 
-// Whether the active kernel uses packed B at all (false on CPUs that run the portable path): callers pack weights
-// only when it does.
-bool SgemmUsesPackedB();
-// Packs op(B) for the active kernel. Requires SgemmUsesPackedB().
-std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n);
+// Whether the active kernel of `precision` uses packed B at all (false only for fp32 on CPUs that run the portable
+// path): callers pack weights only when it does. bf16 and int8 always pack (they always have a portable kernel).
+bool SgemmUsesPackedB(GemmPrecision precision = GemmPrecision::kFp32);
+// Packs op(B) for the active kernel of `precision` (fp32 B is rounded to bf16 or quantized to s8 here).
+// Requires SgemmUsesPackedB(precision).
+std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n,
+                                               GemmPrecision precision = GemmPrecision::kFp32);
 // The same in two steps, so callers can pack column ranges on several threads: allocate, then fill columns
-// [col_begin, col_end) (multiples of SgemmNStep(), or col_end == n) of op(B).
-std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n);
+// [col_begin, col_end) (multiples of SgemmNStep(), or col_end == n) of op(B), in packed->format.
+std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n, GemmPrecision precision = GemmPrecision::kFp32);
 void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
                        SgemmPackedB* packed);
 
 // Computes C[m_begin:m_end, n_begin:n_end]; callers split M and N across threads. n_begin and n_end must be
-// multiples of SgemmNStep() (or n_end == N) so tasks never share a packed panel.
+// multiples of SgemmNStep() (or n_end == N) so tasks never share a packed panel. With args.packed_b set, the
+// kernel is the one that reads packed_b->format (and so the precision is the one B was packed in).
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 int64_t SgemmNStep();
-// Name of the active implementation, e.g. "sgemm_12x32_avx512", for logs and metrics.
-const char* SgemmKernelName();
+// Name of the active implementation of `precision`, for logs and metrics: "sgemm_12x32_avx512",
+// "sgemm_portable", "bf16gemm_12x32_avx512bf16", "bf16gemm_portable", "qgemm_u8s8_avx512vnni",
+// "qgemm_u8s8_avx2", "qgemm_u8s8_portable".
+const char* SgemmKernelName(GemmPrecision precision = GemmPrecision::kFp32);
 
 // The portable implementation and the AVX-512 one, callable directly by tests.
 void sgemm_portable(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);

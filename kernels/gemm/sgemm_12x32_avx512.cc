@@ -12,32 +12,21 @@
 #include <vector>
 
 #include "kernels/gemm/sgemm.h"
-#include "kernels/math/f32_math_avx512.h"
+#include "kernels/gemm/gemm_epilogue_avx512.h"
 
 namespace coreserve::kernels {
 namespace {
 
+using avx512::GemmEpilogue;
+
 constexpr int64_t kNr = 32;
 constexpr int64_t kKc = 1024;
-
-// The epilogue of the last K block: bias (already offset to this panel's columns) and activation.
-struct Epilogue {
-  const float* bias = nullptr;
-  SgemmActivation activation = SgemmActivation::kNone;
-};
-
-inline __m512 Activate(__m512 y, SgemmActivation act) {
-  if (act == SgemmActivation::kRelu) return _mm512_max_ps(y, _mm512_setzero_ps());
-  if (act == SgemmActivation::kGelu) return avx512::Gelu(y);
-  if (act == SgemmActivation::kGeluTanh) return avx512::GeluTanh(y);
-  return y;
-}
 
 // acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32]; then C = alpha * acc + (accumulate ? C : beta * C), and on the last
 // K block (`last` non-null) the bias and activation.
 template <int MR>
 void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, __mmask16 m0,
-            __mmask16 m1, float alpha, float beta, bool accumulate, const Epilogue* last) {
+            __mmask16 m1, float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
   __m512 acc0[MR], acc1[MR];
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
@@ -49,41 +38,18 @@ void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
       acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-  if (last && last->bias) {
-    bias0 = _mm512_maskz_loadu_ps(m0, last->bias);
-    bias1 = _mm512_maskz_loadu_ps(m1, last->bias + 16);
-  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  const avx512::TileBias bias(last, m0, m1);
   for (int r = 0; r < MR; ++r) {
-    float* row = c + r * ldc;
-    __m512 y0 = _mm512_mul_ps(acc0[r], va), y1 = _mm512_mul_ps(acc1[r], va);
-    if (accumulate) {
-      y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, row));
-      y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, row + 16));
-    } else if (beta != 0.0f) {
-      y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), y0);
-      y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), y1);
-    }
-    if (last) {
-      y0 = Activate(_mm512_add_ps(y0, bias0), last->activation);
-      y1 = Activate(_mm512_add_ps(y1, bias1), last->activation);
-    }
-    _mm512_mask_storeu_ps(row, m0, y0);
-    _mm512_mask_storeu_ps(row + 16, m1, y1);
+    avx512::StoreRow(c + r * ldc, _mm512_mul_ps(acc0[r], va), _mm512_mul_ps(acc1[r], va), m0, m1, beta, accumulate,
+                     last, bias);
   }
 }
 
 using KernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, __mmask16, __mmask16, float,
-                          float, bool, const Epilogue*);
+                          float, bool, const GemmEpilogue*);
 constexpr KernelFn kKernels[13] = {nullptr,    Kernel<1>,  Kernel<2>, Kernel<3>, Kernel<4>,  Kernel<5>, Kernel<6>,
                                    Kernel<7>,  Kernel<8>,  Kernel<9>, Kernel<10>, Kernel<11>, Kernel<12>};
-
-__mmask16 MaskFor(int64_t cols) {
-  if (cols >= 16) return 0xffff;
-  if (cols <= 0) return 0;
-  return static_cast<__mmask16>((1u << cols) - 1);
-}
 
 }  // namespace
 
@@ -132,10 +98,10 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
     const bool has_epilogue = p.bias != nullptr || p.activation != SgemmActivation::kNone;
     for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
       const int64_t cols = std::min(kNr, n_end - j0);
-      const __mmask16 m0 = MaskFor(cols), m1 = MaskFor(cols - 16);
+      const __mmask16 m0 = avx512::ColumnMask(cols), m1 = avx512::ColumnMask(cols - 16);
       const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
-      Epilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation};
-      const Epilogue* last = last_block && has_epilogue ? &epilogue : nullptr;
+      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation};
+      const GemmEpilogue* last = last_block && has_epilogue ? &epilogue : nullptr;
       for (int64_t i0 = m_begin; i0 < m_end; i0 += 12) {
         const int64_t rows = std::min<int64_t>(12, m_end - i0);
         kKernels[rows](kc, p.a + i0 * p.lda + k0, p.lda, panel, p.c + i0 * p.ldc + j0, p.ldc, m0, m1, p.alpha,

@@ -1,63 +1,150 @@
+// Kernel selection for every GEMM precision: the dispatch records (gemm_kernels.h), packing in the selected
+// kernel's format, and Sgemm, which runs the kernel that reads the packed format it is given.
 #include <cassert>
 
 #include "kernels/cpu_features.h"
-#include "kernels/gemm/sgemm.h"
+#include "kernels/gemm/gemm_kernels.h"
 
 namespace coreserve::kernels {
 namespace {
 
-bool UseAvx512() {
+bool RunsAnywhere(const CpuFeatures&) { return true; }
 #if defined(__x86_64__)
-  static const bool use = ActiveCpuFeatures().avx512;
-  return use;
-#else
-  return false;
+bool RunsAvx2(const CpuFeatures& f) { return f.avx2_fma; }
+bool RunsAvx512(const CpuFeatures& f) { return f.avx512; }
+bool RunsAvx512Bf16(const CpuFeatures& f) { return f.avx512_bf16; }
+bool RunsAvx512Vnni(const CpuFeatures& f) { return f.avx512_vnni; }
 #endif
+
+// In order of preference within a precision. The portable fp32 kernel reads unpacked B only and is not listed.
+constexpr GemmKernel kKernels[] = {
+#if defined(__x86_64__)
+    {"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx512, sgemm_12x32_avx512, nullptr},
+    {"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512Bf16,
+     bf16gemm_12x32_avx512bf16, nullptr},
+    {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
+     qgemm_u8s8_avx512vnni},
+    // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).
+    {"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx2, nullptr, qgemm_u8s8_avx2},
+#endif
+    {"bf16gemm_portable", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsAnywhere, bf16gemm_portable, nullptr},
+    {"qgemm_u8s8_portable", GemmPrecision::kInt8, PackedFormat::kInt8Panel32, RunsAnywhere, nullptr,
+     qgemm_u8s8_portable},
+};
+
+constexpr int kPrecisions = 3, kFormats = 5;
+
+// The active CPU's choices, made once.
+struct Active {
+  const GemmKernel* by_precision[kPrecisions] = {};
+  const GemmKernel* by_format[kFormats] = {};
+  Active() {
+    const CpuFeatures& features = ActiveCpuFeatures();
+    for (int p = 0; p < kPrecisions; ++p) by_precision[p] = SelectGemmKernel(static_cast<GemmPrecision>(p), features);
+    for (int f = 0; f < kFormats; ++f) by_format[f] = GemmKernelForFormat(static_cast<PackedFormat>(f), features);
+  }
+};
+
+const Active& ActiveKernels() {
+  static const Active active;
+  return active;
+}
+
+const GemmKernel* ActiveKernel(GemmPrecision precision) {
+  return ActiveKernels().by_precision[static_cast<int>(precision)];
 }
 
 }  // namespace
 
-bool SgemmUsesPackedB() { return UseAvx512(); }
+const GemmKernel* SelectGemmKernel(GemmPrecision precision, const CpuFeatures& features) {
+  for (const GemmKernel& k : kKernels) {
+    if (k.precision == precision && k.runs_on(features)) return &k;
+  }
+  return nullptr;
+}
 
-int64_t SgemmNStep() { return 32; }
+const GemmKernel* GemmKernelForFormat(PackedFormat format, const CpuFeatures& features) {
+  for (const GemmKernel& k : kKernels) {
+    if (k.format == format && k.runs_on(features)) return &k;
+  }
+  return nullptr;
+}
 
-const char* SgemmKernelName() { return UseAvx512() ? "sgemm_12x32_avx512" : "sgemm_portable"; }
+bool SgemmUsesPackedB(GemmPrecision precision) { return ActiveKernel(precision) != nullptr; }
 
-std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n) {
-  assert(SgemmUsesPackedB());
-  auto packed = std::make_shared<SgemmPackedB>();
-  packed->format = SgemmPackedB::Format::kPanel32;
-  packed->k = k;
-  packed->n = n;
-  packed->data.resize(static_cast<std::size_t>(((n + 31) / 32) * k * 32));
-  return packed;
+int64_t SgemmNStep() { return kGemmPanel; }
+
+const char* SgemmKernelName(GemmPrecision precision) {
+  const GemmKernel* k = ActiveKernel(precision);
+  return k != nullptr ? k->name : "sgemm_portable";
+}
+
+std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n, GemmPrecision precision) {
+  const GemmKernel* kernel = ActiveKernel(precision);
+  assert(kernel != nullptr);  // requires SgemmUsesPackedB(precision)
+  return AllocPackedB(kernel->format, k, n);
 }
 
 void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
                        SgemmPackedB* packed) {
-  assert(col_begin % 32 == 0);
+  assert(col_begin % kGemmPanel == 0);
+  switch (packed->precision) {
+    case GemmPrecision::kFp32: {
 #if defined(__x86_64__)
-  const float* src = trans_b ? b + col_begin * ldb : b + col_begin;
-  sgemm_pack_b_panel32(src, ldb, trans_b, packed->k, col_end - col_begin, packed->data.data() + (col_begin / 32) * packed->k * 32);
+      const float* src = trans_b ? b + col_begin * ldb : b + col_begin;
+      sgemm_pack_b_panel32(src, ldb, trans_b, packed->k, col_end - col_begin,
+                           packed->data.data() + (col_begin / kGemmPanel) * packed->k * kGemmPanel);
 #else
-  (void)b; (void)ldb; (void)trans_b; (void)col_begin; (void)col_end; (void)packed;
+      (void)b; (void)ldb; (void)trans_b; (void)col_end;
 #endif
+      break;
+    }
+    case GemmPrecision::kBf16:
+      PackBf16Columns(b, ldb, trans_b, col_begin, col_end, packed);
+      break;
+    case GemmPrecision::kInt8:
+      PackInt8Columns(b, ldb, trans_b, col_begin, col_end, packed);
+      break;
+  }
 }
 
-std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
-  auto packed = SgemmAllocPackedB(k, n);
+std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n,
+                                               GemmPrecision precision) {
+  auto packed = SgemmAllocPackedB(k, n, precision);
   SgemmPackBColumns(b, ldb, trans_b, 0, n, packed.get());
   return packed;
 }
 
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  if (args.packed_b != nullptr) {
+    // Packed weights run on the kernel that reads their layout, in the precision they were packed in.
+    assert(!args.trans_a && args.k == args.packed_b->k);
+    const GemmKernel* kernel = ActiveKernels().by_format[static_cast<int>(args.packed_b->format)];
+    assert(kernel != nullptr);
+    if (kernel->precision != GemmPrecision::kInt8) {
+      kernel->gemm(args, m_begin, m_end, n_begin, n_end);
+      return;
+    }
+    QgemmProblem q;
+    q.k = args.k;
+    q.a_f32 = args.a;
+    q.lda = args.lda;
+    q.packed_b = args.packed_b;
+    q.c_f32 = args.c;
+    q.ldc = args.ldc;
+    q.alpha = args.alpha;
+    q.beta = args.beta;
+    q.bias = args.bias;
+    q.activation = args.activation;
+    kernel->qgemm(q, m_begin, m_end, n_begin, n_end);
+    return;
+  }
 #if defined(__x86_64__)
-  if (UseAvx512() && !args.trans_a) {
+  if (ActiveKernel(GemmPrecision::kFp32) != nullptr && !args.trans_a) {
     sgemm_12x32_avx512(args, m_begin, m_end, n_begin, n_end);
     return;
   }
 #endif
-  assert(args.packed_b == nullptr);  // packed weights exist only for the kernel that reads them
   sgemm_portable(args, m_begin, m_end, n_begin, n_end);
 }
 

@@ -1,0 +1,39 @@
+// The scalar GEMM epilogue (activation of one element), shared by the portable kernels so every precision
+// applies the same formulas as sgemm_portable.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/gemm/sgemm.h"
+
+namespace coreserve::kernels {
+
+inline float ApplyActivation(float y, SgemmActivation act) {
+  switch (act) {
+    case SgemmActivation::kRelu:
+      return y > 0.0f ? y : 0.0f;
+    case SgemmActivation::kGelu:
+      return 0.5f * y * (1.0f + std::erf(y * 0.70710678118654752f));
+    case SgemmActivation::kGeluTanh:
+      return 0.5f * y * (1.0f + std::tanh(0.7978845608028654f * (y + 0.044715f * y * y * y)));
+    case SgemmActivation::kNone:
+      break;
+  }
+  return y;
+}
+
+// C[m_begin:m_end, n_begin:n_end] = act(beta * C + bias): the whole GEMM when K == 0 (no products), which the
+// micro-kernels, built around at least one K step, hand to this instead.
+inline void GemmEpilogueOnly(float* c, int64_t ldc, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end,
+                             float beta, const float* bias, SgemmActivation act) {
+  for (int64_t i = m_begin; i < m_end; ++i) {
+    for (int64_t j = n_begin; j < n_end; ++j) {
+      float y = beta != 0.0f ? beta * c[i * ldc + j] : 0.0f;
+      if (bias) y += bias[j];
+      c[i * ldc + j] = ApplyActivation(y, act);
+    }
+  }
+}
+
+}  // namespace coreserve::kernels

@@ -1,0 +1,67 @@
+// The fp32 epilogue shared by the AVX-512 GEMM kernels (fp32, bf16, int8): for one row of a 32-column tile held
+// in two zmm registers, C = act(y + (accumulate ? C : beta * C) + bias), with masked loads and stores so the
+// right edge of C (and the padding columns of a strided C) is never touched. Include only from files compiled
+// with the AVX-512 flags.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/gemm/sgemm.h"
+#include "kernels/math/f32_math_avx512.h"
+
+namespace coreserve::kernels::avx512 {
+
+// The part of the epilogue applied once, after the last K block: bias (already offset to the tile's first
+// column) and activation.
+struct GemmEpilogue {
+  const float* bias = nullptr;
+  SgemmActivation activation = SgemmActivation::kNone;
+};
+
+inline __m512 Activate(__m512 y, SgemmActivation act) {
+  if (act == SgemmActivation::kRelu) return _mm512_max_ps(y, _mm512_setzero_ps());
+  if (act == SgemmActivation::kGelu) return Gelu(y);
+  if (act == SgemmActivation::kGeluTanh) return GeluTanh(y);
+  return y;
+}
+
+// Lanes [0, cols) of a 16-lane register.
+inline __mmask16 ColumnMask(int64_t cols) {
+  if (cols >= 16) return 0xffff;
+  if (cols <= 0) return 0;
+  return static_cast<__mmask16>((1u << cols) - 1);
+}
+
+// The bias of a tile's two halves (zero without bias or before the last K block).
+struct TileBias {
+  __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+  TileBias(const GemmEpilogue* last, __mmask16 m0, __mmask16 m1) {
+    if (last && last->bias) {
+      b0 = _mm512_maskz_loadu_ps(m0, last->bias);
+      b1 = _mm512_maskz_loadu_ps(m1, last->bias + 16);
+    }
+  }
+};
+
+// Stores one row: y0, y1 are alpha * (this K block's product) for columns [0, 16) and [16, 32).
+inline void StoreRow(float* row, __m512 y0, __m512 y1, __mmask16 m0, __mmask16 m1, float beta, bool accumulate,
+                     const GemmEpilogue* last, const TileBias& bias) {
+  if (accumulate) {
+    y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, row));
+    y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, row + 16));
+  } else if (beta != 0.0f) {
+    const __m512 vb = _mm512_set1_ps(beta);
+    y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), y0);
+    y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), y1);
+  }
+  if (last) {
+    y0 = Activate(_mm512_add_ps(y0, bias.b0), last->activation);
+    y1 = Activate(_mm512_add_ps(y1, bias.b1), last->activation);
+  }
+  _mm512_mask_storeu_ps(row, m0, y0);
+  _mm512_mask_storeu_ps(row + 16, m1, y1);
+}
+
+}  // namespace coreserve::kernels::avx512

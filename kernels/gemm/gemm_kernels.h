@@ -1,0 +1,120 @@
+// The GEMM kernel families behind Sgemm and QgemmU8S8ToS32, their packed-B layouts and the dispatch records
+// that tie each kernel to the layout it reads (as MLAS does). Internal to kernels/, tests and benchmarks.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu_features.h"
+#include "kernels/gemm/qgemm.h"
+#include "kernels/gemm/sgemm.h"
+
+namespace coreserve::kernels {
+
+using PackedFormat = SgemmPackedB::Format;
+
+// ---- Packed layouts. Every format is a sequence of 32-column panels; these give the size of one panel and the
+// offset of op(B)[l, j] in the packed storage, in elements.
+constexpr int64_t kGemmPanel = 32;
+inline int64_t PackedPanelElements(PackedFormat format, int64_t k) {
+  if (format == PackedFormat::kBf16Pairs32) return (k + 1) / 2 * 64;
+  if (format == PackedFormat::kInt8Quad32) return (k + 3) / 4 * 128;
+  return k * kGemmPanel;
+}
+inline int64_t PackedOffset(PackedFormat format, int64_t k, int64_t l, int64_t j) {
+  const int64_t panel = j / kGemmPanel, jj = j % kGemmPanel;
+  switch (format) {
+    case PackedFormat::kBf16Pairs32:  // [panel][l / 2][jj][l % 2]
+      return panel * PackedPanelElements(format, k) + (l / 2) * 64 + jj * 2 + (l & 1);
+    case PackedFormat::kInt8Quad32:  // [panel][l / 4][jj][l % 4]
+      return panel * PackedPanelElements(format, k) + (l / 4) * 128 + jj * 4 + (l & 3);
+    default:  // [panel][l][jj]
+      return (panel * k + l) * kGemmPanel + jj;
+  }
+}
+
+// An empty SgemmPackedB of `format` with its storage sized (and zero-filled) for K x N.
+std::shared_ptr<SgemmPackedB> AllocPackedB(PackedFormat format, int64_t k, int64_t n);
+// Fill columns [col_begin, col_end) (col_begin a multiple of 32, col_end a multiple of 32 or N) of a bf16 or int8
+// packed B from fp32 op(B): rounded to bf16, or quantized per column (see sgemm.h).
+void PackBf16Columns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
+                     SgemmPackedB* packed);
+void PackInt8Columns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
+                     SgemmPackedB* packed);
+// Integer B (K x N, row-major, u8 or s8) stored exactly in an int8 `format`, zero points folded as qgemm.h
+// describes (QgemmPackB in a given format).
+std::shared_ptr<SgemmPackedB> PackIntegerB(PackedFormat format, const void* b, int64_t ldb, bool b_is_signed, int64_t k,
+                                           int64_t n, const void* b_zero_point, bool per_column_zero_point);
+
+// ---- int8 kernels. One problem description for both entry points: fp32 A quantized per row (Sgemm) or integer
+// A with a zero point (QgemmU8S8ToS32); fp32 C through the dequantizing epilogue, or exact int32 C.
+struct QgemmProblem {
+  int64_t k = 0;
+  const float* a_f32 = nullptr;  // quantized dynamically, per row, to u8
+  const uint8_t* a_u8 = nullptr;  // or already integer: u8 (a_flip 0) or s8 bytes (a_flip 0x80 makes them u8)
+  int64_t lda = 0;
+  uint8_t a_flip = 0;
+  int32_t a_zero_point = 0;  // of the u8 values, for a_u8
+  const SgemmPackedB* packed_b = nullptr;
+  float* c_f32 = nullptr;  // fp32 output with alpha, beta, bias and activation, or
+  int32_t* c_s32 = nullptr;  // exact int32 output
+  int64_t ldc = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const float* bias = nullptr;
+  SgemmActivation activation = SgemmActivation::kNone;
+};
+
+// Per-row parameters of quantized A, as every int8 kernel derives them:
+//   scale = alpha * s_i (fp32 output), zero_point = z_i, row_term = sum_k q_ik - K * z_i (needed only when B has
+//   zero points: C = acc - z_i * colsum_j - bzp_j * row_term).
+struct QgemmRow {
+  float scale;
+  int32_t zero_point;
+  int32_t row_term;
+};
+// s_i and z_i (as a float holding an integer) of a row whose values span [lo, hi] (lo <= 0 <= hi).
+inline void RowQuantParams(float lo, float hi, float* scale, float* zero_point) {
+  float s = (hi - lo) / 255.0f;
+  if (!(s > 0.0f)) s = 1.0f;  // an all-zero row
+  float z = std::nearbyint(-lo / s);
+  z = z < 255.0f ? z : 255.0f;
+  z = z > 0.0f ? z : 0.0f;
+  *scale = s;
+  *zero_point = z;
+}
+// Quantizes one row of fp32 A (length k) to u8 as sgemm.h specifies; returns s_i and z_i. The scalar definition
+// the vector quantizers match bit for bit.
+void QuantizeRowU8Reference(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
+
+using GemmFn = void (*)(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+using QgemmFn = void (*)(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+
+void bf16gemm_portable(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void qgemm_u8s8_portable(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+#if defined(__x86_64__)
+void bf16gemm_12x32_avx512bf16(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                               int64_t n_end);
+// PackBf16Columns for kBf16Pairs32 and untransposed B, vectorized (conv packs its im2col columns per call).
+void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t col_begin, int64_t col_end,
+                                uint16_t* packed);
+void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void qgemm_u8s8_avx2(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+#endif
+
+// ---- Dispatch. One record per kernel: the precision it computes, the layout of B it reads and the CPU features
+// it needs. Packing picks the first record of the precision the CPU runs and packs in its format; Sgemm runs the
+// first record the CPU runs for the packed format, so B and kernel always agree.
+struct GemmKernel {
+  const char* name;
+  GemmPrecision precision;
+  PackedFormat format;
+  bool (*runs_on)(const CpuFeatures& features);
+  GemmFn gemm;    // fp32 and bf16 kernels
+  QgemmFn qgemm;  // int8 kernels
+};
+// The kernel of `precision` for `features`; null for fp32 without packing (the portable fp32 path).
+const GemmKernel* SelectGemmKernel(GemmPrecision precision, const CpuFeatures& features);
+// The kernel that reads `format` on `features`; null when none does.
+const GemmKernel* GemmKernelForFormat(PackedFormat format, const CpuFeatures& features);
+
+}  // namespace coreserve::kernels

@@ -1,0 +1,136 @@
+// Packing of B for the bf16 and int8 kernels: allocation, bf16 rounding and per-column int8 quantization into the
+// layouts of gemm_kernels.h. It runs once per weight matrix, so it is plain scalar code shared by every ISA; the
+// layout is the only thing a format changes.
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <vector>
+
+#include "kernels/convert/half.h"
+#include "kernels/gemm/gemm_kernels.h"
+
+namespace coreserve::kernels {
+namespace {
+
+GemmPrecision PrecisionOf(PackedFormat format) {
+  switch (format) {
+    case PackedFormat::kPanel32:
+      return GemmPrecision::kFp32;
+    case PackedFormat::kBf16Pairs32:
+    case PackedFormat::kBf16Panel32:
+      return GemmPrecision::kBf16;
+    case PackedFormat::kInt8Quad32:
+    case PackedFormat::kInt8Panel32:
+      break;
+  }
+  return GemmPrecision::kInt8;
+}
+
+// s8 value of b / scale, rounded to nearest even and clamped to the symmetric range (NaN becomes 0).
+int8_t QuantizeWeight(float b, float scale) {
+  float q = std::nearbyint(b / scale);
+  q = q > 127.0f ? 127.0f : q;
+  q = q < -127.0f ? -127.0f : q;
+  return q == q ? static_cast<int8_t>(q) : int8_t{0};
+}
+
+}  // namespace
+
+std::shared_ptr<SgemmPackedB> AllocPackedB(PackedFormat format, int64_t k, int64_t n) {
+  auto packed = std::make_shared<SgemmPackedB>();
+  packed->format = format;
+  packed->precision = PrecisionOf(format);
+  packed->k = k;
+  packed->n = n;
+  const int64_t panels = (n + kGemmPanel - 1) / kGemmPanel;
+  const auto elements = static_cast<std::size_t>(panels * PackedPanelElements(format, k));
+  // resize() value-initializes: the padding of every layout (K past k, columns past n) is zero from here on,
+  // and packing writes only real elements.
+  switch (packed->precision) {
+    case GemmPrecision::kFp32:
+      packed->data.resize(elements);
+      break;
+    case GemmPrecision::kBf16:
+      packed->bf16.resize(elements);
+      break;
+    case GemmPrecision::kInt8:
+      packed->int8.resize(elements);
+      packed->col_scale.assign(static_cast<std::size_t>(panels * kGemmPanel), 1.0f);
+      packed->col_sum.resize(static_cast<std::size_t>(panels * kGemmPanel));
+      break;
+  }
+  return packed;
+}
+
+void PackBf16Columns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
+                     SgemmPackedB* packed) {
+  assert(packed->precision == GemmPrecision::kBf16 && col_begin % kGemmPanel == 0);
+  const PackedFormat format = packed->format;
+  const int64_t k = packed->k;
+  uint16_t* dst = packed->bf16.data();
+#if defined(__x86_64__)
+  // The format exists only where AVX512-BF16 does (and so AVX-512 F/BW).
+  if (format == PackedFormat::kBf16Pairs32 && !trans_b) {
+    bf16_pack_b_pairs32_avx512(b, ldb, k, col_begin, col_end, dst);
+    return;
+  }
+#endif
+  // Read op(B) along its rows in memory: K-major for B, N-major for B^T.
+  if (trans_b) {
+    for (int64_t j = col_begin; j < col_end; ++j) {
+      for (int64_t l = 0; l < k; ++l) dst[PackedOffset(format, k, l, j)] = FloatToBfloat16(b[j * ldb + l]);
+    }
+  } else {
+    for (int64_t l = 0; l < k; ++l) {
+      for (int64_t j = col_begin; j < col_end; ++j) dst[PackedOffset(format, k, l, j)] = FloatToBfloat16(b[l * ldb + j]);
+    }
+  }
+}
+
+void PackInt8Columns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
+                     SgemmPackedB* packed) {
+  assert(packed->precision == GemmPrecision::kInt8 && col_begin % kGemmPanel == 0);
+  const PackedFormat format = packed->format;
+  const int64_t k = packed->k, cols = col_end - col_begin;
+  auto at = [&](int64_t l, int64_t j) { return trans_b ? b[j * ldb + l] : b[l * ldb + j]; };
+  // Two passes over op(B) in its memory order: the per-column max |b|, then the quantized values.
+  std::vector<float> max_abs(static_cast<std::size_t>(cols), 0.0f);
+  for (int64_t l = 0; l < k; ++l) {
+    for (int64_t j = 0; j < cols; ++j) max_abs[j] = std::max(max_abs[j], std::fabs(at(l, col_begin + j)));
+  }
+  float* scale = packed->col_scale.data() + col_begin;
+  int32_t* sum = packed->col_sum.data() + col_begin;
+  for (int64_t j = 0; j < cols; ++j) {
+    scale[j] = max_abs[j] > 0.0f ? max_abs[j] / 127.0f : 1.0f;  // an all-zero column quantizes to 0 at scale 1
+    sum[j] = 0;
+  }
+  int8_t* dst = packed->int8.data();
+  for (int64_t l = 0; l < k; ++l) {
+    for (int64_t j = 0; j < cols; ++j) {
+      const int8_t q = QuantizeWeight(at(l, col_begin + j), scale[j]);
+      dst[PackedOffset(format, k, l, col_begin + j)] = q;
+      sum[j] += q;
+    }
+  }
+}
+
+void QuantizeRowU8Reference(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
+  // The range always contains 0, so 0 is exactly representable (zero padding and ReLU zeros stay exact).
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t l = 0; l < k; ++l) {
+    lo = std::min(lo, a[l]);
+    hi = std::max(hi, a[l]);
+  }
+  float s, z;
+  RowQuantParams(lo, hi, &s, &z);
+  for (int64_t l = 0; l < k; ++l) {
+    float v = std::nearbyint(a[l] / s) + z;
+    v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0, as the vector max does
+    v = v < 255.0f ? v : 255.0f;
+    q[l] = static_cast<uint8_t>(v);
+  }
+  *scale = s;
+  *zero_point = static_cast<int32_t>(z);
+}
+
+}  // namespace coreserve::kernels

@@ -1,0 +1,227 @@
+// int8 GEMM for AVX512-VNNI: u8 A x s8 B -> exact s32 sums, then the int32 or dequantizing fp32 epilogue.
+//
+// vpdpbusd multiplies 4 consecutive u8 of A with 4 s8 of B and adds the 4 products to one s32 lane, for 16 lanes
+// at once. B is packed (once) as kInt8Quad32: per 32-column panel, for each group of 4 K rows, the 32 columns'
+// 4 values, i.e. two zmm per K quad. Each call first brings its own rows of A, kMc at a time, into a
+// thread-local buffer of u8 rows (quantizing fp32 A per row, or copying integer A), where a K quad of a row is
+// one dword for vpbroadcastd. The micro-kernel is a 12x32 tile: per K quad 2 loads of B, 12 broadcasts and 24
+// vpdpbusd into 24 accumulators. K is not blocked: the sums must stay exact int32 until the epilogue, and a
+// panel's K x 32 bytes of B (96 KB at K = 3072) sit in L2 anyway.
+//
+// Pitfalls: vpdpbusd (unlike vpmaddubsw) does not saturate its intermediate sums, but its s32 accumulation wraps:
+// |sum| <= K * 255 * 128 stays below 2^31 for K <= 65536 (asserted). The u8 operand must be A, the s8 one B.
+// Compiled with the AVX-512 flags and -mavx512vnni; called only when CpuFeatures::avx512_vnni is set.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm/gemm_epilogue.h"
+#include "kernels/gemm/gemm_epilogue_avx512.h"
+#include "kernels/gemm/gemm_kernels.h"
+
+namespace coreserve::kernels {
+namespace {
+
+using avx512::GemmEpilogue;
+
+constexpr int64_t kNr = 32;
+constexpr int64_t kMc = 96;  // rows of A quantized per block: 96 x K bytes (288 KB at K = 3072)
+
+// What the epilogue needs about the tile's 32 columns and the problem.
+struct TileColumns {
+  const int32_t* sum;         // sum_k of B's s8 values
+  const int32_t* zero_point;  // B's zero points, or null
+  const float* scale;         // s_j
+  __mmask16 m0, m1;
+};
+
+// tile[0:MR][0:32 NP] = A[0:MR, 0:4 kq] * B[0:4 kq, NP panels] (a: MR u8 rows lda apart; b: NP panels b_stride
+// apart, each kq quad rows of 128 bytes); the epilogue reads the tile back from L1 (once per K loop,
+// negligible). The row loops are unrolled by pragma: left to -O3's own unrolling, GCC 12 keeps the accumulator
+// arrays in memory and stores all 24 on every K step (half speed); unrolled up front they are scalarized into
+// registers. NP > 1 serves strips of few rows (M = 1 is the latency case): one row and one panel would leave 2
+// accumulation chains, too few to cover vpdpbusd latency, and one B stream.
+template <int MR, int NP>
+void Accumulate(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b, int64_t b_stride, int32_t* tile) {
+  __m512i acc[MR][2 * NP];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) acc[r][t] = _mm512_setzero_si512();
+  }
+  for (int64_t q = 0; q < kq; ++q) {
+    __m512i bv[2 * NP];
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) bv[t] = _mm512_load_si512(b + (t / 2) * b_stride + q * 128 + (t % 2) * 64);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      int32_t quad;
+      std::memcpy(&quad, a + r * lda + 4 * q, sizeof quad);
+      const __m512i av = _mm512_set1_epi32(quad);
+#pragma GCC unroll 8
+      for (int t = 0; t < 2 * NP; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], av, bv[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) _mm512_store_si512(tile + r * NP * kNr + 16 * t, acc[r][t]);
+  }
+}
+
+using AccumulateFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*);
+// One panel, by rows.
+constexpr AccumulateFn kAccumulate[13] = {
+    nullptr,           Accumulate<1, 1>, Accumulate<2, 1>, Accumulate<3, 1>,  Accumulate<4, 1>,  Accumulate<5, 1>,
+    Accumulate<6, 1>,  Accumulate<7, 1>, Accumulate<8, 1>, Accumulate<9, 1>, Accumulate<10, 1>, Accumulate<11, 1>,
+    Accumulate<12, 1>};
+// Strips of up to 4 rows take several panels at once: 1-2 rows x 4 panels or 3-4 rows x 2 panels (at most 16
+// accumulators + 8 B registers).
+constexpr int64_t kWideRows = 4;
+constexpr int64_t kWidePanels[kWideRows + 1] = {0, 4, 4, 2, 2};
+constexpr AccumulateFn kWide[kWideRows + 1] = {nullptr, Accumulate<1, 4>, Accumulate<2, 4>, Accumulate<3, 2>,
+                                               Accumulate<4, 2>};
+
+// C[i0:i0+rows, j0:j0+32] from the tile's exact sums: the zero-point corrections, then int32 out or the fp32
+// epilogue.
+void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow* row_params, const TileColumns& col,
+              const QgemmProblem& p, int64_t i0, int64_t j0, const GemmEpilogue* last) {
+  // acc - z_i * colsum_j (- bzp_j * row_term_i): exact, in wrapping int32 lanes.
+  const __m512i sum0 = _mm512_load_si512(col.sum), sum1 = _mm512_load_si512(col.sum + 16);
+  __m512i bzp0 = _mm512_setzero_si512(), bzp1 = _mm512_setzero_si512();
+  if (col.zero_point) {
+    bzp0 = _mm512_load_si512(col.zero_point);
+    bzp1 = _mm512_load_si512(col.zero_point + 16);
+  }
+  const __m512 scale0 = _mm512_load_ps(col.scale), scale1 = _mm512_load_ps(col.scale + 16);
+  const avx512::TileBias bias(last, col.m0, col.m1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const QgemmRow& row = row_params[r];
+    const __m512i zp = _mm512_set1_epi32(row.zero_point);
+    __m512i v0 = _mm512_sub_epi32(_mm512_load_si512(tile + r * tile_ld), _mm512_mullo_epi32(zp, sum0));
+    __m512i v1 = _mm512_sub_epi32(_mm512_load_si512(tile + r * tile_ld + 16), _mm512_mullo_epi32(zp, sum1));
+    if (col.zero_point) {
+      const __m512i rt = _mm512_set1_epi32(row.row_term);
+      v0 = _mm512_sub_epi32(v0, _mm512_mullo_epi32(bzp0, rt));
+      v1 = _mm512_sub_epi32(v1, _mm512_mullo_epi32(bzp1, rt));
+    }
+    if (p.c_s32) {
+      int32_t* out = p.c_s32 + (i0 + r) * p.ldc + j0;
+      _mm512_mask_storeu_epi32(out, col.m0, v0);
+      _mm512_mask_storeu_epi32(out + 16, col.m1, v1);
+      continue;
+    }
+    const __m512 rs = _mm512_set1_ps(row.scale);
+    const __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(v0), _mm512_mul_ps(scale0, rs));
+    const __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(v1), _mm512_mul_ps(scale1, rs));
+    avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias);
+  }
+}
+
+// Row a[0:k] quantized to u8 in q (QuantizeRowU8Reference, bit for bit): the min/max ignore NaN the same way
+// (vminps returns its second operand, the running value, when the first is NaN), and lanes past k load as 0,
+// which the range contains anyway.
+void QuantizeRow(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
+  __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+  for (int64_t t = 0; t < k; t += 16) {
+    const __m512 x = _mm512_maskz_loadu_ps(avx512::ColumnMask(k - t), a + t);
+    lo = _mm512_min_ps(x, lo);
+    hi = _mm512_max_ps(x, hi);
+  }
+  float s, z;
+  RowQuantParams(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), &s, &z);
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
+  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
+  for (int64_t t = 0; t < k; t += 16) {
+    const __mmask16 m = avx512::ColumnMask(k - t);
+    const __m512 x = _mm512_maskz_loadu_ps(m, a + t);
+    __m512 v = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+    v = _mm512_min_ps(_mm512_max_ps(v, zero), top);  // max first: it returns 0 for NaN
+    _mm512_mask_cvtepi32_storeu_epi8(q + t, m, _mm512_cvttps_epi32(v));
+  }
+  *scale = s;
+  *zero_point = static_cast<int32_t>(z);
+}
+
+}  // namespace
+
+void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  if (m_end <= m_begin || n_end <= n_begin) return;
+  const SgemmPackedB& packed = *p.packed_b;
+  assert(packed.format == PackedFormat::kInt8Quad32 && n_begin % kNr == 0 && p.k <= 65536);
+  const int64_t k = p.k;
+  if (k == 0 && p.c_f32 != nullptr) {
+    GemmEpilogueOnly(p.c_f32, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation);
+    return;
+  }
+  const int64_t ld = std::max<int64_t>(64, (k + 63) / 64 * 64);
+  const int64_t kq = (k + 3) / 4;
+  thread_local std::vector<uint8_t, Aligned64Allocator<uint8_t>> a_block;
+  thread_local std::vector<QgemmRow> row_params;
+  if (a_block.size() < static_cast<std::size_t>(kMc * ld)) a_block.resize(static_cast<std::size_t>(kMc * ld));
+  row_params.resize(kMc);
+  const bool b_zero_points = !packed.col_zero_point.empty();
+  const int64_t panel_elements = PackedPanelElements(PackedFormat::kInt8Quad32, k);
+  const bool has_epilogue = p.bias != nullptr || p.activation != SgemmActivation::kNone;
+  for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
+    const int64_t block_rows = std::min(kMc, m_end - ib);
+    for (int64_t r = 0; r < block_rows; ++r) {
+      uint8_t* q = a_block.data() + r * ld;
+      QgemmRow& row = row_params[r];
+      row = QgemmRow{p.alpha, p.a_zero_point, 0};
+      if (p.a_f32 != nullptr) {
+        float s;
+        QuantizeRow(p.a_f32 + (ib + r) * p.lda, k, q, &s, &row.zero_point);
+        row.scale = p.alpha * s;
+      } else {
+        const uint8_t* src = p.a_u8 + (ib + r) * p.lda;
+        for (int64_t l = 0; l < k; ++l) q[l] = src[l] ^ p.a_flip;
+      }
+      std::memset(q + k, 0, static_cast<std::size_t>(kq * 4 - k));  // the last quad's padding meets zero B
+      if (b_zero_points) {
+        int32_t sum = 0;
+        for (int64_t l = 0; l < k; ++l) sum += q[l];
+        row.row_term = sum - static_cast<int32_t>(k) * row.zero_point;
+      }
+    }
+    // The epilogue of panel j0 for rows [i0, i0 + rows), from a tile with rows tile_ld apart.
+    auto finish = [&](const int32_t* tile, int64_t tile_ld, int64_t i0, int64_t rows, int64_t j0) {
+      const int64_t cols = std::min(kNr, n_end - j0);
+      const TileColumns col{packed.col_sum.data() + j0, b_zero_points ? packed.col_zero_point.data() + j0 : nullptr,
+                            packed.col_scale.data() + j0, avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16)};
+      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation};
+      Epilogue(tile, tile_ld, rows, row_params.data() + i0, col, p, ib + i0, j0, has_epilogue ? &epilogue : nullptr);
+    };
+    // Full 12-row strips sweep one panel at a time (the panel's K x 32 bytes stay in L1/L2 across the strips);
+    // a last strip of up to 4 rows sweeps several panels at once.
+    const int64_t short_rows = block_rows % 12 <= kWideRows ? block_rows % 12 : 0;
+    const int64_t strip_rows = block_rows - short_rows;
+    alignas(64) int32_t tile[12 * kNr];
+    for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
+      const int8_t* panel = packed.int8.data() + (j0 / kNr) * panel_elements;
+      for (int64_t i0 = 0; i0 < strip_rows; i0 += 12) {
+        const int64_t rows = std::min<int64_t>(12, strip_rows - i0);
+        kAccumulate[rows](kq, a_block.data() + i0 * ld, ld, panel, panel_elements, tile);
+        finish(tile, kNr, i0, rows, j0);
+      }
+    }
+    if (short_rows > 0) {
+      const uint8_t* a = a_block.data() + strip_rows * ld;
+      const int64_t wide = kWidePanels[short_rows];
+      int64_t j0 = n_begin;
+      for (; j0 + wide * kNr <= n_end; j0 += wide * kNr) {
+        kWide[short_rows](kq, a, ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
+        for (int64_t pn = 0; pn < wide; ++pn) finish(tile + pn * kNr, wide * kNr, strip_rows, short_rows, j0 + pn * kNr);
+      }
+      for (; j0 < n_end; j0 += kNr) {
+        kAccumulate[short_rows](kq, a, ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
+        finish(tile, kNr, strip_rows, short_rows, j0);
+      }
+    }
+  }
+}
+
+}  // namespace coreserve::kernels

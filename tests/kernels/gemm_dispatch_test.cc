@@ -1,0 +1,155 @@
+// GEMM dispatch: which kernel each precision selects for a set of CPU features (including CORESERVE_ISA caps),
+// that the active choice follows ActiveCpuFeatures(), and that packed weights always run on the kernel that reads
+// their layout, through the public API (SgemmPackB / SgemmAllocPackedB + SgemmPackBColumns, Sgemm,
+// QgemmPackB, QgemmU8S8ToS32). ctest also runs this binary under CORESERVE_ISA=avx512 and =scalar.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+#include "kernels/gemm/gemm_kernels.h"
+#include "tests/kernels/gemm_test_util.h"
+
+namespace coreserve::kernels {
+namespace {
+
+std::string NameFor(GemmPrecision precision, const CpuFeatures& features) {
+  const GemmKernel* k = SelectGemmKernel(precision, features);
+  return k ? k->name : "sgemm_portable";
+}
+
+CpuFeatures Capped(const char* cap) {
+  CpuFeatures f = HostCpuFeatures();
+  EXPECT_TRUE(ApplyIsaCap(cap, &f)) << cap;
+  return f;
+}
+
+// What each precision should run on `f`: the names every engineer can check against /proc/cpuinfo.
+void ExpectSelection(const CpuFeatures& f) {
+#if defined(__x86_64__)
+  EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), f.avx512 ? "sgemm_12x32_avx512" : "sgemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.avx512_bf16 ? "bf16gemm_12x32_avx512bf16" : "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), f.avx512_vnni ? "qgemm_u8s8_avx512vnni"
+                                              : f.avx2_fma  ? "qgemm_u8s8_avx2"
+                                                            : "qgemm_u8s8_portable");
+#else
+  EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), "sgemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), "qgemm_u8s8_portable");
+#endif
+}
+
+TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
+  ExpectSelection(HostCpuFeatures());
+  ExpectSelection(CpuFeatures{});
+  const CpuFeatures scalar = Capped("scalar");
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, scalar), "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kInt8, scalar), "qgemm_u8s8_portable");
+  EXPECT_EQ(SelectGemmKernel(GemmPrecision::kFp32, scalar), nullptr);
+#if defined(__x86_64__)
+  for (const char* cap : {"avx2", "avx512", "avx512_vnni", "native"}) ExpectSelection(Capped(cap));
+  // CORESERVE_ISA=avx512 takes bf16 and VNNI away: bf16 falls back to portable, int8 to AVX2.
+  if (HostCpuFeatures().avx512) {
+    EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped("avx512")), "bf16gemm_portable");
+    EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("avx512")), "qgemm_u8s8_avx2");
+  }
+#endif
+}
+
+TEST(SgemmDispatch, ActiveKernelsFollowActiveFeatures) {
+  const CpuFeatures& f = ActiveCpuFeatures();
+  for (GemmPrecision p : {GemmPrecision::kFp32, GemmPrecision::kBf16, GemmPrecision::kInt8}) {
+    EXPECT_EQ(SgemmKernelName(p), NameFor(p, f));
+    EXPECT_EQ(SgemmUsesPackedB(p), SelectGemmKernel(p, f) != nullptr);
+  }
+  EXPECT_STREQ(SgemmKernelName(), SgemmKernelName(GemmPrecision::kFp32));
+  EXPECT_TRUE(SgemmUsesPackedB(GemmPrecision::kBf16));
+  EXPECT_TRUE(SgemmUsesPackedB(GemmPrecision::kInt8));
+  if (const char* cap = std::getenv("CORESERVE_ISA"); cap != nullptr && std::string(cap) == "scalar") {
+    EXPECT_STREQ(SgemmKernelName(GemmPrecision::kBf16), "bf16gemm_portable");
+    EXPECT_STREQ(SgemmKernelName(GemmPrecision::kInt8), "qgemm_u8s8_portable");
+  }
+}
+
+// Every format is read by exactly the kernels listed for it, and every kernel's format is one the packers make.
+TEST(SgemmDispatch, RecordsTieKernelsToFormats) {
+  const CpuFeatures& f = HostCpuFeatures();
+  for (GemmPrecision p : {GemmPrecision::kFp32, GemmPrecision::kBf16, GemmPrecision::kInt8}) {
+    const GemmKernel* k = SelectGemmKernel(p, f);
+    if (k == nullptr) continue;
+    EXPECT_EQ(k->precision, p);
+    EXPECT_EQ(GemmKernelForFormat(k->format, f), k) << k->name;
+    EXPECT_EQ(p == GemmPrecision::kInt8, k->qgemm != nullptr) << k->name;
+    EXPECT_EQ(p != GemmPrecision::kInt8, k->gemm != nullptr) << k->name;
+  }
+}
+
+// The public API end to end in each precision on the active kernels (whatever CORESERVE_ISA selected): packing
+// in column ranges as the runtime does, Sgemm on sub-ranges, results within each precision's bound of fp32.
+TEST(SgemmDispatch, PublicApiEveryPrecision) {
+  std::mt19937 rng(5);
+  const int64_t m = 30, n = 80, k = 200;
+  const std::vector<float> a = testing::RandomFloats(m * k, rng), b = testing::RandomFloats(k * n, rng);
+  const std::vector<float> bias = testing::RandomFloats(n, rng);
+  SgemmArgs p;
+  p.m = m; p.n = n; p.k = k;
+  p.a = a.data(); p.lda = k; p.b = b.data(); p.ldb = n; p.ldc = n;
+  p.bias = bias.data();
+  p.activation = SgemmActivation::kRelu;
+  std::vector<float> exact(m * n);
+  p.c = exact.data();
+  sgemm_reference(p);
+  for (GemmPrecision precision : {GemmPrecision::kFp32, GemmPrecision::kBf16, GemmPrecision::kInt8}) {
+    if (!SgemmUsesPackedB(precision)) continue;
+    // Two ways to pack: whole, or allocated then filled in column ranges.
+    auto whole = SgemmPackB(b.data(), n, false, k, n, precision);
+    auto ranges = SgemmAllocPackedB(k, n, precision);
+    SgemmPackBColumns(b.data(), n, false, 32, n, ranges.get());
+    SgemmPackBColumns(b.data(), n, false, 0, 32, ranges.get());
+    EXPECT_EQ(whole->precision, precision);
+    EXPECT_EQ(whole->format, SelectGemmKernel(precision, ActiveCpuFeatures())->format);
+    for (const SgemmPackedB* packed : {whole.get(), static_cast<const SgemmPackedB*>(ranges.get())}) {
+      SgemmArgs q = p;
+      q.b = nullptr;
+      q.packed_b = packed;
+      std::vector<float> got(m * n);
+      q.c = got.data();
+      testing::RunSplit(true, m, n, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { Sgemm(q, m0, m1, n0, n1); });
+      const double tol = precision == GemmPrecision::kFp32 ? 1e-5 : precision == GemmPrecision::kBf16 ? 1e-2 : 3e-2;
+      for (int64_t i = 0; i < m * n; ++i) {
+        ASSERT_NEAR(got[i], exact[i], tol * std::sqrt(double(k))) << SgemmKernelName(precision) << " at " << i;
+      }
+    }
+  }
+}
+
+TEST(SgemmDispatch, PublicIntegerApi) {
+  const int64_t m = 5, n = 40, k = 9;
+  std::vector<uint8_t> a(m * k), b(k * n);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i * 37);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 91);
+  const uint8_t b_zp = 131;
+  auto packed = QgemmPackB(b.data(), n, false, k, n, &b_zp, false);
+  EXPECT_EQ(packed->format, SelectGemmKernel(GemmPrecision::kInt8, ActiveCpuFeatures())->format);
+  QgemmArgs q;
+  q.m = m; q.n = n; q.k = k;
+  q.a = a.data(); q.lda = k; q.a_zero_point = 3;
+  q.packed_b = packed.get();
+  std::vector<int32_t> c(m * n);
+  q.c = c.data(); q.ldc = n;
+  QgemmU8S8ToS32(q, 0, m, 0, 32);
+  QgemmU8S8ToS32(q, 0, m, 32, n);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t want = 0;
+      for (int64_t l = 0; l < k; ++l) want += (a[i * k + l] - 3) * (b[l * n + j] - 131);
+      ASSERT_EQ(c[i * n + j], want) << i << "," << j;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace coreserve::kernels
