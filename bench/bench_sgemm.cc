@@ -1,22 +1,128 @@
-// fp32 GEMM at BERT-base shapes (M tokens x (N, K) of the dense layers), one thread, B pre-packed as the runtime
-// packs weights. Reports GFLOPS per implementation; the portable implementation is the in-run anchor until the
-// oneDNN comparison lands, and the machine's measured fp32 peak (~115 GFLOP/s per core here) is the ceiling.
+// GEMM at BERT-base shapes (M tokens x (N, K) of the dense layers), one thread, B pre-packed as the runtime packs
+// weights, in every precision: fp32, bf16 (fastmath) and int8 (fp32 A quantized per call). Reports GFLOPS (for
+// int8, GOPS: one multiply-add is 2 operations) and `of_peak`, the fraction of this core's peak for the
+// precision, measured in the same run by a loop of independent FMA / vdpbf16ps / vpdpbusd instructions (the
+// in-run anchor: ~115 GFLOP/s fp32, ~230 bf16, ~460 GOP/s int8 per Zen 4 core).
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <random>
 #include <vector>
 
 #include "kernels/cpu_features.h"
-#include "kernels/gemm/sgemm.h"
+#include "kernels/gemm/gemm_kernels.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
 using namespace coreserve::kernels;
 
-void Run(benchmark::State& state, bool avx512) {
+// ---- The anchor: ops per second of 12 independent accumulation chains of the precision's widest instruction.
+template <typename Loop>
+double MeasurePeak(Loop loop, double ops_per_iteration) {
+  const int64_t iterations = 4'000'000;
+  loop(iterations / 10);  // warm up (clock ramp)
+  const auto t0 = std::chrono::steady_clock::now();
+  loop(iterations);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return ops_per_iteration * static_cast<double>(iterations) / seconds;
+}
+
+volatile float g_sink;
+
+#if defined(__x86_64__)
+// Each loop keeps 12 accumulators in registers (the pragma makes GCC scalarize the array, see
+// kernels/gemm/qgemm_u8s8_avx512vnni.cc), starting from different values so the compiler cannot merge the
+// chains, and sums them at the end so nothing is dead.
+__attribute__((target("avx2,fma,avx512f"))) void Fp32Loop(int64_t n) {
+  __m512 acc[12];
+  const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i + 1));
+  for (int64_t i = 0; i < n; ++i) {
+#pragma GCC unroll 12
+    for (auto& a : acc) a = _mm512_fmadd_ps(a, x, y);
+  }
+  alignas(64) float out[16];
+  float s = 0;
+#pragma GCC unroll 12
+  for (auto& a : acc) {
+    _mm512_store_ps(out, a);
+    s += out[0];
+  }
+  g_sink = s;
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bf16"))) void Bf16Loop(int64_t n) {
+  __m512 acc[12];
+  const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5f), _mm512_set1_ps(0.25f));
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  for (int64_t i = 0; i < n; ++i) {
+#pragma GCC unroll 12
+    for (auto& a : acc) a = _mm512_dpbf16_ps(a, x, x);
+  }
+  alignas(64) float out[16];
+  float s = 0;
+#pragma GCC unroll 12
+  for (auto& a : acc) {
+    _mm512_store_ps(out, a);
+    s += out[0];
+  }
+  g_sink = s;
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512vnni"))) void Int8Loop(int64_t n) {
+  __m512i acc[12];
+  const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
+  for (int64_t i = 0; i < n; ++i) {
+#pragma GCC unroll 12
+    for (auto& a : acc) a = _mm512_dpbusd_epi32(a, x, y);
+  }
+  alignas(64) int32_t out[16];
+  int32_t s = 0;
+#pragma GCC unroll 12
+  for (auto& a : acc) {
+    _mm512_store_si512(out, a);
+    s += out[0];
+  }
+  g_sink = static_cast<float>(s);
+}
+#endif
+
+// Peak ops/s of `precision` on this core; 0 when the CPU lacks the instruction.
+double Peak(GemmPrecision precision) {
+  static const double peaks[3] = {
+#if defined(__x86_64__)
+      HostCpuFeatures().avx512 ? MeasurePeak(Fp32Loop, 12 * 32) : 0.0,
+      HostCpuFeatures().avx512_bf16 ? MeasurePeak(Bf16Loop, 12 * 64) : 0.0,
+      HostCpuFeatures().avx512_vnni ? MeasurePeak(Int8Loop, 12 * 128) : 0.0,
+#else
+      0.0, 0.0, 0.0,
+#endif
+  };
+  return peaks[static_cast<int>(precision)];
+}
+
+// ---- The GEMMs.
+struct Kernel {
+  const char* name;
+  GemmPrecision precision;
+  PackedFormat format;
+  bool supported;
+  GemmFn gemm;    // fp32 / bf16, or
+  QgemmFn qgemm;  // int8
+  bool packs;     // false: the portable fp32 path on unpacked B
+};
+
+void Run(benchmark::State& state, const Kernel& kernel) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
-  if (avx512 && !HostCpuFeatures().avx512) {
-    state.SkipWithError("no AVX-512");
+  if (!kernel.supported) {
+    state.SkipWithError("not supported on this CPU");
     return;
   }
   std::mt19937 rng(1);
@@ -28,25 +134,37 @@ void Run(benchmark::State& state, bool avx512) {
   p.m = m; p.n = n; p.k = k;
   p.a = a.data(); p.lda = k; p.b = b.data(); p.ldb = n; p.c = c.data(); p.ldc = n;
   std::shared_ptr<SgemmPackedB> packed;
+  if (kernel.packs) {
+    packed = AllocPackedB(kernel.format, k, n);
+    switch (kernel.precision) {
 #if defined(__x86_64__)
-  if (avx512) {
-    packed = std::make_shared<SgemmPackedB>();
-    packed->k = k; packed->n = n;
-    packed->data.resize(((n + 31) / 32) * k * 32);
-    sgemm_pack_b_panel32(b.data(), n, false, k, n, packed->data.data());
+      case GemmPrecision::kFp32: sgemm_pack_b_panel32(b.data(), n, false, k, n, packed->data.data()); break;
+#else
+      case GemmPrecision::kFp32: break;
+#endif
+      case GemmPrecision::kBf16: PackBf16Columns(b.data(), n, false, 0, n, packed.get()); break;
+      case GemmPrecision::kInt8: PackInt8Columns(b.data(), n, false, 0, n, packed.get()); break;
+    }
     p.packed_b = packed.get();
   }
-#endif
+  QgemmProblem q;
+  q.k = k; q.a_f32 = a.data(); q.lda = k; q.packed_b = packed.get(); q.c_f32 = c.data(); q.ldc = n;
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-#if defined(__x86_64__)
-    if (avx512) sgemm_12x32_avx512(p, 0, m, 0, n); else sgemm_portable(p, 0, m, 0, n);
-#else
-    sgemm_portable(p, 0, m, 0, n);
-#endif
+    if (kernel.qgemm) {
+      kernel.qgemm(q, 0, m, 0, n);
+    } else {
+      kernel.gemm(p, 0, m, 0, n);
+    }
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate,
+  const double ops = 2.0 * m * n * k;
+  state.counters["GFLOPS"] = benchmark::Counter(ops, benchmark::Counter::kIsIterationInvariantRate,
                                                 benchmark::Counter::kIs1000);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (const double peak = Peak(kernel.precision); peak > 0) {
+    state.counters["of_peak"] = ops * static_cast<double>(state.iterations()) / seconds / peak;
+  }
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
@@ -55,10 +173,40 @@ void Shapes(benchmark::internal::Benchmark* b) {
   }
 }
 
-void BM_sgemm_portable(benchmark::State& s) { Run(s, false); }
-void BM_sgemm_12x32_avx512(benchmark::State& s) { Run(s, true); }
-BENCHMARK(BM_sgemm_portable)->Apply(Shapes)->MinTime(0.2);
+#if defined(__x86_64__)
+const Kernel kSgemmAvx512{"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32,
+                          HostCpuFeatures().avx512, sgemm_12x32_avx512, nullptr, true};
+const Kernel kBf16Avx512{"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32,
+                         HostCpuFeatures().avx512_bf16, bf16gemm_12x32_avx512bf16, nullptr, true};
+const Kernel kQgemmVnni{"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32,
+                        HostCpuFeatures().avx512_vnni, nullptr, qgemm_u8s8_avx512vnni, true};
+const Kernel kQgemmAvx2{"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32,
+                        HostCpuFeatures().avx2_fma, nullptr, qgemm_u8s8_avx2, true};
+void BM_sgemm_12x32_avx512(benchmark::State& s) { Run(s, kSgemmAvx512); }
+void BM_bf16gemm_12x32_avx512bf16(benchmark::State& s) { Run(s, kBf16Avx512); }
+void BM_qgemm_u8s8_avx512vnni(benchmark::State& s) { Run(s, kQgemmVnni); }
+void BM_qgemm_u8s8_avx2(benchmark::State& s) { Run(s, kQgemmAvx2); }
 BENCHMARK(BM_sgemm_12x32_avx512)->Apply(Shapes)->MinTime(0.2);
+BENCHMARK(BM_bf16gemm_12x32_avx512bf16)->Apply(Shapes)->MinTime(0.2);
+BENCHMARK(BM_qgemm_u8s8_avx512vnni)->Apply(Shapes)->MinTime(0.2);
+BENCHMARK(BM_qgemm_u8s8_avx2)->Apply(Shapes)->MinTime(0.2);
+#endif
+// The portable kernels, at the small shapes only (they are the fallbacks, not contenders).
+const Kernel kSgemmPortable{"sgemm_portable", GemmPrecision::kFp32, PackedFormat::kPanel32, true, sgemm_portable,
+                            nullptr, false};
+const Kernel kBf16Portable{"bf16gemm_portable", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, true,
+                           bf16gemm_portable, nullptr, true};
+const Kernel kQgemmPortable{"qgemm_u8s8_portable", GemmPrecision::kInt8, PackedFormat::kInt8Panel32, true, nullptr,
+                            qgemm_u8s8_portable, true};
+void SmallShapes(benchmark::internal::Benchmark* b) {
+  for (int64_t m : {1, 32}) b->Args({m, 768, 768});
+}
+void BM_sgemm_portable(benchmark::State& s) { Run(s, kSgemmPortable); }
+void BM_bf16gemm_portable(benchmark::State& s) { Run(s, kBf16Portable); }
+void BM_qgemm_u8s8_portable(benchmark::State& s) { Run(s, kQgemmPortable); }
+BENCHMARK(BM_sgemm_portable)->Apply(SmallShapes)->MinTime(0.2);
+BENCHMARK(BM_bf16gemm_portable)->Apply(SmallShapes)->MinTime(0.2);
+BENCHMARK(BM_qgemm_u8s8_portable)->Apply(SmallShapes)->MinTime(0.2);
 
 }  // namespace
 
