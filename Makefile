@@ -65,7 +65,7 @@ bench-models: build
 	@scripts/setup-venv.sh .venv-export scripts/requirements-export.txt
 	@$(EXPORT_PYTHON) scripts/make_bench_models.py --out $(BUILD_DIR)/bench-models
 	@cp -rn $(BUILD_DIR)/models/bert_tiny $(BUILD_DIR)/models/resnet_tiny $(BUILD_DIR)/bench-models/
-	@$(EXPORT_PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session \
+	@$(EXPORT_PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --coreserve-bin $(BUILD_DIR)/coreserve \
 	  --models $(BUILD_DIR)/bench-models --json $(BUILD_DIR)/bench_models.json --markdown $(BUILD_DIR)/bench_models.md
 
 clean:

@@ -7,7 +7,14 @@ compiled model reading the same .onnx (INFERENCE_NUM_THREADS = --threads, f32 in
 each for --seconds after warm-up; then prints p50/p95 latency, throughput and coreserve's throughput as a ratio to
 each anchor (> 1: coreserve is faster). Writes the table as markdown (--markdown) and raw numbers as JSON (--json).
 
-usage: bench_models.py --bench-bin build/bench/bench_session --models DIR [--threads 2] [--seconds 4]
+Then, for the reduced precisions (--precisions, default bf16,int8): coreserve with `--precision bf16` against ORT fp32
+(the issue's goal: >= 1.8x on BERT-base) and OpenVINO with its bf16 inference precision; coreserve `--precision int8`
+against ORT running the same model quantized by its own quantize_dynamic (QInt8 weights; goal >= 1.2x), each with
+the accuracy of coreserve's outputs against ORT fp32 (cosine similarity and max error relative to max |reference|,
+computed with `coreserve run`).
+
+usage: bench_models.py --bench-bin build/bench/bench_session --coreserve-bin build/coreserve --models DIR
+                       [--threads 2] [--seconds 4] [--precisions bf16,int8]
 """
 import argparse
 import json
@@ -66,17 +73,17 @@ def time_ort(session, feeds, seconds):
     return timed(lambda: session.run(None, feeds), seconds)
 
 
-def time_openvino(path, feeds, threads, seconds):
+def time_openvino(path, feeds, threads, seconds, precision="f32"):
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision,
                                    "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     return timed(lambda: request.infer(feeds), seconds)
 
 
-def time_coreserve(bench_bin, path, feeds, threads, seconds, tmp):
-    args = [bench_bin, str(path), "--threads", str(threads), "--seconds", str(seconds)]
+def time_coreserve(bench_bin, path, feeds, threads, seconds, tmp, precision="fp32"):
+    args = [bench_bin, str(path), "--threads", str(threads), "--seconds", str(seconds), "--precision", precision]
     for name, array in feeds.items():
         f = Path(tmp) / f"{name}.npy"
         np.save(f, array)
@@ -85,12 +92,84 @@ def time_coreserve(bench_bin, path, feeds, threads, seconds, tmp):
     return json.loads(out.stdout)
 
 
+def accuracy(coreserve_bin, path, feeds, reference, precision, tmp):
+    """coreserve's outputs in `precision` against the fp32 reference: worst cosine and relative max error."""
+    out = Path(tmp) / f"out-{precision}"
+    args = [coreserve_bin, "run", str(path), "--output-dir", str(out), "--precision", precision]
+    for name, array in feeds.items():
+        f = Path(tmp) / f"{name}.npy"
+        np.save(f, array)
+        args += ["--input", f"{name}={f}"]
+    subprocess.run(args, capture_output=True, text=True, check=True)
+    cos, rel = 1.0, 0.0
+    for name, ref in reference.items():
+        got = np.load(out / f"{name}.npy").astype(np.float64).ravel()
+        ref = ref.astype(np.float64).ravel()
+        cos = min(cos, float(got @ ref / (np.linalg.norm(got) * np.linalg.norm(ref))))
+        rel = max(rel, float(np.abs(got - ref).max() / np.abs(ref).max()))
+    return {"cosine": cos, "max_rel_error": rel}
+
+
+LOWP_CASES = [("bert_base", 1, 128), ("bert_base", 8, 128), ("distilbert", 1, 128), ("roberta_base", 1, 128),
+              ("gpt2", 1, 128), ("resnet50", 1, None)]
+
+
+def reduced_precision(a, rng, tmp):
+    """The bf16 / int8 table: rows (markdown cells) and raw results."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    rows, raw = [], []
+    for model, batch, seq in LOWP_CASES:
+        path = Path(a.models) / model / "1" / "model.onnx"
+        if not path.exists():
+            continue
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = a.threads, 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feeds = make_inputs(session, batch, seq, rng)
+        reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        ort_fp32 = time_ort(session, feeds, a.seconds)
+        del session
+        label = f"{model} b{batch}" + (f" s{seq}" if seq else "")
+        for precision in a.precisions:
+            if precision == "int8" and model.startswith("resnet"):
+                continue  # int8 quantizes MatMul/Gemm weights only; ResNet's convolutions stay fp32
+            mine = time_coreserve(a.bench_bin, path, feeds, a.threads, a.seconds, tmp, precision)
+            acc = accuracy(a.coreserve_bin, path, feeds, reference, precision, tmp)
+            result = {"case": label, "precision": precision, "coreserve": mine, "ORT fp32": ort_fp32, "accuracy": acc}
+            if precision == "int8":
+                qpath = Path(tmp) / f"{model}-int8.onnx"
+                if not qpath.exists():
+                    quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
+                qsession = ort.InferenceSession(str(qpath), opts, providers=["CPUExecutionProvider"])
+                result["ORT int8"] = time_ort(qsession, feeds, a.seconds)
+                del qsession
+                anchor = "ORT int8"
+            else:
+                if ov:
+                    result["OpenVINO bf16"] = time_openvino(path, feeds, a.threads, a.seconds, "bf16")
+                anchor = "ORT fp32"
+            tput = lambda r: 1e3 * batch / r["mean_ms"]  # noqa: E731
+            others = [k for k in ("ORT fp32", "ORT int8", "OpenVINO bf16") if k in result]
+            cells = [label, precision, f"{mine['p50_ms']:.2f}", f"{tput(mine):.1f}"]
+            cells += [f"{k} {tput(result[k]):.1f} ({result[k]['mean_ms'] / mine['mean_ms']:.2f}x)" for k in others]
+            cells += [f"{acc['cosine']:.6f}", f"{acc['max_rel_error']:.1e}"]
+            result["ratio"] = {k: result[k]["mean_ms"] / mine["mean_ms"] for k in others}
+            result["goal_anchor"] = anchor
+            rows.append("| " + " | ".join(cells) + " |")
+            raw.append(result)
+            print(rows[-1], flush=True)
+    return rows, raw
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bench-bin", required=True)
     p.add_argument("--models", required=True)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--coreserve-bin", help="the coreserve binary, for the reduced-precision accuracy")
+    p.add_argument("--precisions", default="bf16,int8", help="reduced precisions to measure ('' for none)")
     p.add_argument("--markdown")
     p.add_argument("--json")
     a = p.parse_args(argv)
@@ -122,9 +201,17 @@ def main(argv):
             rows.append("| " + " | ".join(cells) + " |")
             raw.append({"case": label, "threads": a.threads, **result, "ratio": ratios})
             print(rows[-1], flush=True)
+        a.precisions = [x for x in a.precisions.split(",") if x]
+        lowp_rows, lowp_raw = reduced_precision(a, rng, tmp) if a.precisions and a.coreserve_bin else ([], [])
     head = ["case"] + [f"{w} {k}" for w in ["coreserve"] + anchors for k in ("p50 ms", "p95 ms", "items/s")]
     head += [f"coreserve/{w}" for w in anchors]
     table = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(rows)
+    if lowp_rows:
+        lowp_head = ["case", "precision", "coreserve p50 ms", "coreserve items/s", "anchors items/s (coreserve ratio)",
+                     "", "cosine vs fp32", "max err / max |ref|"]
+        table += ("\n\nReduced precision (ratio = coreserve throughput / anchor throughput):\n\n| "
+                  + " | ".join(lowp_head) + " |\n|" + "---|" * len(lowp_head) + "\n" + "\n".join(lowp_rows))
+        raw += lowp_raw
     versions = f"onnxruntime {ort.__version__}" + (f", openvino {ov.__version__}" if ov else "")
     meta = f"{versions}; {a.threads} threads; {platform.machine()}; {time.strftime('%Y-%m-%d')}"
     print("\n" + table + "\n\n" + meta)

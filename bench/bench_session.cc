@@ -1,9 +1,10 @@
 // Times Session::Run on one model in-process, for bench/bench_models.py, which runs ONNX Runtime on the same
 // inputs and cores in the same run and prints the ratios.
 //
-// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--profile 1]
+// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--profile 1|2] [--precision fp32|bf16|int8]
 // Prints one JSON object: {"runs": N, "p50_ms": ..., "p95_ms": ..., "mean_ms": ...}.
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -18,13 +19,14 @@ using namespace coreserve::runtime;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--profile 1|2] [--precision fp32|bf16|int8]\n", argv[0]);
     return 2;
   }
   std::map<std::string, std::string> files;
   int threads = 1, warmup = 3;
   double seconds = 3.0;
-  bool profile = false;
+  int profile = 0;
+  SessionOptions options;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--input") {
@@ -35,15 +37,19 @@ int main(int argc, char** argv) {
     } else if (flag == "--warmup") {
       warmup = std::stoi(value);
     } else if (flag == "--profile") {
-      profile = value == "1";
+      profile = std::atoi(value.c_str());
     } else if (flag == "--seconds") {
       seconds = std::stod(value);
+    } else if (flag == "--precision" && (value == "fp32" || value == "bf16" || value == "int8")) {
+      options.precision = value == "bf16"   ? coreserve::kernels::GemmPrecision::kBf16
+                          : value == "int8" ? coreserve::kernels::GemmPrecision::kInt8
+                                            : coreserve::kernels::GemmPrecision::kFp32;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
     }
   }
-  auto session = Session::Load(argv[1]);
+  auto session = Session::Load(argv[1], options);
   if (!session.ok()) {
     std::fprintf(stderr, "%s\n", std::string(session.status().message()).c_str());
     return 1;
@@ -87,6 +93,14 @@ int main(int argc, char** argv) {
     }
     std::sort(rows.rbegin(), rows.rend());
     for (const auto& [t, op] : rows) std::fprintf(stderr, "%-24s %9.3f ms %5.1f%%\n", op.c_str(), t * 1e3, 100 * t / total);
+    if (profile > 1) {
+      // --profile 2: also every step, in execution order (which nodes of a type cost the most).
+      if (!(*session)->Run(inputs, &pool, &times).ok()) return 1;
+      for (std::size_t i = 0; i < times.size(); ++i) {
+        const Node& n = (*session)->graph().nodes[nodes[i]];
+        if (times[i] * 1e3 >= 0.05) std::fprintf(stderr, "  %4zu %-22s %8.3f ms  %s\n", i, n.op_type.c_str(), times[i] * 1e3, n.name.c_str());
+      }
+    }
   }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/gemm/sgemm.h"
 #include "runtime/tensor.h"
 
 namespace coreserve::runtime {
@@ -80,6 +81,8 @@ class Graph {
   std::vector<int> inputs;          // non-constant graph inputs, in model order
   std::vector<int> outputs;
   std::map<std::string, int64_t> opsets;
+  // The precision the GEMMs of this graph run in (chosen per model at load; see SessionOptions::precision).
+  kernels::GemmPrecision gemm_precision = kernels::GemmPrecision::kFp32;
 
   // Index of the value named `name`, creating it if new.
   int ValueId(const std::string& name);

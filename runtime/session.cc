@@ -83,6 +83,7 @@ absl::Status Session::Build(const SessionOptions& options) {
   }
   RETURN_IF_ERROR(graph_.TopologicalOrder().status());  // cycles and dangling inputs, before anything runs
   if (options.optimize) RETURN_IF_ERROR(Optimize(graph_));
+  graph_.gemm_precision = options.precision;  // read by the operators that pack weights, below
 
   ASSIGN_OR_RETURN(std::vector<int> order, graph_.TopologicalOrder());
   use_counts_.assign(graph_.values.size(), 0);

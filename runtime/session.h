@@ -34,7 +34,11 @@
 namespace coreserve::runtime {
 
 struct SessionOptions {
-  bool optimize = true;  // constant folding and dead-node removal (and, as they land, fusions)
+  bool optimize = true;  // constant folding, dead-node removal and fusions
+  // The GEMMs' precision: kBf16 ("fastmath": bf16 products, fp32 accumulation) for every MatMul, Gemm, Conv and
+  // attention projection; kInt8 quantizes the constant weights of MatMul and Gemm (symmetric per output channel)
+  // at load and the activations per row at run time, leaving Conv in fp32. Weights are converted once, at load.
+  kernels::GemmPrecision precision = kernels::GemmPrecision::kFp32;
 };
 
 class Session {

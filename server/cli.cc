@@ -72,11 +72,13 @@ const std::vector<CommandSpec>& Commands() {
             }},
            {"output-dir", "DIR", "folder for the output .npy files (created if missing; required)",
             [](CommandLine& c, const std::string& v) { c.run.output_dir = v; return Ok(); }},
-           {"precision", "P", "compute precision; fp32 (bf16 and int8 are not available yet)",
+           {"precision", "P",
+            "GEMM precision: fp32 (default), bf16 (bf16 products, fp32 accumulation) or int8 (weights quantized\n"
+            "per output channel at load, activations per row at run time)",
             [](CommandLine& c, const std::string& v) {
-              if (v != "fp32") {
+              if (v != "fp32" && v != "bf16" && v != "int8") {
                 return absl::InvalidArgumentError(
-                    absl::StrCat("--precision: '", v, "' is not available (allowed: fp32)"));
+                    absl::StrCat("--precision: '", v, "' is not a precision (allowed: fp32, bf16, int8)"));
               }
               c.run.precision = v;
               return Ok();

@@ -92,7 +92,11 @@ int RunModelCommand(const RunOptions& o) {
   if (o.threads && (!absl::SimpleAtoi(*o.threads, &threads) || threads < 1 || threads > 1024)) {
     return Fail(2, absl::StrCat("--threads: expected an integer from 1 to 1024, got '", *o.threads, "'"));
   }
-  auto session = runtime::Session::Load(o.model);
+  runtime::SessionOptions options;
+  options.precision = o.precision == "bf16"   ? kernels::GemmPrecision::kBf16
+                      : o.precision == "int8" ? kernels::GemmPrecision::kInt8
+                                              : kernels::GemmPrecision::kFp32;
+  auto session = runtime::Session::Load(o.model, options);
   if (!session.ok()) return Fail(1, std::string(session.status().message()));
 
   std::map<std::string, std::string> files(o.inputs.begin(), o.inputs.end());

@@ -270,7 +270,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeContribAttention(const Graph& grap
     bias = *bv.constant;
   }
   std::shared_ptr<const kernels::SgemmPackedB> packed;
-  if (kernels::SgemmUsesPackedB()) packed = kernels::SgemmPackB(w.data<float>(), total, false, in_hidden, total);
+  if (kernels::SgemmUsesPackedB(graph.gemm_precision)) {
+    packed = kernels::SgemmPackB(w.data<float>(), total, false, in_hidden, total, graph.gemm_precision);
+  }
   const int64_t head_dim = sizes[0] / heads, v_dim = sizes[2] / heads;
   const float scale = scale_attr != 0.0f ? scale_attr : 1.0f / std::sqrt(static_cast<float>(head_dim));
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {

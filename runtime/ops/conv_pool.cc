@@ -105,7 +105,11 @@ Shape OutShape(const Tensor& x, int64_t channels, const Window& win) {
 
 // Conv, and the optimizer's fused form: attribute coreserve_residual=1 adds a fourth input (the residual, added
 // before the activation) and coreserve_activation="relu" applies Relu, both inside the GEMM's output pass.
-absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& node) {
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph& graph, const Node& node) {
+  // bf16 packs the im2col columns in bf16 (the weights, the GEMM's A, are rounded as the kernel reads them); int8
+  // leaves convolutions in fp32 (per-call quantization of activations per pixel is not what int8 users expect).
+  const kernels::GemmPrecision precision =
+      graph.gemm_precision == kernels::GemmPrecision::kBf16 ? kernels::GemmPrecision::kBf16 : kernels::GemmPrecision::kFp32;
   ASSIGN_OR_RETURN(WindowAttrs attrs, ReadWindowAttrs(node));
   ASSIGN_OR_RETURN(int64_t group, node.attributes.Int("group", 1));
   ASSIGN_OR_RETURN(int64_t has_residual, node.attributes.Int("coreserve_residual", 0));
@@ -195,8 +199,8 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeConv(const Graph&, const Node& nod
         // Pack the columns once for all tasks (each task would otherwise pack the slice it needs, repeatedly when
         // several row tiles share it), spreading the packing over the pool.
         std::shared_ptr<kernels::SgemmPackedB> packed;
-        if (kernels::SgemmUsesPackedB()) {
-          packed = kernels::SgemmAllocPackedB(patch, pixels);
+        if (kernels::SgemmUsesPackedB(precision)) {
+          packed = kernels::SgemmAllocPackedB(patch, pixels, precision);
           const int64_t step = kernels::SgemmNStep();
           Parallel(ctx, (pixels + step - 1) / step, 1, [&](int64_t p0, int64_t p1) {
             kernels::SgemmPackBColumns(cols, pixels, false, p0 * step, std::min(pixels, p1 * step), packed.get());

@@ -8,16 +8,17 @@
 namespace coreserve::runtime {
 namespace {
 
-// op(B) packed once at load when B is a constant matrix (the weights of a dense layer) and the active kernel
-// reads packed B; null otherwise.
+// op(B) packed once at load, in the graph's GEMM precision, when B is a constant matrix (the weights of a dense
+// layer) and the active kernel reads packed B; null otherwise.
 std::shared_ptr<const kernels::SgemmPackedB> PackConstantB(const Graph& graph, const Node& node, bool trans_b,
                                                            bool trans_a) {
-  if (node.inputs.size() < 2 || node.inputs[1] < 0 || trans_a || !kernels::SgemmUsesPackedB()) return nullptr;
+  const kernels::GemmPrecision precision = graph.gemm_precision;
+  if (node.inputs.size() < 2 || node.inputs[1] < 0 || trans_a || !kernels::SgemmUsesPackedB(precision)) return nullptr;
   const Value& b = graph.values[node.inputs[1]];
   if (!b.constant || b.constant->type() != DataType::kFloat32 || b.constant->rank() != 2) return nullptr;
   const Tensor& t = *b.constant;
   const int64_t k = trans_b ? t.dim(1) : t.dim(0), n = trans_b ? t.dim(0) : t.dim(1);
-  return kernels::SgemmPackB(t.data<float>(), t.dim(1), trans_b, k, n);
+  return kernels::SgemmPackB(t.data<float>(), t.dim(1), trans_b, k, n, precision);
 }
 
 absl::Status MatMul(OpContext& ctx, const kernels::SgemmPackedB* packed) {

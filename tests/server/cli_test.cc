@@ -50,7 +50,7 @@ TEST(CommandLine, ErrorsAreOneLineAndNameTheProblem) {
   expect_error({"run", "m.onnx"}, "run needs --output-dir");
   expect_error({"run", "--output-dir", "d"}, "run needs a MODEL.onnx");
   expect_error({"run", "m.onnx", "--output-dir", "d", "--input", "noequals"}, "expected NAME=FILE.npy");
-  expect_error({"run", "m.onnx", "--output-dir", "d", "--precision", "fp8"}, "'fp8' is not available");
+  expect_error({"run", "m.onnx", "--output-dir", "d", "--precision", "fp8"}, "'fp8' is not a precision (allowed: fp32, bf16, int8)");
   expect_error({"run", "a.onnx", "b.onnx", "--output-dir", "d"}, "unexpected argument 'b.onnx'");
   expect_error({"inspect"}, "inspect needs a MODEL.onnx");
 }
