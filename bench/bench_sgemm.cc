@@ -137,11 +137,7 @@ void Run(benchmark::State& state, const Kernel& kernel) {
   if (kernel.packs) {
     packed = AllocPackedB(kernel.format, k, n);
     switch (kernel.precision) {
-#if defined(__x86_64__)
       case GemmPrecision::kFp32: sgemm_pack_b_panel32(b.data(), n, false, k, n, packed->data.data()); break;
-#else
-      case GemmPrecision::kFp32: break;
-#endif
       case GemmPrecision::kBf16: PackBf16Columns(b.data(), n, false, 0, n, packed.get()); break;
       case GemmPrecision::kInt8: PackInt8Columns(b.data(), n, false, 0, n, packed.get()); break;
     }
@@ -176,6 +172,8 @@ void Shapes(benchmark::internal::Benchmark* b) {
 #if defined(__x86_64__)
 const Kernel kSgemmAvx512{"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32,
                           HostCpuFeatures().avx512, sgemm_12x32_avx512, nullptr, true};
+const Kernel kSgemmAvx2{"sgemm_6x16_avx2", GemmPrecision::kFp32, PackedFormat::kPanel32, HostCpuFeatures().avx2_fma,
+                        sgemm_6x16_avx2, nullptr, true};
 const Kernel kBf16Avx512{"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32,
                          HostCpuFeatures().avx512_bf16, bf16gemm_12x32_avx512bf16, nullptr, true};
 const Kernel kQgemmVnni{"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32,
@@ -183,10 +181,12 @@ const Kernel kQgemmVnni{"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFor
 const Kernel kQgemmAvx2{"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32,
                         HostCpuFeatures().avx2_fma, nullptr, qgemm_u8s8_avx2, true};
 void BM_sgemm_12x32_avx512(benchmark::State& s) { Run(s, kSgemmAvx512); }
+void BM_sgemm_6x16_avx2(benchmark::State& s) { Run(s, kSgemmAvx2); }
 void BM_bf16gemm_12x32_avx512bf16(benchmark::State& s) { Run(s, kBf16Avx512); }
 void BM_qgemm_u8s8_avx512vnni(benchmark::State& s) { Run(s, kQgemmVnni); }
 void BM_qgemm_u8s8_avx2(benchmark::State& s) { Run(s, kQgemmAvx2); }
 BENCHMARK(BM_sgemm_12x32_avx512)->Apply(Shapes)->MinTime(0.2);
+BENCHMARK(BM_sgemm_6x16_avx2)->Apply(Shapes)->MinTime(0.2);
 BENCHMARK(BM_bf16gemm_12x32_avx512bf16)->Apply(Shapes)->MinTime(0.2);
 BENCHMARK(BM_qgemm_u8s8_avx512vnni)->Apply(Shapes)->MinTime(0.2);
 BENCHMARK(BM_qgemm_u8s8_avx2)->Apply(Shapes)->MinTime(0.2);

@@ -36,6 +36,20 @@ int8_t QuantizeWeight(float b, float scale) {
 
 }  // namespace
 
+// kPanel32 for the fp32 kernels (AVX-512 and AVX2 alike), compiled for the baseline ISA so any of them may call it.
+void sgemm_pack_b_panel32(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, float* packed) {
+  const int64_t panels = (n + kGemmPanel - 1) / kGemmPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = packed + p * k * kGemmPanel;
+    const int64_t j0 = p * kGemmPanel, cols = std::min(kGemmPanel, n - j0);
+    for (int64_t l = 0; l < k; ++l) {
+      float* row = dst + l * kGemmPanel;
+      for (int64_t j = 0; j < cols; ++j) row[j] = trans_b ? b[(j0 + j) * ldb + l] : b[l * ldb + j0 + j];
+      for (int64_t j = cols; j < kGemmPanel; ++j) row[j] = 0.0f;
+    }
+  }
+}
+
 std::shared_ptr<SgemmPackedB> AllocPackedB(PackedFormat format, int64_t k, int64_t n) {
   auto packed = std::make_shared<SgemmPackedB>();
   packed->format = format;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/gemm/gemm_epilogue.h"
+#include "kernels/gemm/gemm_epilogue_avx2.h"
 #include "kernels/gemm/gemm_kernels.h"
 
 namespace coreserve::kernels {
@@ -36,12 +37,6 @@ struct TileColumns {
   const float* scale;
   int64_t cols;  // valid columns of these 8, 1..8
 };
-
-// Lanes [0, cols) of an 8-lane mask register for vpmaskmov.
-__m256i LaneMask(int64_t cols) {
-  const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols)), index);
-}
 
 // The 8 column sums of two quad-form accumulators (columns 0-3 and 4-7).
 __m256i Fold(__m256i lo, __m256i hi) {
@@ -78,7 +73,7 @@ constexpr AccumulateFn kAccumulate[kMr + 1] = {nullptr, Accumulate<1>, Accumulat
 // C[i0:i0+rows, j0:j0+8] from the tile's exact sums, as qgemm_u8s8_avx512vnni's epilogue.
 void Epilogue(const int32_t* tile, int64_t rows, const QgemmRow* row_params, const TileColumns& col,
               const QgemmProblem& p, int64_t i0, int64_t j0) {
-  const __m256i mask = LaneMask(col.cols);
+  const __m256i mask = avx2::LaneMask(col.cols);
   const __m256i sum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col.sum));
   const __m256i bzp = col.zero_point ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col.zero_point))
                                      : _mm256_setzero_si256();
@@ -92,19 +87,9 @@ void Epilogue(const int32_t* tile, int64_t rows, const QgemmRow* row_params, con
       _mm256_maskstore_epi32(p.c_s32 + (i0 + r) * p.ldc + j0, mask, v);
       continue;
     }
-    float* c = p.c_f32 + (i0 + r) * p.ldc + j0;
-    __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(scale, _mm256_set1_ps(row.scale)));
-    if (p.beta != 0.0f) y = _mm256_fmadd_ps(_mm256_set1_ps(p.beta), _mm256_maskload_ps(c, mask), y);
-    if (p.bias) y = _mm256_add_ps(y, _mm256_maskload_ps(p.bias + j0, mask));
-    if (p.activation == SgemmActivation::kRelu) y = _mm256_max_ps(y, _mm256_setzero_ps());
-    if (p.activation == SgemmActivation::kGelu || p.activation == SgemmActivation::kGeluTanh) {
-      // No AVX2 erf/tanh in kernels/math: GELU runs scalar on this fallback path.
-      float out[8];
-      _mm256_storeu_ps(out, y);
-      for (int64_t j = 0; j < col.cols; ++j) c[j] = ApplyActivation(out[j], p.activation);
-      continue;
-    }
-    _mm256_maskstore_ps(c, mask, y);
+    const __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(scale, _mm256_set1_ps(row.scale)));
+    avx2::StoreRow8(p.c_f32 + (i0 + r) * p.ldc + j0, y, mask, p.beta, false, p.bias ? p.bias + j0 : nullptr,
+                    p.activation, true);
   }
 }
 

@@ -50,7 +50,7 @@ enum class GemmPrecision { kFp32, kBf16, kInt8 };
 
 // op(B) (K x N) rearranged for one kernel family. Every layout is made of panels of 32 columns (zero-padded
 // past N), so a column index that is a multiple of SgemmNStep() is always a panel boundary:
-//   kPanel32      fp32, each panel K x 32 contiguous                           (sgemm_12x32_avx512)
+//   kPanel32      fp32, each panel K x 32 contiguous             (sgemm_12x32_avx512, sgemm_6x16_avx2)
 //   kBf16Pairs32  bf16, each panel ceil(K/2) rows of 32 (k, k+1) pairs: the operand vdpbf16ps multiplies,
 //                 zero-padded to even K                                        (bf16gemm_12x32_avx512bf16)
 //   kBf16Panel32  bf16, each panel K x 32                                      (bf16gemm_portable)
@@ -98,8 +98,8 @@ struct SgemmArgs {
 // Computes in double and applies the epilogue in double (GELU with the exact erf).
 void sgemm_reference(const SgemmArgs& args);
 
-// Whether the active kernel of `precision` uses packed B at all (false only for fp32 on CPUs that run the portable
-// path): callers pack weights only when it does. bf16 and int8 always pack (they always have a portable kernel).
+// Whether the active kernel of `precision` uses packed B at all (false only for fp32 on CPUs without AVX2, which
+// run the portable path): callers pack weights only when it does. bf16 and int8 always pack (they always have a portable kernel).
 bool SgemmUsesPackedB(GemmPrecision precision = GemmPrecision::kFp32);
 // Packs op(B) for the active kernel of `precision` (fp32 B is rounded to bf16 or quantized to s8 here).
 // Requires SgemmUsesPackedB(precision).
@@ -117,15 +117,18 @@ void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_be
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 int64_t SgemmNStep();
 // Name of the active implementation of `precision`, for logs and metrics: "sgemm_12x32_avx512",
-// "sgemm_portable", "bf16gemm_12x32_avx512bf16", "bf16gemm_portable", "qgemm_u8s8_avx512vnni",
+// "sgemm_6x16_avx2", "sgemm_portable", "bf16gemm_12x32_avx512bf16", "bf16gemm_portable", "qgemm_u8s8_avx512vnni",
 // "qgemm_u8s8_avx2", "qgemm_u8s8_portable".
 const char* SgemmKernelName(GemmPrecision precision = GemmPrecision::kFp32);
 
-// The portable implementation and the AVX-512 one, callable directly by tests.
+// The fp32 implementations, callable directly by tests: portable (unpacked B only), AVX-512 and AVX2 (both read
+// kPanel32, and pack B themselves when it is not pre-packed).
 void sgemm_portable(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
-#if defined(__x86_64__)
+// op(B) (K x n) as kPanel32 panels into `packed` (zero-padded to whole panels).
 void sgemm_pack_b_panel32(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, float* packed);
+#if defined(__x86_64__)
 void sgemm_12x32_avx512(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void sgemm_6x16_avx2(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #endif
 
 }  // namespace coreserve::kernels

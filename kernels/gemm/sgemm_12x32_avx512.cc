@@ -53,19 +53,6 @@ constexpr KernelFn kKernels[13] = {nullptr,    Kernel<1>,  Kernel<2>, Kernel<3>,
 
 }  // namespace
 
-void sgemm_pack_b_panel32(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, float* packed) {
-  const int64_t panels = (n + kNr - 1) / kNr;
-  for (int64_t p = 0; p < panels; ++p) {
-    float* dst = packed + p * k * kNr;
-    const int64_t j0 = p * kNr, cols = std::min(kNr, n - j0);
-    for (int64_t l = 0; l < k; ++l) {
-      float* row = dst + l * kNr;
-      for (int64_t j = 0; j < cols; ++j) row[j] = trans_b ? b[(j0 + j) * ldb + l] : b[l * ldb + j0 + j];
-      for (int64_t j = cols; j < kNr; ++j) row[j] = 0.0f;
-    }
-  }
-}
-
 void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   if (m_end <= m_begin || n_end <= n_begin) return;
   const int64_t k = p.k;

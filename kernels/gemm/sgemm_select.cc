@@ -20,6 +20,7 @@ bool RunsAvx512Vnni(const CpuFeatures& f) { return f.avx512_vnni; }
 constexpr GemmKernel kKernels[] = {
 #if defined(__x86_64__)
     {"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx512, sgemm_12x32_avx512, nullptr},
+    {"sgemm_6x16_avx2", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx2, sgemm_6x16_avx2, nullptr},
     {"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512Bf16,
      bf16gemm_12x32_avx512bf16, nullptr},
     {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
@@ -90,13 +91,9 @@ void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_be
   assert(col_begin % kGemmPanel == 0);
   switch (packed->precision) {
     case GemmPrecision::kFp32: {
-#if defined(__x86_64__)
       const float* src = trans_b ? b + col_begin * ldb : b + col_begin;
       sgemm_pack_b_panel32(src, ldb, trans_b, packed->k, col_end - col_begin,
                            packed->data.data() + (col_begin / kGemmPanel) * packed->k * kGemmPanel);
-#else
-      (void)b; (void)ldb; (void)trans_b; (void)col_end;
-#endif
       break;
     }
     case GemmPrecision::kBf16:
@@ -139,12 +136,11 @@ void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begi
     kernel->qgemm(q, m_begin, m_end, n_begin, n_end);
     return;
   }
-#if defined(__x86_64__)
-  if (ActiveKernel(GemmPrecision::kFp32) != nullptr && !args.trans_a) {
-    sgemm_12x32_avx512(args, m_begin, m_end, n_begin, n_end);
+  // Unpacked fp32 B: the vector kernels pack it per call; transposed A runs on the portable path.
+  if (const GemmKernel* kernel = ActiveKernel(GemmPrecision::kFp32); kernel != nullptr && !args.trans_a) {
+    kernel->gemm(args, m_begin, m_end, n_begin, n_end);
     return;
   }
-#endif
   sgemm_portable(args, m_begin, m_end, n_begin, n_end);
 }
 

@@ -30,7 +30,9 @@ CpuFeatures Capped(const char* cap) {
 // What each precision should run on `f`: the names every engineer can check against /proc/cpuinfo.
 void ExpectSelection(const CpuFeatures& f) {
 #if defined(__x86_64__)
-  EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), f.avx512 ? "sgemm_12x32_avx512" : "sgemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), f.avx512     ? "sgemm_12x32_avx512"
+                                              : f.avx2_fma ? "sgemm_6x16_avx2"
+                                                           : "sgemm_portable");
   EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.avx512_bf16 ? "bf16gemm_12x32_avx512bf16" : "bf16gemm_portable");
   EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), f.avx512_vnni ? "qgemm_u8s8_avx512vnni"
                                               : f.avx2_fma  ? "qgemm_u8s8_avx2"
@@ -51,10 +53,15 @@ TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
   EXPECT_EQ(SelectGemmKernel(GemmPrecision::kFp32, scalar), nullptr);
 #if defined(__x86_64__)
   for (const char* cap : {"avx2", "avx512", "avx512_vnni", "native"}) ExpectSelection(Capped(cap));
-  // CORESERVE_ISA=avx512 takes bf16 and VNNI away: bf16 falls back to portable, int8 to AVX2.
+  // CORESERVE_ISA=avx512 takes bf16 and VNNI away: bf16 falls back to portable, int8 to AVX2; =avx2 takes
+  // AVX-512 away: fp32 runs the AVX2 kernel on the same packed layout.
   if (HostCpuFeatures().avx512) {
     EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped("avx512")), "bf16gemm_portable");
     EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("avx512")), "qgemm_u8s8_avx2");
+  }
+  if (HostCpuFeatures().avx2_fma) {
+    EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("avx2")), "sgemm_6x16_avx2");
+    EXPECT_EQ(SelectGemmKernel(GemmPrecision::kFp32, Capped("avx2"))->format, PackedFormat::kPanel32);
   }
 #endif
 }

@@ -1,5 +1,5 @@
 // Every fp32 GEMM implementation the CPU can run, against the double-accumulating reference, over edge shapes:
-// M and N across every remainder of the 12 x 32 tile, K across the 256 K-block, transposes, alpha/beta, leading
+// M and N across every remainder of the 12 x 32 and 6 x 16 tiles, K across the 512 and 1024 K-blocks, transposes, alpha/beta, leading
 // dimensions wider than the matrices, packed and unpacked B, and sub-ranges of M and N as threads use them.
 #include "kernels/gemm/sgemm.h"
 
@@ -29,6 +29,7 @@ std::vector<Impl> Impls() {
       {"portable", sgemm_portable, true, false},
 #if defined(__x86_64__)
       {"avx512", sgemm_12x32_avx512, HostCpuFeatures().avx512, true},
+      {"avx2", sgemm_6x16_avx2, HostCpuFeatures().avx2_fma, true},
 #endif
   };
 }
@@ -113,7 +114,7 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
 TEST(Sgemm, EdgeShapesAgainstReference) {
   std::mt19937 rng(7);
   const int64_t dims[] = {1, 2, 3, 5, 11, 12, 13, 16, 24, 31, 32, 33, 47, 63, 64, 65, 96, 127, 128, 130};
-  const int64_t ks[] = {1, 7, 130, 257, 1023, 1024, 1025};  // around the AVX-512 kernel's K block (1024)
+  const int64_t ks[] = {1, 7, 130, 513, 1023, 1024, 1025};  // around the K blocks (AVX-512 1024, AVX2 512)
   for (const Impl& impl : Impls()) {
     if (!impl.supported) {
       std::printf("[ SKIPPED  ] %s: not supported on this CPU\n", impl.name);
@@ -171,6 +172,30 @@ TEST(Sgemm, EpilogueBiasAndActivations) {
   }
 }
 
+// The vector epilogues' GELU over the whole range, where the Exp behind erf and tanh saturates (K = 1, B = 1:
+// C = act(a) exactly).
+TEST(Sgemm, GeluEpilogueOverWideRange) {
+  const int64_t m = 1, n = 400;
+  std::vector<float> a(1, 1.0f), b(n), c(n), want(n);
+  for (int64_t j = 0; j < n; ++j) b[j] = -100.0f + 200.0f * static_cast<float>(j) / (n - 1) + 0.01f;
+  for (const Impl& impl : Impls()) {
+    if (!impl.supported) continue;
+    for (auto act : {SgemmActivation::kGelu, SgemmActivation::kGeluTanh}) {
+      SgemmArgs p;
+      p.m = m; p.n = n; p.k = 1;
+      p.a = a.data(); p.lda = 1; p.b = b.data(); p.ldb = n; p.ldc = n;
+      p.activation = act;
+      p.c = want.data();
+      sgemm_reference(p);
+      p.c = c.data();
+      impl.fn(p, 0, m, 0, n);
+      for (int64_t j = 0; j < n; ++j) {
+        ASSERT_NEAR(c[j], want[j], 4e-7 * std::fabs(b[j]) + 2e-7) << impl.name << " at x=" << b[j];
+      }
+    }
+  }
+}
+
 TEST(Sgemm, BetaZeroIgnoresNanInC) {
   for (const Impl& impl : Impls()) {
     if (!impl.supported) continue;
@@ -185,7 +210,8 @@ TEST(Sgemm, BetaZeroIgnoresNanInC) {
 
 TEST(Sgemm, DispatchMatchesFeatures) {
 #if defined(__x86_64__)
-  EXPECT_STREQ(SgemmKernelName(), ActiveCpuFeatures().avx512 ? "sgemm_12x32_avx512" : "sgemm_portable");
+  const CpuFeatures& f = ActiveCpuFeatures();
+  EXPECT_STREQ(SgemmKernelName(), f.avx512 ? "sgemm_12x32_avx512" : f.avx2_fma ? "sgemm_6x16_avx2" : "sgemm_portable");
 #else
   EXPECT_STREQ(SgemmKernelName(), "sgemm_portable");
 #endif
