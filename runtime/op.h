@@ -86,5 +86,6 @@ void RegisterMatMulOps(OpRegistry& r);
 void RegisterConvPoolOps(OpRegistry& r);
 void RegisterContribOps(OpRegistry& r);
 void RegisterAttentionOps(OpRegistry& r);
+void RegisterQuantizeOps(OpRegistry& r);
 
 }  // namespace coreserve::runtime

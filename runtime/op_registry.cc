@@ -37,6 +37,7 @@ const OpRegistry& OpRegistry::Builtin() {
     RegisterConvPoolOps(*r);
     RegisterContribOps(*r);
     RegisterAttentionOps(*r);
+    RegisterQuantizeOps(*r);
     return r;
   }();
   return *registry;

@@ -1,0 +1,228 @@
+// The ONNX quantization operators, as ONNX Runtime's quantize_dynamic and QDQ tools write them: QuantizeLinear,
+// DequantizeLinear (per tensor or per axis, u8 / s8 / int32), DynamicQuantizeLinear (u8, per tensor) and
+// MatMulInteger (u8 / s8 operands, exact int32 result) on the kernels' integer GEMM, its constant B packed at load.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/gemm/qgemm.h"
+#include "runtime/ops/op_util.h"
+
+namespace coreserve::runtime {
+namespace {
+
+// Scale and zero point of a (De)QuantizeLinear: per tensor (scalars), or per axis (1-D of the axis' length).
+struct QuantParams {
+  const float* scale = nullptr;
+  const Tensor* zero_point = nullptr;
+  int64_t channels = 1, inner = 1;  // element i uses channel (i / inner) % channels
+};
+
+absl::StatusOr<QuantParams> ReadQuantParams(const OpContext& ctx, const Tensor& x, int64_t axis_attr) {
+  QuantParams q;
+  const Tensor& scale = ctx.in(1);
+  if (scale.type() != DataType::kFloat32) return ctx.Error("only float32 scales are supported");
+  if (ctx.has(2)) q.zero_point = ctx.inputs[2];
+  if (q.zero_point && q.zero_point->elements() != scale.elements()) {
+    return ctx.Error("scale and zero point must have the same number of elements");
+  }
+  q.scale = scale.data<float>();
+  if (scale.elements() == 1 && scale.rank() <= 1) return q;
+  if (scale.rank() != 1) return ctx.Error("blocked quantization (scale of rank > 1) is not supported");
+  ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(ctx, axis_attr, x.rank()));
+  if (x.dim(axis) != scale.elements()) {
+    return ctx.Error(absl::StrCat("scale has ", scale.elements(), " elements for axis ", axis, " of size ", x.dim(axis)));
+  }
+  q.channels = scale.elements();
+  for (int64_t d = axis + 1; d < x.rank(); ++d) q.inner *= x.dim(d);
+  return q;
+}
+
+int32_t ZeroPointAt(const Tensor* zp, int64_t c) {
+  if (zp == nullptr) return 0;
+  switch (zp->type()) {
+    case DataType::kUInt8: return zp->data<uint8_t>()[c];
+    case DataType::kInt8: return zp->data<int8_t>()[c];
+    case DataType::kInt32: return zp->data<int32_t>()[c];
+    default: return 0;
+  }
+}
+
+template <typename Q>
+void QuantizeTo(const float* x, int64_t n, const QuantParams& q, Q* y) {
+  constexpr float lo = std::numeric_limits<Q>::min(), hi = std::numeric_limits<Q>::max();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = (i / q.inner) % q.channels;
+    // Round half to even (the default FP rounding mode), then saturate, as the operator defines.
+    const float v = std::nearbyint(x[i] / q.scale[c]) + static_cast<float>(ZeroPointAt(q.zero_point, c));
+    y[i] = static_cast<Q>(std::clamp(v, lo, hi));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeQuantizeLinear(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(int64_t axis, node.attributes.Int("axis", 1));
+  ASSIGN_OR_RETURN(int64_t block, node.attributes.Int("block_size", 0));
+  if (block != 0) return absl::UnimplementedError(absl::StrCat(node.Describe(), ": block_size is not supported"));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    if (x.type() != DataType::kFloat32) return ctx.Error("input must be float32");
+    ASSIGN_OR_RETURN(QuantParams q, ReadQuantParams(ctx, x, axis));
+    const DataType out = q.zero_point ? q.zero_point->type() : DataType::kUInt8;
+    if (out != DataType::kUInt8 && out != DataType::kInt8) return ctx.Error("output type must be uint8 or int8");
+    Tensor& y = ctx.Output(0, out, x.shape());
+    if (out == DataType::kUInt8) QuantizeTo(x.data<float>(), x.elements(), q, y.data<uint8_t>());
+    else QuantizeTo(x.data<float>(), x.elements(), q, y.data<int8_t>());
+    return absl::OkStatus();
+  }));
+}
+
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeDequantizeLinear(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(int64_t axis, node.attributes.Int("axis", 1));
+  ASSIGN_OR_RETURN(int64_t block, node.attributes.Int("block_size", 0));
+  if (block != 0) return absl::UnimplementedError(absl::StrCat(node.Describe(), ": block_size is not supported"));
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    if (x.type() != DataType::kUInt8 && x.type() != DataType::kInt8 && x.type() != DataType::kInt32) {
+      return ctx.Error("input must be uint8, int8 or int32");
+    }
+    ASSIGN_OR_RETURN(QuantParams q, ReadQuantParams(ctx, x, axis));
+    if (q.zero_point && q.zero_point->type() != x.type()) return ctx.Error("zero point type must match the input");
+    Tensor& y = ctx.Output(0, DataType::kFloat32, x.shape());
+    float* py = y.data<float>();
+    for (int64_t i = 0; i < x.elements(); ++i) {
+      const int64_t c = (i / q.inner) % q.channels;
+      const int32_t v = x.type() == DataType::kUInt8  ? x.data<uint8_t>()[i]
+                        : x.type() == DataType::kInt8 ? x.data<int8_t>()[i]
+                                                      : x.data<int32_t>()[i];
+      py[i] = static_cast<float>(v - ZeroPointAt(q.zero_point, c)) * q.scale[c];
+    }
+    return absl::OkStatus();
+  }));
+}
+
+// y_scale = (max(0, max x) - min(0, min x)) / 255, y_zero_point = saturate(round(-min(0, min x) / y_scale)),
+// y = saturate(round(x / y_scale) + y_zero_point), all u8.
+absl::Status DynamicQuantizeLinear(OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  if (x.type() != DataType::kFloat32) return ctx.Error("input must be float32");
+  const float* px = x.data<float>();
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0; i < x.elements(); ++i) {
+    lo = std::min(lo, px[i]);
+    hi = std::max(hi, px[i]);
+  }
+  const float scale = (hi - lo) / 255.0f;
+  // An all-zero input has no range: scale 0, zero point 0 and every value 0 (nothing to divide).
+  const float zp = scale == 0.0f ? 0.0f : std::clamp(std::nearbyint(-lo / scale), 0.0f, 255.0f);
+  Tensor& y = ctx.Output(0, DataType::kUInt8, x.shape());
+  uint8_t* py = y.data<uint8_t>();
+  for (int64_t i = 0; i < x.elements(); ++i) {
+    py[i] = scale == 0.0f ? 0 : static_cast<uint8_t>(std::clamp(std::nearbyint(px[i] / scale) + zp, 0.0f, 255.0f));
+  }
+  if (ctx.outputs.size() > 1) ctx.Output(1, DataType::kFloat32, {}).data<float>()[0] = scale;
+  if (ctx.outputs.size() > 2) ctx.Output(2, DataType::kUInt8, {}).data<uint8_t>()[0] = static_cast<uint8_t>(zp);
+  return absl::OkStatus();
+}
+
+bool IsByte(DataType t) { return t == DataType::kUInt8 || t == DataType::kInt8; }
+
+int32_t ByteAt(const Tensor& t, int64_t i) {
+  return t.type() == DataType::kUInt8 ? t.data<uint8_t>()[i] : t.data<int8_t>()[i];
+}
+
+// MatMulInteger(A, B, a_zero_point, b_zero_point): numpy MatMul of (A - a_zp) and (B - b_zp) in int32. The kernel
+// path covers a 2-D B with a per-tensor A zero point and a per-tensor or per-column B zero point; anything else
+// (batched B, per-row A zero points) takes the exact scalar loop.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, const Node& node) {
+  std::shared_ptr<const kernels::SgemmPackedB> packed;
+  auto constant = [&](std::size_t i) -> const Tensor* {
+    if (i >= node.inputs.size() || node.inputs[i] < 0) return nullptr;
+    const auto& c = graph.values[node.inputs[i]].constant;
+    return c ? &*c : nullptr;
+  };
+  const Tensor* b = constant(1);
+  const bool zp_constant_or_absent = node.inputs.size() < 4 || node.inputs[3] < 0 || constant(3) != nullptr;
+  if (b && b->rank() == 2 && IsByte(b->type()) && zp_constant_or_absent) {
+    const Tensor* zp = constant(3);
+    if (!zp || (zp->type() == b->type() && (zp->elements() == 1 || zp->elements() == b->dim(1)))) {
+      packed = kernels::QgemmPackB(b->raw(), b->dim(1), b->type() == DataType::kInt8, b->dim(0), b->dim(1),
+                                   zp ? zp->raw() : nullptr, zp && zp->elements() > 1);
+    }
+  }
+  return std::unique_ptr<OpKernel>(new FunctionKernel([packed](OpContext& ctx) -> absl::Status {
+    const Tensor& a = ctx.in(0);
+    const Tensor& b = ctx.in(1);
+    const Tensor* azp = ctx.has(2) ? ctx.inputs[2] : nullptr;
+    const Tensor* bzp = ctx.has(3) ? ctx.inputs[3] : nullptr;
+    if (!IsByte(a.type()) || !IsByte(b.type())) return ctx.Error("A and B must be uint8 or int8");
+    if ((azp && azp->type() != a.type()) || (bzp && bzp->type() != b.type())) {
+      return ctx.Error("zero points must have their operand's type");
+    }
+    if (a.rank() < 2 || b.rank() < 2) return ctx.Error("A and B must have rank >= 2");
+    const int64_t m = a.dim(a.rank() - 2), k = a.shape().back(), n = b.shape().back();
+    if (b.dim(b.rank() - 2) != k) {
+      return ctx.Error(absl::StrCat("shapes ", ShapeString(a.shape()), " and ", ShapeString(b.shape()), " do not match"));
+    }
+    const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+    ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a_batch, &b_batch}));
+    Shape out_shape = bc.out;
+    out_shape.push_back(m);
+    out_shape.push_back(n);
+    Tensor& y = ctx.Output(0, DataType::kInt32, out_shape);
+    const int64_t batches = ElementCount(bc.out);
+    if (y.elements() == 0) return absl::OkStatus();
+    if (azp && azp->elements() != 1 && azp->elements() != m) return ctx.Error("a_zero_point must be a scalar or [M]");
+    if (bzp && bzp->elements() != 1 && bzp->elements() != n) return ctx.Error("b_zero_point must be a scalar or [N]");
+    int32_t* py = y.data<int32_t>();
+    const bool per_tensor_a = !azp || azp->elements() == 1;
+    if (packed && b.rank() == 2 && per_tensor_a) {
+      kernels::QgemmArgs q;
+      q.m = batches * m; q.n = n; q.k = k;  // A's batches stack into rows against the one B
+      q.a = a.raw(); q.lda = k; q.a_is_signed = a.type() == DataType::kInt8;
+      q.a_zero_point = azp ? ByteAt(*azp, 0) : 0;
+      q.packed_b = packed.get();
+      q.c = py; q.ldc = n;
+      const int64_t rows = q.m, mb = 48, nb = 256;  // nb a multiple of the 32-column panels
+      const int64_t m_tiles = (rows + mb - 1) / mb, n_tiles = (n + nb - 1) / nb;
+      Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t mi = t / n_tiles, ni = t % n_tiles;
+          kernels::QgemmU8S8ToS32(q, mi * mb, std::min(rows, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
+        }
+      });
+      return absl::OkStatus();
+    }
+    Parallel(ctx, batches * m, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t batch = r / m, i = r % m;
+        int64_t rem = batch, ia = 0, ib = 0;
+        for (std::size_t d = bc.out.size(); d-- > 0;) {
+          const int64_t idx = rem % bc.out[d];
+          rem /= bc.out[d];
+          ia += idx * bc.strides[0][d];
+          ib += idx * bc.strides[1][d];
+        }
+        const int64_t a_row = (ia * m + i) * k, b_off = ib * k * n;
+        const int32_t za = azp ? ByteAt(*azp, per_tensor_a ? 0 : i) : 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const int32_t zb = bzp ? ByteAt(*bzp, bzp->elements() == 1 ? 0 : j) : 0;
+          int64_t acc = 0;  // int32 results wrap on overflow, as ONNX Runtime's do
+          for (int64_t l = 0; l < k; ++l) acc += (ByteAt(a, a_row + l) - za) * (ByteAt(b, b_off + l * n + j) - zb);
+          py[r * n + j] = static_cast<int32_t>(acc);
+        }
+      }
+    });
+    return absl::OkStatus();
+  }));
+}
+
+}  // namespace
+
+void RegisterQuantizeOps(OpRegistry& r) {
+  r.Register("", "QuantizeLinear", MakeQuantizeLinear);
+  r.Register("", "DequantizeLinear", MakeDequantizeLinear);
+  r.Register("", "DynamicQuantizeLinear", DynamicQuantizeLinear);
+  r.Register("", "MatMulInteger", MakeMatMulInteger);
+}
+
+}  // namespace coreserve::runtime
