@@ -89,6 +89,8 @@ class StateCollector : public prometheus::Collectable {
 std::vector<std::pair<std::string, std::string>> ChosenKernels() {
   return {{"f32_vadd", kernels::F32Vadd().name},
           {"sgemm", kernels::SgemmKernelName()},
+          {"bf16gemm", kernels::SgemmKernelName(kernels::GemmPrecision::kBf16)},
+          {"qgemm", kernels::SgemmKernelName(kernels::GemmPrecision::kInt8)},
           {"f32_math", kernels::F32Math().name}};
 }
 

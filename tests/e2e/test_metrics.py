@@ -36,11 +36,16 @@ def test_build_info_matches_server_metadata(server):
     assert info.labels["version"] == get_json(server.http, "/v2")[1]["version"]
     assert info.labels["build_type"] and info.labels["revision"]
     kernels = {s.labels["family"]: s.labels["kernel"] for s in families["coreserve_kernel_info"].samples}
-    assert set(kernels) == {"f32_vadd", "sgemm", "f32_math"}
-    # Independent reading of the CPU: the AVX-512 kernels exactly when /proc/cpuinfo lists AVX-512 (F/BW/DQ/VL).
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags)
-    assert kernels["sgemm"] == ("sgemm_12x32_avx512" if avx512 else "sgemm_portable")
+    assert set(kernels) == {"f32_vadd", "sgemm", "bf16gemm", "qgemm", "f32_math"}
+    # Independent reading of the CPU: each kernel exactly when /proc/cpuinfo lists its ISA.
+    flags = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []))
+    avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+    avx2 = {"avx2", "fma"} <= flags
+    assert kernels["sgemm"] == ("sgemm_12x32_avx512" if avx512 else "sgemm_6x16_avx2" if avx2 else "sgemm_portable")
+    assert kernels["bf16gemm"] == ("bf16gemm_12x32_avx512bf16" if avx512 and "avx512_bf16" in flags
+                                   else "bf16gemm_portable")
+    assert kernels["qgemm"] == ("qgemm_u8s8_avx512vnni" if avx512 and "avx512_vnni" in flags
+                                else "qgemm_u8s8_avx2" if avx2 else "qgemm_u8s8_portable")
     assert kernels["f32_math"] == ("f32_math_avx512" if avx512 else "f32_math_scalar")
 
 
