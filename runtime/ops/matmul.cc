@@ -51,15 +51,10 @@ absl::Status MatMul(OpContext& ctx, const kernels::SgemmPackedB* packed) {
   float* pc = out.data<float>();
   // Batch index -> offsets of its A and B matrices (broadcast batch dims repeat a matrix).
   auto offsets = [&](int64_t batch, int64_t* oa, int64_t* ob) {
-    int64_t rem = batch, ia = 0, ib = 0;
-    for (std::size_t d = bc.out.size(); d-- > 0;) {
-      const int64_t idx = rem % bc.out[d];
-      rem /= bc.out[d];
-      ia += idx * bc.strides[0][d];
-      ib += idx * bc.strides[1][d];
-    }
-    *oa = ia * m * k;
-    *ob = ib * k * n;
+    int64_t off[2];
+    bc.ElementOffsets(batch, off);
+    *oa = off[0] * m * k;
+    *ob = off[1] * k * n;
   };
   // Packed weights apply when B is the (un-batched) constant matrix they were made from.
   const bool use_packed = packed != nullptr && b.rank() == 2 && packed->k == k && packed->n == n;

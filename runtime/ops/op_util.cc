@@ -24,6 +24,15 @@ absl::StatusOr<std::vector<int64_t>> ReadInts(const OpContext& ctx, const Tensor
   return v;
 }
 
+void Broadcast::ElementOffsets(int64_t index, int64_t* offsets) const {
+  for (std::size_t k = 0; k < strides.size(); ++k) offsets[k] = 0;
+  for (std::size_t d = out.size(); d-- > 0;) {
+    const int64_t idx = index % out[d];
+    index /= out[d];
+    for (std::size_t k = 0; k < strides.size(); ++k) offsets[k] += idx * strides[k][d];
+  }
+}
+
 absl::StatusOr<Broadcast> PlanBroadcast(const OpContext& ctx, const std::vector<const Shape*>& shapes) {
   Broadcast b;
   std::size_t rank = 0;

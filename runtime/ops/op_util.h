@@ -30,6 +30,8 @@ struct Broadcast {
   std::vector<int64_t> inner_step;
 
   void RowOffsets(int64_t row, int64_t* offsets) const;
+  // Each input's element offset for output element `index` (batched MatMuls: index = batch over `out`).
+  void ElementOffsets(int64_t index, int64_t* offsets) const;
 };
 absl::StatusOr<Broadcast> PlanBroadcast(const OpContext& ctx, const std::vector<const Shape*>& shapes);
 

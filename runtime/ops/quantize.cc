@@ -195,14 +195,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, 
     Parallel(ctx, batches * m, 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t batch = r / m, i = r % m;
-        int64_t rem = batch, ia = 0, ib = 0;
-        for (std::size_t d = bc.out.size(); d-- > 0;) {
-          const int64_t idx = rem % bc.out[d];
-          rem /= bc.out[d];
-          ia += idx * bc.strides[0][d];
-          ib += idx * bc.strides[1][d];
-        }
-        const int64_t a_row = (ia * m + i) * k, b_off = ib * k * n;
+        int64_t off[2];
+        bc.ElementOffsets(batch, off);
+        const int64_t a_row = (off[0] * m + i) * k, b_off = off[1] * k * n;
         const int32_t za = azp ? ByteAt(*azp, per_tensor_a ? 0 : i) : 0;
         for (int64_t j = 0; j < n; ++j) {
           const int32_t zb = bzp ? ByteAt(*bzp, bzp->elements() == 1 ? 0 : j) : 0;
