@@ -69,6 +69,14 @@ def timed(run, seconds):
             "mean_ms": sum(ms) / len(ms)}
 
 
+def ort_session(path, threads):
+    """The ORT anchor: all graph optimizations, intra-op threads = the cores coreserve gets."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def time_ort(session, feeds, seconds):
     return timed(lambda: session.run(None, feeds), seconds)
 
@@ -122,10 +130,7 @@ def reduced_precision(a, rng, tmp):
         path = Path(a.models) / model / "1" / "model.onnx"
         if not path.exists():
             continue
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = a.threads, 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(path, a.threads)
         feeds = make_inputs(session, batch, seq, rng)
         reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
         ort_fp32 = time_ort(session, feeds, a.seconds)
@@ -141,7 +146,7 @@ def reduced_precision(a, rng, tmp):
                 qpath = Path(tmp) / f"{model}-int8.onnx"
                 if not qpath.exists():
                     quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
-                qsession = ort.InferenceSession(str(qpath), opts, providers=["CPUExecutionProvider"])
+                qsession = ort_session(qpath, a.threads)
                 result["ORT int8"] = time_ort(qsession, feeds, a.seconds)
                 del qsession
                 anchor = "ORT int8"
@@ -181,10 +186,7 @@ def main(argv):
             path = Path(a.models) / model / "1" / "model.onnx"
             if not path.exists():
                 continue
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.inter_op_num_threads = a.threads, 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            session = ort_session(path, a.threads)
             feeds = make_inputs(session, batch, seq, rng)
             result = {"coreserve": time_coreserve(a.bench_bin, path, feeds, a.threads, a.seconds, tmp),
                       "ORT": time_ort(session, feeds, a.seconds)}
