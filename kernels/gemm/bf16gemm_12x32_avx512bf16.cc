@@ -65,12 +65,15 @@ void Kernel(int64_t kp, const uint16_t* a, int64_t lda, const uint16_t* b, int64
   for (int pn = 0; pn < NP; ++pn) {
     const __mmask16 p0 = pn == NP - 1 ? m0 : 0xffff, p1 = pn == NP - 1 ? m1 : 0xffff;
     GemmEpilogue panel_last;
-    if (last) panel_last = {last->bias ? last->bias + 32 * pn : nullptr, last->activation};
+    if (last) {
+      panel_last = {last->bias ? last->bias + 32 * pn : nullptr, last->activation,
+                    last->residual ? last->residual + 32 * pn : nullptr, last->ldr};
+    }
     const GemmEpilogue* pl = last ? &panel_last : nullptr;
     const avx512::TileBias bias(pl, p0, p1);
     for (int r = 0; r < MR; ++r) {
       avx512::StoreRow(c + r * ldc + 32 * pn, _mm512_mul_ps(acc[r][2 * pn], va), _mm512_mul_ps(acc[r][2 * pn + 1], va),
-                       p0, p1, beta, accumulate, pl, bias);
+                       p0, p1, beta, accumulate, pl, bias, pl ? pl->ResidualRow(r) : nullptr);
     }
   }
 }
@@ -144,14 +147,14 @@ void bf16gemm_12x32_avx512bf16(const SgemmArgs& p, int64_t m_begin, int64_t m_en
   assert(packed.format == PackedFormat::kBf16Pairs32 && !p.trans_a && n_begin % kNr == 0);
   const int64_t k = p.k;
   if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation);
+    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
     return;
   }
   const int64_t ld = (std::min(k, kKc) + 31) / 32 * 32;
   thread_local std::vector<uint16_t, Aligned64Allocator<uint16_t>> a_block;
   if (a_block.size() < static_cast<std::size_t>(kMc * ld)) a_block.resize(static_cast<std::size_t>(kMc * ld));
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);
-  const bool has_epilogue = p.bias != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t k0 = 0; k0 < k; k0 += kKc) {
@@ -169,7 +172,8 @@ void bf16gemm_12x32_avx512bf16(const SgemmArgs& p, int64_t m_begin, int64_t m_en
           float* c = p.c + (ib + i0) * p.ldc;
           auto run = [&](KernelFn kernel, int64_t j0, int64_t j1) {
             const int64_t cols = j1 - j0 - (j1 - j0 - 1) / kNr * kNr;  // columns of the last panel
-            GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation};
+            GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
+                                  p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr, p.ldr};
             kernel(kp, a, ld, packed.bf16.data() + (j0 / kNr) * panel_elements + k_offset, panel_elements, c + j0,
                    p.ldc, avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha, p.beta, accumulate,
                    last_block && has_epilogue ? &epilogue : nullptr);

@@ -35,6 +35,7 @@ void bf16gemm_portable(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64
         float y = p.alpha * acc[jj];
         if (p.beta != 0.0f) y += p.beta * c[jj];
         if (p.bias) y += p.bias[j0 + jj];
+        if (p.residual) y += p.residual[i * p.ldr + j0 + jj];
         c[jj] = ApplyActivation(y, p.activation);
       }
     }

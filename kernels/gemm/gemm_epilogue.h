@@ -23,14 +23,16 @@ inline float ApplyActivation(float y, SgemmActivation act) {
   return y;
 }
 
-// C[m_begin:m_end, n_begin:n_end] = act(beta * C + bias): the whole GEMM when K == 0 (no products), which the
-// micro-kernels, built around at least one K step, hand to this instead.
+// C[m_begin:m_end, n_begin:n_end] = act(beta * C + bias + residual): the whole GEMM when K == 0 (no products),
+// which the micro-kernels, built around at least one K step, hand to this instead.
 inline void GemmEpilogueOnly(float* c, int64_t ldc, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end,
-                             float beta, const float* bias, SgemmActivation act) {
+                             float beta, const float* bias, SgemmActivation act, const float* residual = nullptr,
+                             int64_t ldr = 0) {
   for (int64_t i = m_begin; i < m_end; ++i) {
     for (int64_t j = n_begin; j < n_end; ++j) {
       float y = beta != 0.0f ? beta * c[i * ldc + j] : 0.0f;
       if (bias) y += bias[j];
+      if (residual) y += residual[i * ldr + j];
       c[i * ldc + j] = ApplyActivation(y, act);
     }
   }

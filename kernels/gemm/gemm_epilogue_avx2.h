@@ -104,10 +104,10 @@ inline __m256i LaneMask(int64_t cols) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cols < 0 ? 0 : cols > 8 ? 8 : cols)), index);
 }
 
-// Stores 8 columns of a row: y = alpha * (this K block's product); bias (already at these columns) and the
-// activation only when `last` (the last K block with an epilogue).
+// Stores 8 columns of a row: y = alpha * (this K block's product); bias and residual (already at these columns)
+// and the activation only when `last` (the last K block with an epilogue).
 inline void StoreRow8(float* row, __m256 y, __m256i mask, float beta, bool accumulate, const float* bias,
-                      SgemmActivation act, bool last) {
+                      SgemmActivation act, bool last, const float* residual = nullptr) {
   if (accumulate) {
     y = _mm256_add_ps(y, _mm256_maskload_ps(row, mask));
   } else if (beta != 0.0f) {
@@ -115,6 +115,7 @@ inline void StoreRow8(float* row, __m256 y, __m256i mask, float beta, bool accum
   }
   if (last) {
     if (bias) y = _mm256_add_ps(y, _mm256_maskload_ps(bias, mask));
+    if (residual) y = _mm256_add_ps(y, _mm256_maskload_ps(residual, mask));
     y = Activate(y, act);
   }
   _mm256_maskstore_ps(row, mask, y);

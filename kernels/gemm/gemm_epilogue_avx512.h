@@ -14,10 +14,14 @@
 namespace coreserve::kernels::avx512 {
 
 // The part of the epilogue applied once, after the last K block: bias (already offset to the tile's first
-// column) and activation.
+// column), residual (offset to the tile's first row and column) and activation.
 struct GemmEpilogue {
   const float* bias = nullptr;
   SgemmActivation activation = SgemmActivation::kNone;
+  const float* residual = nullptr;
+  int64_t ldr = 0;
+  // Row r of the tile's residual, or null.
+  const float* ResidualRow(int r) const { return residual ? residual + r * ldr : nullptr; }
 };
 
 inline __m512 Activate(__m512 y, SgemmActivation act) {
@@ -45,9 +49,26 @@ struct TileBias {
   }
 };
 
-// Stores one row: y0, y1 are alpha * (this K block's product) for columns [0, 16) and [16, 32).
+// Requests the lines of a tile's MR rows of C (for writing) and of its residual, so they arrive while the
+// kernel computes: each row is a separate stream (stride ldc) that the hardware prefetchers do not follow, and
+// with a short K a C larger than the caches otherwise stalls every tile on its stores.
+inline void PrefetchTile(const float* c, int64_t ldc, int rows, const GemmEpilogue* last) {
+  for (int r = 0; r < rows; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_ET0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_ET0);
+  }
+  if (last && last->residual) {
+    for (int r = 0; r < rows; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(last->residual + r * last->ldr), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(last->residual + r * last->ldr + 31), _MM_HINT_T0);
+    }
+  }
+}
+
+// Stores one row: y0, y1 are alpha * (this K block's product) for columns [0, 16) and [16, 32); `residual` is
+// the row's residual (read only with `last`).
 inline void StoreRow(float* row, __m512 y0, __m512 y1, __mmask16 m0, __mmask16 m1, float beta, bool accumulate,
-                     const GemmEpilogue* last, const TileBias& bias) {
+                     const GemmEpilogue* last, const TileBias& bias, const float* residual = nullptr) {
   if (accumulate) {
     y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, row));
     y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, row + 16));
@@ -57,6 +78,10 @@ inline void StoreRow(float* row, __m512 y0, __m512 y1, __mmask16 m0, __mmask16 m
     y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), y1);
   }
   if (last) {
+    if (residual) {
+      y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, residual));
+      y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, residual + 16));
+    }
     y0 = Activate(_mm512_add_ps(y0, bias.b0), last->activation);
     y1 = Activate(_mm512_add_ps(y1, bias.b1), last->activation);
   }

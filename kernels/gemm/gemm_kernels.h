@@ -111,6 +111,9 @@ struct GemmKernel {
   bool (*runs_on)(const CpuFeatures& features);
   GemmFn gemm;    // fp32 and bf16 kernels
   QgemmFn qgemm;  // int8 kernels
+  // Whether the kernel adds SgemmArgs::residual in its epilogue; Sgemm folds the residual into C beforehand for
+  // the kernels that do not.
+  bool fuses_residual = false;
 };
 // The kernel of `precision` for `features`; null for fp32 without packing (the portable fp32 path).
 const GemmKernel* SelectGemmKernel(GemmPrecision precision, const CpuFeatures& features);

@@ -74,7 +74,8 @@ struct SgemmPackedB {
   std::vector<int32_t, Aligned64Allocator<int32_t>> col_zero_point;
 };
 
-// Applied to each element of C after the product is complete: C = act(alpha * A * B + beta * C + bias[j]).
+// Applied to each element of C after the product is complete:
+//   C = act(alpha * A * B + beta * C + bias[j] + residual[i, j]).
 // kGelu is the exact (erf) GELU; kGeluTanh its tanh approximation (GPT-2's "gelu_new", ORT's FastGelu).
 enum class SgemmActivation { kNone, kRelu, kGelu, kGeluTanh };
 
@@ -92,6 +93,10 @@ struct SgemmArgs {
   int64_t ldc = 0;
   // Epilogue, fused so the runtime makes no extra pass over C.
   const float* bias = nullptr;  // N values, added to every row; null for none
+  // M x N values (row stride ldr) added before the activation, as a ResNet shortcut is; null for none. Must not
+  // overlap C.
+  const float* residual = nullptr;
+  int64_t ldr = 0;
   SgemmActivation activation = SgemmActivation::kNone;
 };
 

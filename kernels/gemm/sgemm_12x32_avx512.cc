@@ -21,6 +21,8 @@ using avx512::GemmEpilogue;
 
 constexpr int64_t kNr = 32;
 constexpr int64_t kKc = 1024;
+// The largest K block x N range (floats) swept row strip by row strip: 256 KB, a quarter of a 1 MB L2.
+constexpr int64_t kRowsFirstFloats = 64 * 1024;
 
 // acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32]; then C = alpha * acc + (accumulate ? C : beta * C), and on the last
 // K block (`last` non-null) the bias and activation.
@@ -29,6 +31,7 @@ void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
             __mmask16 m1, float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
   __m512 acc0[MR], acc1[MR];
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  avx512::PrefetchTile(c, ldc, MR, last);
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b + k * kNr);
     const __m512 b1 = _mm512_load_ps(b + k * kNr + 16);
@@ -42,7 +45,7 @@ void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
   const avx512::TileBias bias(last, m0, m1);
   for (int r = 0; r < MR; ++r) {
     avx512::StoreRow(c + r * ldc, _mm512_mul_ps(acc0[r], va), _mm512_mul_ps(acc1[r], va), m0, m1, beta, accumulate,
-                     last, bias);
+                     last, bias, last ? last->ResidualRow(r) : nullptr);
   }
 }
 
@@ -82,17 +85,27 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
     const int64_t kc = std::min(kKc, k - k0);
     const bool accumulate = k0 > 0;
     const bool last_block = k0 + kc == k;
-    const bool has_epilogue = p.bias != nullptr || p.activation != SgemmActivation::kNone;
-    for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
-      const int64_t cols = std::min(kNr, n_end - j0);
-      const __mmask16 m0 = avx512::ColumnMask(cols), m1 = avx512::ColumnMask(cols - 16);
+    const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+    auto tile = [&](int64_t i0, int64_t j0) {
+      const int64_t cols = std::min(kNr, n_end - j0), rows = std::min<int64_t>(12, m_end - i0);
       const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
-      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation};
-      const GemmEpilogue* last = last_block && has_epilogue ? &epilogue : nullptr;
+      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
+                            p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
+      kKernels[rows](kc, p.a + i0 * p.lda + k0, p.lda, panel, p.c + i0 * p.ldc + j0, p.ldc,
+                     avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha, p.beta, accumulate,
+                     last_block && has_epilogue ? &epilogue : nullptr);
+    };
+    if (kc * (n_end - n_begin) <= kRowsFirstFloats) {
+      // B's block is small enough for L2: sweep it with each row strip, so C is written (and the residual read)
+      // a whole row strip at a time, in sequential lines, rather than in 32-column slivers across many rows —
+      // with a short K (ResNet's 1x1 convolutions) those scattered stores, not the FMAs, set the pace.
       for (int64_t i0 = m_begin; i0 < m_end; i0 += 12) {
-        const int64_t rows = std::min<int64_t>(12, m_end - i0);
-        kKernels[rows](kc, p.a + i0 * p.lda + k0, p.lda, panel, p.c + i0 * p.ldc + j0, p.ldc, m0, m1, p.alpha,
-                       p.beta, accumulate, last);
+        for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) tile(i0, j0);
+      }
+    } else {
+      // One B panel stays in L1 while the rows of A stream past it.
+      for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
+        for (int64_t i0 = m_begin; i0 < m_end; i0 += 12) tile(i0, j0);
       }
     }
   }

@@ -59,7 +59,7 @@ void sgemm_6x16_avx2(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t
   if (m_end <= m_begin || n_end <= n_begin) return;
   const int64_t k = p.k;
   if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation);
+    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
     return;
   }
   // The panels this call needs: the pre-packed weights, or op(B)[:, n_begin:n_end] packed here.
@@ -76,7 +76,7 @@ void sgemm_6x16_avx2(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t
     sgemm_pack_b_panel32(p.trans_b ? p.b + n_begin * p.ldb : p.b + n_begin, p.ldb, p.trans_b, k, n, scratch.data());
     panels = scratch.data();
   }
-  const bool has_epilogue = p.bias != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
   alignas(32) float tile[kMr * 16];
   for (int64_t k0 = 0; k0 < k; k0 += kKc) {
     const int64_t kc = std::min(kKc, k - k0);
@@ -94,11 +94,13 @@ void sgemm_6x16_avx2(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t
           for (int64_t r = 0; r < rows; ++r) {
             float* row = p.c + (i0 + r) * p.ldc + jh;
             const float* bias = p.bias ? p.bias + jh : nullptr;
+            const float* residual = p.residual ? p.residual + (i0 + r) * p.ldr + jh : nullptr;
             avx2::StoreRow8(row, _mm256_mul_ps(_mm256_load_ps(tile + 16 * r), alpha), mask0, p.beta, accumulate, bias,
-                            p.activation, last);
+                            p.activation, last, residual);
             if (cols > 8) {
               avx2::StoreRow8(row + 8, _mm256_mul_ps(_mm256_load_ps(tile + 16 * r + 8), alpha), mask1, p.beta,
-                              accumulate, bias ? bias + 8 : nullptr, p.activation, last);
+                              accumulate, bias ? bias + 8 : nullptr, p.activation, last,
+                              residual ? residual + 8 : nullptr);
             }
           }
         }

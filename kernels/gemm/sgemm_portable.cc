@@ -40,6 +40,10 @@ void sgemm_portable(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t 
     if (p.bias) {
       for (int64_t j = 0; j < n; ++j) c[j] += p.bias[n_begin + j];
     }
+    if (p.residual) {
+      const float* r = p.residual + i * p.ldr + n_begin;
+      for (int64_t j = 0; j < n; ++j) c[j] += r[j];
+    }
     if (p.activation == SgemmActivation::kRelu) {
       for (int64_t j = 0; j < n; ++j) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
     } else if (p.activation == SgemmActivation::kGelu) {

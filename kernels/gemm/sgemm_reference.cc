@@ -16,6 +16,7 @@ void sgemm_reference(const SgemmArgs& p) {
       float& c = p.c[i * p.ldc + j];
       double y = p.alpha * acc + (p.beta == 0.0f ? 0.0 : static_cast<double>(p.beta) * c);
       if (p.bias) y += p.bias[j];
+      if (p.residual) y += p.residual[i * p.ldr + j];
       if (p.activation == SgemmActivation::kRelu) y = y > 0 ? y : 0;
       if (p.activation == SgemmActivation::kGelu) y = 0.5 * y * (1.0 + std::erf(y / std::sqrt(2.0)));
       if (p.activation == SgemmActivation::kGeluTanh) {

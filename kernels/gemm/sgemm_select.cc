@@ -19,16 +19,18 @@ bool RunsAvx512Vnni(const CpuFeatures& f) { return f.avx512_vnni; }
 // In order of preference within a precision. The portable fp32 kernel reads unpacked B only and is not listed.
 constexpr GemmKernel kKernels[] = {
 #if defined(__x86_64__)
-    {"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx512, sgemm_12x32_avx512, nullptr},
-    {"sgemm_6x16_avx2", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx2, sgemm_6x16_avx2, nullptr},
+    {"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx512, sgemm_12x32_avx512, nullptr,
+     true},
+    {"sgemm_6x16_avx2", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx2, sgemm_6x16_avx2, nullptr, true},
     {"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512Bf16,
-     bf16gemm_12x32_avx512bf16, nullptr},
+     bf16gemm_12x32_avx512bf16, nullptr, true},
     {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
      qgemm_u8s8_avx512vnni},
     // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).
     {"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx2, nullptr, qgemm_u8s8_avx2},
 #endif
-    {"bf16gemm_portable", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsAnywhere, bf16gemm_portable, nullptr},
+    {"bf16gemm_portable", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsAnywhere, bf16gemm_portable, nullptr,
+     true},
     {"qgemm_u8s8_portable", GemmPrecision::kInt8, PackedFormat::kInt8Panel32, RunsAnywhere, nullptr,
      qgemm_u8s8_portable},
 };
@@ -112,12 +114,36 @@ std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool
   return packed;
 }
 
+namespace {
+
+// C[m_begin:m_end, n_begin:n_end] = beta * C + residual, for a kernel that then accumulates onto C (beta = 1)
+// without a residual. The block is the caller's task, so it is still in cache when the kernel reads it back.
+SgemmArgs FoldResidualIntoC(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  for (int64_t i = m_begin; i < m_end; ++i) {
+    float* c = args.c + i * args.ldc;
+    const float* r = args.residual + i * args.ldr;
+    for (int64_t j = n_begin; j < n_end; ++j) c[j] = (args.beta != 0.0f ? args.beta * c[j] : 0.0f) + r[j];
+  }
+  SgemmArgs folded = args;
+  folded.beta = 1.0f;
+  folded.residual = nullptr;
+  return folded;
+}
+
+}  // namespace
+
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  const GemmKernel* kernel = args.packed_b != nullptr ? ActiveKernels().by_format[static_cast<int>(args.packed_b->format)]
+                             : args.trans_a           ? nullptr
+                                                      : ActiveKernel(GemmPrecision::kFp32);
+  // (kernel == nullptr: the portable fp32 path, which adds the residual itself.)
+  if (args.residual != nullptr && kernel != nullptr && !kernel->fuses_residual) {
+    Sgemm(FoldResidualIntoC(args, m_begin, m_end, n_begin, n_end), m_begin, m_end, n_begin, n_end);
+    return;
+  }
   if (args.packed_b != nullptr) {
     // Packed weights run on the kernel that reads their layout, in the precision they were packed in.
-    assert(!args.trans_a && args.k == args.packed_b->k);
-    const GemmKernel* kernel = ActiveKernels().by_format[static_cast<int>(args.packed_b->format)];
-    assert(kernel != nullptr);
+    assert(!args.trans_a && args.k == args.packed_b->k && kernel != nullptr);
     if (kernel->precision != GemmPrecision::kInt8) {
       kernel->gemm(args, m_begin, m_end, n_begin, n_end);
       return;
@@ -137,7 +163,7 @@ void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begi
     return;
   }
   // Unpacked fp32 B: the vector kernels pack it per call; transposed A runs on the portable path.
-  if (const GemmKernel* kernel = ActiveKernel(GemmPrecision::kFp32); kernel != nullptr && !args.trans_a) {
+  if (kernel != nullptr) {
     kernel->gemm(args, m_begin, m_end, n_begin, n_end);
     return;
   }

@@ -45,6 +45,7 @@ struct Case {
   int64_t pad = 0;  // extra leading-dimension elements of A, B and C
   bool bias = false;
   SgemmActivation act = SgemmActivation::kNone;
+  bool residual = false;
 };
 
 // Runs every supported implementation on `c` (whole and split into 2 x 2 tasks) and compares with the reference
@@ -53,6 +54,8 @@ void Check(const Case& c, std::mt19937& rng) {
   const int64_t lda = c.k + c.pad, b_rows = c.tb ? c.n : c.k, ldb = (c.tb ? c.k : c.n) + c.pad, ldc = c.n + c.pad;
   const std::vector<float> a = RandomFloats(c.m * lda, rng), b = RandomFloats(b_rows * ldb, rng);
   const std::vector<float> c0 = RandomFloats(c.m * ldc, rng), bias = RandomFloats(c.n, rng);
+  const int64_t ldr = c.n + 2 * c.pad;
+  const std::vector<float> residual = RandomFloats(c.m * ldr, rng);
   const std::vector<float> ar = RoundedToBf16(a), br = RoundedToBf16(b);
 
   SgemmArgs p;
@@ -60,6 +63,8 @@ void Check(const Case& c, std::mt19937& rng) {
   p.m = c.m; p.n = c.n; p.k = c.k; p.alpha = c.alpha; p.beta = c.beta;
   p.a = ar.data(); p.lda = lda; p.b = br.data(); p.ldb = ldb; p.ldc = ldc;
   p.bias = c.bias ? bias.data() : nullptr;
+  p.residual = c.residual ? residual.data() : nullptr;
+  p.ldr = ldr;
   p.activation = c.act;
   std::vector<float> want = c0;
   p.c = want.data();
@@ -67,7 +72,8 @@ void Check(const Case& c, std::mt19937& rng) {
   std::vector<double> mag(c.m * c.n);
   for (int64_t i = 0; i < c.m; ++i) {
     for (int64_t j = 0; j < c.n; ++j) {
-      double s = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0);
+      double s = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0) +
+                 (c.residual ? std::fabs(residual[i * ldr + j]) : 0.0);
       for (int64_t l = 0; l < c.k; ++l) {
         s += std::fabs(double{c.alpha} * ar[i * lda + l] * (c.tb ? br[j * ldb + l] : br[l * ldb + j]));
       }
@@ -174,10 +180,12 @@ TEST(Bf16gemm, EpilogueBiasAndActivations) {
   std::mt19937 rng(13);
   for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu, SgemmActivation::kGeluTanh}) {
     for (bool bias : {false, true}) {
-      for (float beta : {0.0f, 0.5f}) {
-        for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
-                               {7, 70, 0}}) {
-          Check({m, n, k, false, 1.0f, beta, 2, bias, act}, rng);
+      for (bool residual : {false, true}) {
+        for (float beta : {0.0f, 0.5f}) {
+          for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
+                                 {7, 70, 0}}) {
+            Check({m, n, k, false, 1.0f, beta, 2, bias, act, residual}, rng);
+          }
         }
       }
     }

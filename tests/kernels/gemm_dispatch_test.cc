@@ -95,16 +95,19 @@ TEST(SgemmDispatch, RecordsTieKernelsToFormats) {
 }
 
 // The public API end to end in each precision on the active kernels (whatever CORESERVE_ISA selected): packing
-// in column ranges as the runtime does, Sgemm on sub-ranges, results within each precision's bound of fp32.
+// in column ranges as the runtime does, Sgemm on sub-ranges, bias + residual + Relu (fused by the kernel or folded
+// into C by Sgemm), results within each precision's bound of fp32.
 TEST(SgemmDispatch, PublicApiEveryPrecision) {
   std::mt19937 rng(5);
   const int64_t m = 30, n = 80, k = 200;
   const std::vector<float> a = testing::RandomFloats(m * k, rng), b = testing::RandomFloats(k * n, rng);
-  const std::vector<float> bias = testing::RandomFloats(n, rng);
+  const std::vector<float> bias = testing::RandomFloats(n, rng), residual = testing::RandomFloats(m * (n + 3), rng);
   SgemmArgs p;
   p.m = m; p.n = n; p.k = k;
   p.a = a.data(); p.lda = k; p.b = b.data(); p.ldb = n; p.ldc = n;
   p.bias = bias.data();
+  p.residual = residual.data();
+  p.ldr = n + 3;
   p.activation = SgemmActivation::kRelu;
   std::vector<float> exact(m * n);
   p.c = exact.data();

@@ -41,6 +41,7 @@ struct Case {
   int64_t pad = 0;  // extra leading-dimension elements
   bool bias = false;
   SgemmActivation act = SgemmActivation::kNone;
+  bool residual = false;
 };
 
 // Runs `impl` on case `c` (optionally in 2 x 2 sub-range tasks and with packed B) and compares with the reference
@@ -57,12 +58,17 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
   std::vector<float> want = c0, got = c0;
   std::vector<float> bias(c.n);
   for (auto& v : bias) v = dist(rng);
+  const int64_t ldr = c.n + 2 * c.pad;
+  std::vector<float> residual(c.m * ldr);
+  for (auto& v : residual) v = dist(rng);
 
   SgemmArgs p;
   p.trans_a = c.ta; p.trans_b = c.tb;
   p.m = c.m; p.n = c.n; p.k = c.k; p.alpha = c.alpha; p.beta = c.beta;
   p.a = a.data(); p.lda = lda; p.b = b.data(); p.ldb = ldb; p.ldc = ldc;
   p.bias = c.bias ? bias.data() : nullptr;
+  p.residual = c.residual ? residual.data() : nullptr;
+  p.ldr = ldr;
   p.activation = c.act;
   p.c = want.data();
   sgemm_reference(p);
@@ -95,7 +101,8 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
         ASSERT_EQ(g, c0[i * ldc + j]) << impl.name << " wrote outside C at " << i << "," << j;
         continue;
       }
-      double mag = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0);
+      double mag = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0) +
+                   (c.residual ? std::fabs(residual[i * ldr + j]) : 0.0);
       for (int64_t l = 0; l < c.k; ++l) {
         const float av = c.ta ? a[l * lda + i] : a[i * lda + l];
         const float bv = c.tb ? b[j * ldb + l] : b[l * ldb + j];
@@ -158,13 +165,15 @@ TEST(Sgemm, EpilogueBiasAndActivations) {
     if (!impl.supported) continue;
     for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu, SgemmActivation::kGeluTanh}) {
       for (bool bias : {false, true}) {
-        for (float beta : {0.0f, 0.5f}) {
-          for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
-                                 {7, 70, 0}}) {
-            Case c{m, n, k, false, false, 1.0f, beta, 2, bias, act};
-            Check(impl, c, false, false, rng);
-            Check(impl, c, false, true, rng);
-            if (impl.packs && k > 0) Check(impl, c, true, true, rng);
+        for (bool residual : {false, true}) {
+          for (float beta : {0.0f, 0.5f}) {
+            for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
+                                   {7, 70, 0}}) {
+              Case c{m, n, k, false, false, 1.0f, beta, 2, bias, act, residual};
+              Check(impl, c, false, false, rng);
+              Check(impl, c, false, true, rng);
+              if (impl.packs && k > 0) Check(impl, c, true, true, rng);
+            }
           }
         }
       }
