@@ -3,12 +3,10 @@
 #include <cmath>
 #include <map>
 
+#include "runtime/graph_rewrite.h"
+
 namespace coreserve::runtime {
 namespace {
-
-bool IsOp(const Node& n, const char* op, const char* domain = "") {
-  return !n.dead && n.op_type == op && n.domain == domain;
-}
 
 // The single live node reading `value`, when the value has exactly one reader and is not a graph output.
 int SoleConsumer(const Graph& g, int value) {
@@ -47,20 +45,6 @@ int Other(const Node& n, int value) {
   if (n.inputs[0] == value) return n.inputs[1];
   if (n.inputs[1] == value) return n.inputs[0];
   return -1;
-}
-
-void AddNode(Graph& g, const std::string& op, const std::string& domain, std::vector<int> inputs, int output,
-             const std::string& name, Attributes attrs = {}) {
-  Node n;
-  n.name = name;
-  n.op_type = op;
-  n.domain = domain;
-  n.opset = 1;
-  n.inputs = std::move(inputs);
-  n.outputs = {output};
-  n.attributes = std::move(attrs);
-  n.attributes.owner = n.Describe();
-  g.nodes.push_back(std::move(n));
 }
 
 // The common tail of both GELU forms: 0.5 * x * (1 + f), where `f` is the erf or tanh term, in either

@@ -62,4 +62,9 @@ int FoldConvBatchNorm(Graph& graph);
 // (attributes coreserve_residual=1, coreserve_activation="relu"; the residual becomes a fourth input).
 int FuseConvAddRelu(Graph& graph);
 
+// Conv (2-D, constant float32 weights, one group) -> coreserve::NhwcConv between Transposes to and from NHWC,
+// and MaxPool / GlobalAveragePool of an NHWC value -> their NHWC forms; Transposes that cancel are never made,
+// so a chain of convolutions runs channels-last throughout (nhwc_layout.cc says why).
+int ConvertConvsToNhwc(Graph& graph);
+
 }  // namespace coreserve::runtime

@@ -84,6 +84,7 @@ void RegisterReduceOps(OpRegistry& r);
 void RegisterNormOps(OpRegistry& r);
 void RegisterMatMulOps(OpRegistry& r);
 void RegisterConvPoolOps(OpRegistry& r);
+void RegisterNhwcOps(OpRegistry& r);
 void RegisterContribOps(OpRegistry& r);
 void RegisterAttentionOps(OpRegistry& r);
 void RegisterQuantizeOps(OpRegistry& r);

@@ -35,6 +35,7 @@ const OpRegistry& OpRegistry::Builtin() {
     RegisterNormOps(*r);
     RegisterMatMulOps(*r);
     RegisterConvPoolOps(*r);
+    RegisterNhwcOps(*r);
     RegisterContribOps(*r);
     RegisterAttentionOps(*r);
     RegisterQuantizeOps(*r);

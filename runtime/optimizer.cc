@@ -71,6 +71,7 @@ absl::Status Optimize(Graph& graph) {
   FuseGeluTanh(graph);
   FoldConvBatchNorm(graph);
   FuseConvAddRelu(graph);
+  ConvertConvsToNhwc(graph);
   FuseMatMulBias(graph);
   FuseGemmBias(graph);
   FuseMatMulActivation(graph);

@@ -163,9 +163,111 @@ TEST(Fusions, ConvAddReluFromTorchvisionBlocks) {
   auto fused = Session::Load(path);
   ASSERT_TRUE(plain.ok() && fused.ok());
   EXPECT_EQ(Count((*plain)->graph(), "Relu"), 19);
-  for (const char* op : {"Relu", "Add"}) EXPECT_EQ(Count((*fused)->graph(), op), 0) << op;
+  for (const char* op : {"Relu", "Add", "Conv"}) EXPECT_EQ(Count((*fused)->graph(), op), 0) << op;
+  // Channels-last from the first Conv to the pooling: one Transpose in, one out.
+  EXPECT_EQ(Count((*fused)->graph(), "Transpose"), 2);
   std::mt19937 rng(7);
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 3, 64, 64}, rng)});
+}
+
+void SetInts(onnx::NodeProto* n, const char* name, const std::vector<int64_t>& values) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t v : values) a->add_ints(v);
+}
+
+void SetInt(onnx::NodeProto* n, const char* name, int64_t value) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(value);
+}
+
+std::vector<float> Wave(int64_t count, float phase) {
+  std::vector<float> v(static_cast<std::size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[i] = 0.3f * std::sin(phase + 0.61f * static_cast<float>(i));
+  return v;
+}
+
+// Convolutions and pools of every geometry the NHWC kernels handle (pads, strides, dilations, auto_pad, 1x1
+// strided, bias-less, fused Relu, a same-shape and a broadcast residual, ceil-mode MaxPool, GlobalAveragePool),
+// values read by operators that stay NCHW (Sigmoid, a grouped Conv) and graph outputs at every layout boundary.
+onnx::ModelProto ConvLayoutZoo() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("conv_zoo");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "5", "h", "w"});
+  auto weights = [&](const char* name, std::vector<int64_t> dims, float phase) {
+    int64_t count = 1;
+    for (int64_t d : dims) count *= d;
+    AddFloatInitializer(g, name, dims, Wave(count, phase));
+  };
+  weights("w1", {8, 5, 3, 3}, 0.1f);
+  weights("b1", {8}, 0.2f);
+  weights("w2", {8, 8, 3, 3}, 0.3f);
+  weights("w3", {8, 8, 1, 1}, 0.4f);
+  weights("b3", {8}, 0.5f);
+  weights("w4", {6, 8, 3, 3}, 0.6f);
+  weights("w5", {6, 6, 1, 1}, 0.7f);
+  weights("wg", {8, 4, 3, 3}, 0.8f);
+  weights("w6", {8, 5, 1, 1}, 0.9f);
+  weights("r6", {1, 8, 1, 1}, 1.0f);
+  weights("w7", {4, 5, 2, 2}, 1.1f);
+  auto conv = [&](std::vector<std::string> in, const char* out, std::vector<int64_t> pads, std::vector<int64_t> strides,
+                  std::vector<int64_t> dilations = {1, 1}) {
+    auto* n = AddOnnxNode(g, "Conv", in, out);
+    if (!pads.empty()) SetInts(n, "pads", pads);
+    SetInts(n, "strides", strides);
+    SetInts(n, "dilations", dilations);
+    return n;
+  };
+  conv({"x", "w1", "b1"}, "c1", {1, 1, 1, 1}, {1, 1});
+  AddOnnxNode(g, "Relu", {"c1"}, "r1");
+  conv({"r1", "w2"}, "c2", {0, 1, 1, 0}, {2, 2});
+  conv({"r1", "w3", "b3"}, "c3", {0, 0, 0, 0}, {1, 1});
+  AddOnnxNode(g, "Add", {"c3", "r1"}, "a3");
+  AddOnnxNode(g, "Relu", {"a3"}, "r3");
+  conv({"r3", "w4"}, "c4", {2, 2, 2, 2}, {1, 1}, {2, 2});
+  conv({"c4", "w5"}, "c5", {0, 0, 0, 0}, {2, 2});
+  AddOnnxNode(g, "Sigmoid", {"c4"}, "s4");
+  AddOnnxNode(g, "GlobalAveragePool", {"c5"}, "gap");
+  auto* pool = AddOnnxNode(g, "MaxPool", {"c2"}, "mp");
+  SetInts(pool, "kernel_shape", {3, 3});
+  SetInts(pool, "strides", {2, 2});
+  SetInts(pool, "pads", {1, 1, 1, 1});
+  SetInt(pool, "ceil_mode", 1);
+  SetInt(conv({"r1", "wg"}, "cg", {1, 1, 1, 1}, {1, 1}), "group", 2);
+  conv({"x", "w6"}, "c6", {0, 0, 0, 0}, {1, 1});
+  AddOnnxNode(g, "Add", {"c6", "r6"}, "a6");
+  AddOnnxNode(g, "Relu", {"a6"}, "r6out");
+  auto* same = AddOnnxNode(g, "Conv", {"x", "w7"}, "c7");
+  SetInts(same, "strides", {2, 2});
+  auto* pad = same->add_attribute();
+  pad->set_name("auto_pad");
+  pad->set_type(onnx::AttributeProto::STRING);
+  pad->set_s("SAME_UPPER");
+  for (const char* out : {"c2", "r3", "s4", "gap", "mp", "cg", "r6out", "c7"}) {
+    AddTensorValue(g->add_output(), out, onnx::TensorProto::FLOAT, {"d0", "d1", "d2", "d3"});
+  }
+  return m;
+}
+
+TEST(Fusions, ConvChainsRunChannelsLast) {
+  const auto dir = TempDir("conv-zoo");
+  const std::string path = WriteModel(ConvLayoutZoo(), dir / "zoo.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  const Graph& g = (*fused)->graph();
+  EXPECT_EQ(Count(g, "NhwcConv"), 7);
+  EXPECT_EQ(Count(g, "Conv"), 1);  // the grouped one
+  EXPECT_EQ(Count(g, "NhwcMaxPool"), 1);
+  EXPECT_EQ(Count(g, "NhwcGlobalAveragePool"), 1);
+  std::mt19937 rng(21);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 5, 11, 13}, rng)});
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 5, 7, 8}, rng)});
 }
 
 TEST(Fusions, ConvBatchNormFolding) {

@@ -1,0 +1,236 @@
+// Channels-last (NHWC) convolution and pools, which the layout pass (runtime/nhwc_layout.cc) puts in place of
+// NCHW Conv chains. In NHWC a convolution is one GEMM with the image pixels as rows:
+//   Y[pixel, co] = sum over (i, j, ci) of X[pixel's tap (i, j), ci] * W[co, ci, i, j]
+// so the weights are the GEMM's B and are packed once at load (never per call, unlike the NCHW form whose B
+// is the im2col matrix), bias and Relu are per-column epilogue work, a 1x1 stride-1 convolution reads X as it
+// is, and im2col rows are runs of whole channel vectors (memcpy) rather than single pixels.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "kernels/gemm/sgemm.h"
+#include "runtime/ops/conv_window.h"
+#include "runtime/ops/gemm_util.h"
+#include "runtime/ops/op_util.h"
+
+namespace coreserve::runtime {
+namespace {
+
+// The im2col block a call builds at most at once: bounded memory whatever the batch, and small enough that the
+// block is still in cache when the GEMM reads it.
+constexpr int64_t kIm2colBlockBytes = int64_t{4} << 20;
+
+// Weights W[co, ci, i, j] as the GEMM's B: K = kh * kw * ci rows in (i, j, ci) order (the order an im2col row of
+// NHWC input has), N = co columns; packed for the active kernel when it reads packed B.
+struct NhwcWeights {
+  int64_t co = 0, ci = 0, kh = 0, kw = 0;
+  std::vector<float> b;  // K x N row-major, kept only when the active kernel reads B unpacked
+  std::shared_ptr<const kernels::SgemmPackedB> packed;
+};
+
+absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& graph, const Node& node) {
+  const int w_id = node.inputs.size() > 1 ? node.inputs[1] : -1;
+  if (w_id < 0 || !graph.values[w_id].constant) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": weights must be a constant"));
+  }
+  const Tensor& w = *graph.values[w_id].constant;
+  if (w.type() != DataType::kFloat32 || w.rank() != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": weights must be float32 O x I x kH x kW"));
+  }
+  auto out = std::make_shared<NhwcWeights>();
+  out->co = w.dim(0), out->ci = w.dim(1), out->kh = w.dim(2), out->kw = w.dim(3);
+  const int64_t k = out->kh * out->kw * out->ci, n = out->co, taps = out->kh * out->kw;
+  std::vector<float> b(static_cast<std::size_t>(k * n));
+  const float* pw = w.data<float>();
+  for (int64_t o = 0; o < n; ++o) {
+    for (int64_t c = 0; c < out->ci; ++c) {
+      for (int64_t t = 0; t < taps; ++t) b[(t * out->ci + c) * n + o] = pw[(o * out->ci + c) * taps + t];
+    }
+  }
+  // bf16 packs the weights in bf16; int8 keeps convolutions in fp32 (as the NCHW form does).
+  const kernels::GemmPrecision precision = graph.gemm_precision == kernels::GemmPrecision::kBf16
+                                               ? kernels::GemmPrecision::kBf16
+                                               : kernels::GemmPrecision::kFp32;
+  if (kernels::SgemmUsesPackedB(precision)) {
+    out->packed = kernels::SgemmPackB(b.data(), n, false, k, n, precision);
+  } else {
+    out->b = std::move(b);
+  }
+  return std::shared_ptr<const NhwcWeights>(std::move(out));
+}
+
+// One im2col row: output pixel (img, oy, ox) of x (H x W x C per image) -> K = kh * kw * C values.
+void Im2colRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& win, int64_t img, int64_t oy,
+               int64_t ox, float* dst) {
+  const int64_t run = win.kw * c;
+  const int64_t ix0 = ox * win.sw - win.pad_left;
+  for (int64_t i = 0; i < win.kh; ++i, dst += run) {
+    const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
+    if (iy < 0 || iy >= h) {
+      std::fill(dst, dst + run, 0.0f);
+      continue;
+    }
+    const float* row = x + ((img * h + iy) * w) * c;
+    if (win.dw == 1) {
+      // Taps [j0, j1) lie inside the row: one contiguous copy of (j1 - j0) channel vectors.
+      const int64_t j0 = std::clamp<int64_t>(-ix0, 0, win.kw), j1 = std::clamp<int64_t>(w - ix0, j0, win.kw);
+      std::fill(dst, dst + j0 * c, 0.0f);
+      std::memcpy(dst + j0 * c, row + (ix0 + j0) * c, static_cast<std::size_t>((j1 - j0) * c) * sizeof(float));
+      std::fill(dst + j1 * c, dst + run, 0.0f);
+    } else {
+      for (int64_t j = 0; j < win.kw; ++j) {
+        const int64_t ix = ix0 + j * win.dw;
+        float* d = dst + j * c;
+        if (ix < 0 || ix >= w) {
+          std::fill(d, d + c, 0.0f);
+        } else {
+          std::memcpy(d, row + ix * c, static_cast<std::size_t>(c) * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+// NhwcConv: X (N, H, W, C), W (O, C, kH, kW) constant, optional bias (O), optional residual (NHWC, attribute
+// coreserve_residual=1) and coreserve_activation="relu" as the NCHW fused Conv has; Y (N, OH, OW, O).
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const Node& node) {
+  ASSIGN_OR_RETURN(WindowAttrs attrs, ReadWindowAttrs(node));
+  ASSIGN_OR_RETURN(int64_t group, node.attributes.Int("group", 1));
+  ASSIGN_OR_RETURN(int64_t has_residual, node.attributes.Int("coreserve_residual", 0));
+  ASSIGN_OR_RETURN(std::string activation, node.attributes.String("coreserve_activation", "none"));
+  if (group != 1) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": group must be 1"));
+  ASSIGN_OR_RETURN(std::shared_ptr<const NhwcWeights> weights, PrepareWeights(graph, node));
+  const bool relu = activation == "relu";
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    if (x.type() != DataType::kFloat32 || x.rank() != 4) return ctx.Error("input must be float32 N x H x W x C");
+    const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), co = weights->co;
+    if (c != weights->ci) {
+      return ctx.Error(absl::StrCat("input has ", c, " channels, the weights expect ", weights->ci));
+    }
+    ASSIGN_OR_RETURN(Window win, ResolveWindow(ctx, attrs, 2, h, w, weights->kh, weights->kw));
+    const Tensor* bias = ctx.has(2) ? ctx.inputs[2] : nullptr;
+    if (bias && (bias->type() != DataType::kFloat32 || bias->elements() != co)) {
+      return ctx.Error("bias must be float32 with one value per output channel");
+    }
+    const Tensor* residual = has_residual && ctx.has(3) ? ctx.inputs[3] : nullptr;
+    Tensor& y = ctx.Output(0, DataType::kFloat32, {n, win.oh, win.ow, co});
+    const int64_t pixels = win.oh * win.ow, m = n * pixels, k = weights->kh * weights->kw * c;
+    float* py = y.data<float>();
+    // A residual of Y's own shape is added in the GEMM's epilogue, before the Relu; a broadcast one afterwards.
+    const bool residual_in_gemm = residual && residual->shape() == y.shape() && residual->type() == DataType::kFloat32;
+    const bool late_residual = residual && !residual_in_gemm;
+    auto gemm = [&](const float* a, int64_t lda, int64_t row0, int64_t rows) {
+      ParallelGemm(ctx, 1, rows, co, [&](int64_t) {
+        kernels::SgemmArgs p;
+        p.m = rows; p.n = co; p.k = k;
+        p.a = a; p.lda = lda;
+        p.b = weights->b.data(); p.ldb = co;
+        p.packed_b = weights->packed.get();
+        p.c = py + row0 * co; p.ldc = co;
+        p.bias = bias ? bias->data<float>() : nullptr;
+        p.residual = residual_in_gemm ? residual->data<float>() + row0 * co : nullptr;
+        p.ldr = co;
+        p.activation = relu && !late_residual ? kernels::SgemmActivation::kRelu : kernels::SgemmActivation::kNone;
+        return p;
+      });
+    };
+    const bool pointwise = weights->kh == 1 && weights->kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
+                           win.pad_left == 0 && win.oh == h && win.ow == w;
+    if (pointwise) {
+      gemm(x.data<float>(), c, 0, m);
+    } else if (m > 0) {
+      const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
+      const int64_t fit = kIm2colBlockBytes / static_cast<int64_t>(sizeof(float)) / std::max<int64_t>(k, 1) / 12 * 12;
+      const int64_t block = std::min(m, std::max(fit, 12 * threads));
+      // Bounded by kIm2colBlockBytes (or 12 rows per thread), so kept per calling thread: a fresh allocation
+      // would page-fault its way through megabytes on every call.
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < static_cast<std::size_t>(block * k)) scratch.resize(static_cast<std::size_t>(block * k));
+      float* cols = scratch.data();  // the pool's threads must see this thread's buffer, not their own
+      for (int64_t row0 = 0; row0 < m; row0 += block) {
+        const int64_t rows = std::min(block, m - row0);
+        Parallel(ctx, rows, RowGrain(k), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t pixel = row0 + r, img = pixel / pixels, oy = pixel % pixels / win.ow, ox = pixel % win.ow;
+            Im2colRow(x.data<float>(), h, w, c, win, img, oy, ox, cols + r * k);
+          }
+        });
+        gemm(cols, k, row0, rows);
+      }
+    }
+    if (late_residual) RETURN_IF_ERROR(AddResidual(ctx, y, *residual, relu));
+    return absl::OkStatus();
+  }));
+}
+
+// NhwcMaxPool: MaxPool over (N, H, W, C), every channel of a pixel at once.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcMaxPool(const Graph&, const Node& node) {
+  ASSIGN_OR_RETURN(WindowAttrs attrs, ReadWindowAttrs(node));
+  if (attrs.kernel.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": kernel_shape must have 2 dims"));
+  }
+  return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
+    const Tensor& x = ctx.in(0);
+    if (x.type() != DataType::kFloat32 || x.rank() != 4) return ctx.Error("input must be float32 N x H x W x C");
+    const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+    ASSIGN_OR_RETURN(Window win, ResolveWindow(ctx, attrs, 2, h, w, attrs.kernel[0], attrs.kernel[1]));
+    Tensor& y = ctx.Output(0, DataType::kFloat32, {n, win.oh, win.ow, c});
+    const float* px = x.data<float>();
+    float* py = y.data<float>();
+    Parallel(ctx, n * win.oh, RowGrain(win.ow * c * win.kh * win.kw), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t img = r / win.oh, oy = r % win.oh;
+        for (int64_t ox = 0; ox < win.ow; ++ox) {
+          float* dst = py + (r * win.ow + ox) * c;
+          std::fill(dst, dst + c, -std::numeric_limits<float>::infinity());
+          for (int64_t i = 0; i < win.kh; ++i) {
+            const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
+            if (iy < 0 || iy >= h) continue;
+            for (int64_t j = 0; j < win.kw; ++j) {
+              const int64_t ix = ox * win.sw - win.pad_left + j * win.dw;
+              if (ix < 0 || ix >= w) continue;
+              const float* src = px + ((img * h + iy) * w + ix) * c;
+              for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], src[ch]);
+            }
+          }
+        }
+      }
+    });
+    return absl::OkStatus();
+  }));
+}
+
+// NhwcGlobalAveragePool: (N, H, W, C) -> (N, 1, 1, C), the mean of each channel over the image.
+absl::Status NhwcGlobalAveragePool(OpContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  if (x.type() != DataType::kFloat32 || x.rank() != 4) return ctx.Error("input must be float32 N x H x W x C");
+  const int64_t n = x.dim(0), pixels = x.dim(1) * x.dim(2), c = x.dim(3);
+  Tensor& y = ctx.Output(0, DataType::kFloat32, {n, 1, 1, c});
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  Parallel(ctx, n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* dst = py + i * c;
+      std::fill(dst, dst + c, 0.0f);
+      for (int64_t p = 0; p < pixels; ++p) {
+        const float* src = px + (i * pixels + p) * c;
+        for (int64_t ch = 0; ch < c; ++ch) dst[ch] += src[ch];
+      }
+      const float scale = pixels > 0 ? 1.0f / static_cast<float>(pixels) : 0.0f;
+      for (int64_t ch = 0; ch < c; ++ch) dst[ch] *= scale;
+    }
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterNhwcOps(OpRegistry& r) {
+  r.Register("coreserve", "NhwcConv", MakeNhwcConv);
+  r.Register("coreserve", "NhwcMaxPool", MakeNhwcMaxPool);
+  r.Register("coreserve", "NhwcGlobalAveragePool", NhwcGlobalAveragePool);
+}
+
+}  // namespace coreserve::runtime
