@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
   }
   std::vector<Tensor> inputs;
   for (const TensorInfo& in : (*session)->inputs()) {
+    if (files.count(in.name) == 0) {
+      std::fprintf(stderr, "no --input for the model's input '%s'\n", in.name.c_str());
+      return 1;
+    }
     auto t = ReadNpy(files.at(in.name));
     if (!t.ok()) {
       std::fprintf(stderr, "%s\n", std::string(t.status().message()).c_str());
