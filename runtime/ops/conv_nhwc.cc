@@ -1,5 +1,5 @@
 // Channels-last (NHWC) convolution and pools, which the layout pass (runtime/nhwc_layout.cc) puts in place of
-// NCHW Conv chains. In NHWC a convolution is one GEMM with the image pixels as rows:
+// NCHW Conv chains. In NHWC a convolution is one GEMM (in the model's precision) with the pixels as rows:
 //   Y[pixel, co] = sum over (i, j, ci) of X[pixel's tap (i, j), ci] * W[co, ci, i, j]
 // so the weights are the GEMM's B and are packed once at load (never per call, unlike the NCHW form whose B
 // is the im2col matrix), bias and Relu are per-column epilogue work, a 1x1 stride-1 convolution reads X as it
@@ -48,10 +48,9 @@ absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& g
       for (int64_t t = 0; t < taps; ++t) b[(t * out->ci + c) * n + o] = pw[(o * out->ci + c) * taps + t];
     }
   }
-  // bf16 packs the weights in bf16; int8 keeps convolutions in fp32 (as the NCHW form does).
-  const kernels::GemmPrecision precision = graph.gemm_precision == kernels::GemmPrecision::kBf16
-                                               ? kernels::GemmPrecision::kBf16
-                                               : kernels::GemmPrecision::kFp32;
+  // The model's precision, as for MatMul: bf16 weights, or s8 weights per output channel with each im2col row
+  // (one output pixel's receptive field) quantized per call — finer than ONNX Runtime's per-tensor ConvInteger.
+  const kernels::GemmPrecision precision = graph.gemm_precision;
   if (kernels::SgemmUsesPackedB(precision)) {
     out->packed = kernels::SgemmPackB(b.data(), n, false, k, n, precision);
   } else {

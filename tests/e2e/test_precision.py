@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CASES = [(m, "bf16", 0.999) for m in ("bert_ts_opset17", "roberta_ts_opset17", "distilbert_ort_optimized",
                                       "gpt2_ts_opset17", "resnet_ts_opset17")]
 CASES += [(m, "int8", 0.99) for m in ("bert_ts_opset17", "roberta_ts_opset17", "distilbert_ort_optimized",
-                                      "gpt2_ts_opset17")]
+                                      "gpt2_ts_opset17", "resnet_ts_opset17")]
 
 
 def cosine(a, b):
