@@ -13,8 +13,9 @@ class ModelProto;
 
 namespace coreserve::runtime {
 
-// Reads and checks the model at `path`. NotFound when unreadable; InvalidArgument (naming the path) when it does
-// not parse or the checker rejects it.
+// Reads and checks the model at `path` and infers the shapes of the values it does not describe (models within
+// the onnx library's IR and opset range; newer ones keep the shapes their file gives). NotFound when unreadable;
+// InvalidArgument (naming the path) when it does not parse or the checker rejects it.
 absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path);
 
 // Converts a checked model. `model_dir` resolves external-data files, which must stay inside it.
