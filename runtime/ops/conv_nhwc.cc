@@ -20,6 +20,9 @@ namespace {
 // The im2col block a call builds at most at once: bounded memory whatever the batch, and small enough that the
 // block is still in cache when the GEMM reads it.
 constexpr int64_t kIm2colBlockBytes = int64_t{4} << 20;
+// Per-core L2 of the targets (1 MB on Zen 4, Graviton2 and Graviton3), and the most output rows one task takes.
+constexpr int64_t kL2Bytes = int64_t{1} << 20;
+constexpr int64_t kTaskRows = 96;
 
 // Weights W[co, ci, i, j] as the GEMM's B: K = kh * kw * ci rows in (i, j, ci) order (the order an im2col row of
 // NHWC input has), N = co columns; packed for the active kernel when it reads packed B.
@@ -59,6 +62,16 @@ absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& g
   return std::shared_ptr<const NhwcWeights>(std::move(out));
 }
 
+// dst[0:n) = src[0:n). The runs of a stem convolution (3 channels: 21 floats for a 7-wide kernel) are too short
+// for a memcpy call to pay off; an inline loop vectorizes them.
+inline void CopyRun(float* dst, const float* src, int64_t n) {
+  if (n >= 64) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 // One im2col row: output pixel (img, oy, ox) of x (H x W x C per image) -> K = kh * kw * C values.
 void Im2colRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& win, int64_t img, int64_t oy,
                int64_t ox, float* dst) {
@@ -75,7 +88,7 @@ void Im2colRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& wi
       // Taps [j0, j1) lie inside the row: one contiguous copy of (j1 - j0) channel vectors.
       const int64_t j0 = std::clamp<int64_t>(-ix0, 0, win.kw), j1 = std::clamp<int64_t>(w - ix0, j0, win.kw);
       std::fill(dst, dst + j0 * c, 0.0f);
-      std::memcpy(dst + j0 * c, row + (ix0 + j0) * c, static_cast<std::size_t>((j1 - j0) * c) * sizeof(float));
+      CopyRun(dst + j0 * c, row + (ix0 + j0) * c, (j1 - j0) * c);
       std::fill(dst + j1 * c, dst + run, 0.0f);
     } else {
       for (int64_t j = 0; j < win.kw; ++j) {
@@ -84,7 +97,7 @@ void Im2colRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& wi
         if (ix < 0 || ix >= w) {
           std::fill(d, d + c, 0.0f);
         } else {
-          std::memcpy(d, row + ix * c, static_cast<std::size_t>(c) * sizeof(float));
+          CopyRun(d, row + ix * c, c);
         }
       }
     }
@@ -120,27 +133,48 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     // A residual of Y's own shape is added in the GEMM's epilogue, before the Relu; a broadcast one afterwards.
     const bool residual_in_gemm = residual && residual->shape() == y.shape() && residual->type() == DataType::kFloat32;
     const bool late_residual = residual && !residual_in_gemm;
-    auto gemm = [&](const float* a, int64_t lda, int64_t row0, int64_t rows) {
-      ParallelGemm(ctx, 1, rows, co, [&](int64_t) {
-        kernels::SgemmArgs p;
-        p.m = rows; p.n = co; p.k = k;
-        p.a = a; p.lda = lda;
-        p.b = weights->b.data(); p.ldb = co;
-        p.packed_b = weights->packed.get();
-        p.c = py + row0 * co; p.ldc = co;
-        p.bias = bias ? bias->data<float>() : nullptr;
-        p.residual = residual_in_gemm ? residual->data<float>() + row0 * co : nullptr;
-        p.ldr = co;
-        p.activation = relu && !late_residual ? kernels::SgemmActivation::kRelu : kernels::SgemmActivation::kNone;
-        return p;
-      });
+    // The GEMM of output rows [row0, row0 + rows) with A = `a`.
+    auto args = [&](const float* a, int64_t lda, int64_t row0, int64_t rows) {
+      kernels::SgemmArgs p;
+      p.m = rows; p.n = co; p.k = k;
+      p.a = a; p.lda = lda;
+      p.b = weights->b.data(); p.ldb = co;
+      p.packed_b = weights->packed.get();
+      p.c = py + row0 * co; p.ldc = co;
+      p.bias = bias ? bias->data<float>() : nullptr;
+      p.residual = residual_in_gemm ? residual->data<float>() + row0 * co : nullptr;
+      p.ldr = co;
+      p.activation = relu && !late_residual ? kernels::SgemmActivation::kRelu : kernels::SgemmActivation::kNone;
+      return p;
     };
+    auto gemm = [&](const float* a, int64_t lda, int64_t row0, int64_t rows) {
+      ParallelGemm(ctx, 1, rows, co, [&](int64_t) { return args(a, lda, row0, rows); });
+    };
+    auto im2col = [&](int64_t pixel, float* dst) {
+      const int64_t img = pixel / pixels, oy = pixel % pixels / win.ow, ox = pixel % win.ow;
+      Im2colRow(x.data<float>(), h, w, c, win, img, oy, ox, dst);
+    };
+    const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
     const bool pointwise = weights->kh == 1 && weights->kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
                            win.pad_left == 0 && win.oh == h && win.ow == w;
     if (pointwise) {
       gemm(x.data<float>(), c, 0, m);
+    } else if (m >= 2 * threads * kTaskRows && k * co * static_cast<int64_t>(sizeof(float)) <= kL2Bytes) {
+      // Many pixels and weights that fit in L2 (ResNet's first stages, its 7x7 stem): each task builds the
+      // im2col rows of its own strip in a buffer of its thread and multiplies them at once, while they are
+      // still in that core's cache.
+      const int64_t strip = std::clamp<int64_t>(kL2Bytes / 4 / static_cast<int64_t>(sizeof(float)) / k / 12 * 12,
+                                                12, kTaskRows);
+      Parallel(ctx, (m + strip - 1) / strip, 1, [&](int64_t t0, int64_t t1) {
+        thread_local std::vector<float> strip_cols;
+        if (strip_cols.size() < static_cast<std::size_t>(strip * k)) strip_cols.resize(static_cast<std::size_t>(strip * k));
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t row0 = t * strip, rows = std::min(strip, m - row0);
+          for (int64_t r = 0; r < rows; ++r) im2col(row0 + r, strip_cols.data() + r * k);
+          kernels::Sgemm(args(strip_cols.data(), k, row0, rows), 0, rows, 0, co);
+        }
+      });
     } else if (m > 0) {
-      const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
       const int64_t fit = kIm2colBlockBytes / static_cast<int64_t>(sizeof(float)) / std::max<int64_t>(k, 1) / 12 * 12;
       const int64_t block = std::min(m, std::max(fit, 12 * threads));
       // Bounded by kIm2colBlockBytes (or 12 rows per thread), so kept per calling thread: a fresh allocation
@@ -151,10 +185,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
       for (int64_t row0 = 0; row0 < m; row0 += block) {
         const int64_t rows = std::min(block, m - row0);
         Parallel(ctx, rows, RowGrain(k), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t pixel = row0 + r, img = pixel / pixels, oy = pixel % pixels / win.ow, ox = pixel % win.ow;
-            Im2colRow(x.data<float>(), h, w, c, win, img, oy, ox, cols + r * k);
-          }
+          for (int64_t r = r0; r < r1; ++r) im2col(row0 + r, cols + r * k);
         });
         gemm(cols, k, row0, rows);
       }
