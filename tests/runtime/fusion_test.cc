@@ -268,6 +268,8 @@ TEST(Fusions, ConvChainsRunChannelsLast) {
   std::mt19937 rng(21);
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 5, 11, 13}, rng)});
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 5, 7, 8}, rng)});
+  // Enough pixels (>= 2 threads x 96 rows) for the im2col-per-task path.
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 5, 24, 20}, rng)});
 }
 
 TEST(Fusions, ConvBatchNormFolding) {
