@@ -104,41 +104,7 @@ void ConvertA(const float* a, int64_t lda, int64_t rows, int64_t kc, uint16_t* d
   }
 }
 
-// FloatToBfloat16 of 16 floats, in the low half of each 32-bit lane (upper half zero): round to nearest even by
-// integer arithmetic, NaN kept quiet. Exact, denormals included (unlike vcvtne2ps2bf16, which flushes them).
-__m512i Bf16Bits(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)),
-                                                _mm512_set1_epi32(0x7f800000));
-  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
-  return _mm512_mask_blend_epi32(nan, rounded, quiet);
-}
-
 }  // namespace
-
-void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t col_begin, int64_t col_end,
-                                uint16_t* packed) {
-  const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);
-  for (int64_t j0 = col_begin; j0 < col_end; j0 += kNr) {
-    const int64_t cols = std::min(kNr, col_end - j0);
-    const __mmask16 m0 = avx512::ColumnMask(cols), m1 = avx512::ColumnMask(cols - 16);
-    uint16_t* panel = packed + (j0 / kNr) * panel_elements;
-    for (int64_t l = 0; l < k; l += 2) {
-      // Rows l and l + 1 (zero past K) of 32 columns become 32 (b[l][j], b[l+1][j]) dwords: row l in the low half.
-      const float* r0 = b + l * ldb + j0;
-      const float* r1 = r0 + ldb;
-      const bool pair = l + 1 < k;
-      for (int h = 0; h < 2; ++h) {
-        const __mmask16 m = h ? m1 : m0;
-        const __m512i lo = Bf16Bits(_mm512_maskz_loadu_ps(m, r0 + 16 * h));
-        const __m512i hi = Bf16Bits(_mm512_maskz_loadu_ps(pair ? m : 0, r1 + 16 * h));
-        _mm512_store_si512(panel + (l / 2) * 64 + 32 * h, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-      }
-    }
-  }
-}
 
 void bf16gemm_12x32_avx512bf16(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                                int64_t n_end) {

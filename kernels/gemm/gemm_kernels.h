@@ -94,7 +94,10 @@ void qgemm_u8s8_portable(const QgemmProblem& p, int64_t m_begin, int64_t m_end, 
 #if defined(__x86_64__)
 void bf16gemm_12x32_avx512bf16(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin,
                                int64_t n_end);
-// PackBf16Columns for kBf16Pairs32 and untransposed B, vectorized (conv packs its im2col columns per call).
+// The same GEMM with fp32 FMAs on AVX-512 CPUs without AVX512-BF16 (same layout, same products).
+void bf16gemm_12x32_avx512(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+// PackBf16Columns for kBf16Pairs32 and untransposed B, vectorized (conv packs its im2col columns per call); AVX-512
+// F/BW only.
 void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t col_begin, int64_t col_end,
                                 uint16_t* packed);
 void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);

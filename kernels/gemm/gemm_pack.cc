@@ -83,7 +83,7 @@ void PackBf16Columns(const float* b, int64_t ldb, bool trans_b, int64_t col_begi
   const int64_t k = packed->k;
   uint16_t* dst = packed->bf16.data();
 #if defined(__x86_64__)
-  // The format exists only where AVX512-BF16 does (and so AVX-512 F/BW).
+  // The format exists only where AVX-512 F/BW does (read natively with AVX512-BF16, else by fp32 FMAs).
   if (format == PackedFormat::kBf16Pairs32 && !trans_b) {
     bf16_pack_b_pairs32_avx512(b, ldb, k, col_begin, col_end, dst);
     return;

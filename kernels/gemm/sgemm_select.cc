@@ -24,6 +24,9 @@ constexpr GemmKernel kKernels[] = {
     {"sgemm_6x16_avx2", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx2, sgemm_6x16_avx2, nullptr, true},
     {"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512Bf16,
      bf16gemm_12x32_avx512bf16, nullptr, true},
+    // The same layout on AVX-512 without BF16: fp32 FMAs on the bf16 operands (exact products).
+    {"bf16gemm_12x32_avx512", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512, bf16gemm_12x32_avx512,
+     nullptr, true},
     {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
      qgemm_u8s8_avx512vnni},
     // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).

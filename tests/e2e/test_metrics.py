@@ -43,7 +43,7 @@ def test_build_info_matches_server_metadata(server):
     avx2 = {"avx2", "fma"} <= flags
     assert kernels["sgemm"] == ("sgemm_12x32_avx512" if avx512 else "sgemm_6x16_avx2" if avx2 else "sgemm_portable")
     assert kernels["bf16gemm"] == ("bf16gemm_12x32_avx512bf16" if avx512 and "avx512_bf16" in flags
-                                   else "bf16gemm_portable")
+                                   else "bf16gemm_12x32_avx512" if avx512 else "bf16gemm_portable")
     assert kernels["qgemm"] == ("qgemm_u8s8_avx512vnni" if avx512 and "avx512_vnni" in flags
                                 else "qgemm_u8s8_avx2" if avx2 else "qgemm_u8s8_portable")
     assert kernels["f32_math"] == ("f32_math_avx512" if avx512 else "f32_math_scalar")

@@ -34,6 +34,7 @@ std::vector<Impl> Impls() {
 #if defined(__x86_64__)
       {"bf16gemm_12x32_avx512bf16", bf16gemm_12x32_avx512bf16, PackedFormat::kBf16Pairs32,
        HostCpuFeatures().avx512_bf16},
+      {"bf16gemm_12x32_avx512", bf16gemm_12x32_avx512, PackedFormat::kBf16Pairs32, HostCpuFeatures().avx512},
 #endif
   };
 }

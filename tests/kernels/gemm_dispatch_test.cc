@@ -33,7 +33,9 @@ void ExpectSelection(const CpuFeatures& f) {
   EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), f.avx512     ? "sgemm_12x32_avx512"
                                               : f.avx2_fma ? "sgemm_6x16_avx2"
                                                            : "sgemm_portable");
-  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.avx512_bf16 ? "bf16gemm_12x32_avx512bf16" : "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.avx512_bf16 ? "bf16gemm_12x32_avx512bf16"
+                                              : f.avx512    ? "bf16gemm_12x32_avx512"
+                                                            : "bf16gemm_portable");
   EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), f.avx512_vnni ? "qgemm_u8s8_avx512vnni"
                                               : f.avx2_fma  ? "qgemm_u8s8_avx2"
                                                             : "qgemm_u8s8_portable");
@@ -53,10 +55,11 @@ TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
   EXPECT_EQ(SelectGemmKernel(GemmPrecision::kFp32, scalar), nullptr);
 #if defined(__x86_64__)
   for (const char* cap : {"avx2", "avx512", "avx512_vnni", "native"}) ExpectSelection(Capped(cap));
-  // CORESERVE_ISA=avx512 takes bf16 and VNNI away: bf16 falls back to portable, int8 to AVX2; =avx2 takes
-  // AVX-512 away: fp32 runs the AVX2 kernel on the same packed layout.
+  // CORESERVE_ISA=avx512 takes bf16 and VNNI away: bf16 runs on fp32 FMAs over the same packed layout, int8
+  // on AVX2; =avx2 takes AVX-512 away: fp32 runs the AVX2 kernel on the same packed layout.
   if (HostCpuFeatures().avx512) {
-    EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped("avx512")), "bf16gemm_portable");
+    EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped("avx512")), "bf16gemm_12x32_avx512");
+    EXPECT_EQ(SelectGemmKernel(GemmPrecision::kBf16, Capped("avx512"))->format, PackedFormat::kBf16Pairs32);
     EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("avx512")), "qgemm_u8s8_avx2");
   }
   if (HostCpuFeatures().avx2_fma) {
