@@ -137,8 +137,6 @@ def reduced_precision(a, rng, tmp):
         del session
         label = f"{model} b{batch}" + (f" s{seq}" if seq else "")
         for precision in a.precisions:
-            if precision == "int8" and model.startswith("resnet"):
-                continue  # int8 quantizes MatMul/Gemm weights only; ResNet's convolutions stay fp32
             mine = time_coreserve(a.bench_bin, path, feeds, a.threads, a.seconds, tmp, precision)
             acc = accuracy(a.coreserve_bin, path, feeds, reference, precision, tmp)
             result = {"case": label, "precision": precision, "coreserve": mine, "ORT fp32": ort_fp32, "accuracy": acc}
