@@ -100,7 +100,11 @@ bool ApplyIsaCap(std::string_view name, CpuFeatures* f) {
     return false;
   }
 #elif defined(__aarch64__)
+  // Levels in the order arm64 servers gained them: "neon" is the Armv8.0 baseline, "dotprod" Graviton2 (Neoverse
+  // N1), "sve" adds SVE but not BF16/I8MM; "native" is Graviton3 and later. Each one reaches a fallback kernel.
   if (name == "neon") {
+    c.dotprod = c.sve = c.bf16 = c.i8mm = false;
+  } else if (name == "dotprod") {
     c.sve = c.bf16 = c.i8mm = false;
   } else if (name == "sve") {
     c.bf16 = c.i8mm = false;
@@ -118,7 +122,7 @@ std::string KnownIsaCaps() {
 #if defined(__x86_64__)
   return "scalar, avx2, avx512, avx512_vnni, native";
 #elif defined(__aarch64__)
-  return "scalar, neon, sve, native";
+  return "scalar, neon, dotprod, sve, native";
 #else
   return "scalar, native";
 #endif

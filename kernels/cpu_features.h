@@ -33,8 +33,9 @@ const CpuFeatures& HostCpuFeatures();
 const CpuFeatures& ActiveCpuFeatures();
 
 // Caps `features` to the named ISA level. Known names: "scalar", and per architecture "avx2", "avx512",
-// "avx512_vnni", "native" (x86-64) or "neon", "sve", "native" (arm64). Returns false (and leaves
-// `features` unchanged) for any other name.
+// "avx512_vnni", "native" (x86-64) or "neon" (Armv8.0: no dotprod, SVE, BF16, I8MM), "dotprod" (no SVE, BF16,
+// I8MM), "sve" (no BF16, I8MM), "native" (arm64). Returns false (and leaves `features` unchanged) for any other
+// name.
 bool ApplyIsaCap(std::string_view name, CpuFeatures* features);
 
 // The cap names ApplyIsaCap accepts on this architecture, comma-separated, for error messages.

@@ -18,7 +18,8 @@ using PackedFormat = SgemmPackedB::Format;
 constexpr int64_t kGemmPanel = 32;
 inline int64_t PackedPanelElements(PackedFormat format, int64_t k) {
   if (format == PackedFormat::kBf16Pairs32) return (k + 1) / 2 * 64;
-  if (format == PackedFormat::kInt8Quad32) return (k + 3) / 4 * 128;
+  if (format == PackedFormat::kInt8Quad32 || format == PackedFormat::kBf16Quads32) return (k + 3) / 4 * 128;
+  if (format == PackedFormat::kInt8Octs32) return (k + 7) / 8 * 256;
   return k * kGemmPanel;
 }
 inline int64_t PackedOffset(PackedFormat format, int64_t k, int64_t l, int64_t j) {
@@ -28,6 +29,10 @@ inline int64_t PackedOffset(PackedFormat format, int64_t k, int64_t l, int64_t j
       return panel * PackedPanelElements(format, k) + (l / 2) * 64 + jj * 2 + (l & 1);
     case PackedFormat::kInt8Quad32:  // [panel][l / 4][jj][l % 4]
       return panel * PackedPanelElements(format, k) + (l / 4) * 128 + jj * 4 + (l & 3);
+    case PackedFormat::kBf16Quads32:  // [panel][l / 4][jj / 2][jj % 2][l % 4]
+      return panel * PackedPanelElements(format, k) + (l / 4) * 128 + (jj / 2) * 8 + (jj & 1) * 4 + (l & 3);
+    case PackedFormat::kInt8Octs32:  // [panel][l / 8][jj / 2][jj % 2][l % 8]
+      return panel * PackedPanelElements(format, k) + (l / 8) * 256 + (jj / 2) * 16 + (jj & 1) * 8 + (l & 7);
     default:  // [panel][l][jj]
       return (panel * k + l) * kGemmPanel + jj;
   }
@@ -102,6 +107,10 @@ void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t 
                                 uint16_t* packed);
 void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void qgemm_u8s8_avx2(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+#elif defined(__aarch64__)
+void bf16gemm_8x8_bfmmla(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void qgemm_u8s8_8x8_usmmla(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void qgemm_u8s8_6x16_sdot(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #endif
 
 // ---- Dispatch. One record per kernel: the precision it computes, the layout of B it reads and the CPU features

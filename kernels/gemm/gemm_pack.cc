@@ -18,9 +18,11 @@ GemmPrecision PrecisionOf(PackedFormat format) {
       return GemmPrecision::kFp32;
     case PackedFormat::kBf16Pairs32:
     case PackedFormat::kBf16Panel32:
+    case PackedFormat::kBf16Quads32:
       return GemmPrecision::kBf16;
     case PackedFormat::kInt8Quad32:
     case PackedFormat::kInt8Panel32:
+    case PackedFormat::kInt8Octs32:
       break;
   }
   return GemmPrecision::kInt8;

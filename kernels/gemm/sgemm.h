@@ -18,7 +18,8 @@
 // The result of a row depends only on that row of A, never on how callers split M or N. K <= 65536.
 //
 // bf16 and int8 always have a kernel (a portable one at worst), but only the vector kernels are faster than fp32:
-// SgemmKernelName(precision) tells which one runs (bf16 needs AVX512-BF16, int8 AVX512-VNNI or AVX2). The
+// SgemmKernelName(precision) tells which one runs (bf16 needs AVX512-BF16 or arm64 BF16, int8 AVX512-VNNI, AVX2,
+// arm64 I8MM or dotprod). The
 // AVX512-BF16 kernel treats denormal A values as zero (the hardware conversion does); the portable one keeps them.
 //
 // Preconditions (asserted by callers): M, N, K >= 0; lda, ldb, ldc at least the row length of the stored matrix;
@@ -50,16 +51,23 @@ enum class GemmPrecision { kFp32, kBf16, kInt8 };
 
 // op(B) (K x N) rearranged for one kernel family. Every layout is made of panels of 32 columns (zero-padded
 // past N), so a column index that is a multiple of SgemmNStep() is always a panel boundary:
-//   kPanel32      fp32, each panel K x 32 contiguous             (sgemm_12x32_avx512, sgemm_6x16_avx2)
+//   kPanel32      fp32, each panel K x 32 contiguous   (sgemm_12x32_avx512, sgemm_6x16_avx2, sgemm_6x16_neon,
+//                                                       sgemm_8x2vl_sve)
 //   kBf16Pairs32  bf16, each panel ceil(K/2) rows of 32 (k, k+1) pairs: the operand vdpbf16ps multiplies,
 //                 zero-padded to even K                                        (bf16gemm_12x32_avx512bf16)
 //   kBf16Panel32  bf16, each panel K x 32                                      (bf16gemm_portable)
 //   kInt8Quad32   s8, each panel ceil(K/4) rows of 32 groups of 4 consecutive k: the operand vpdpbusd
 //                 multiplies, zero-padded to a multiple of 4        (qgemm_u8s8_avx512vnni, qgemm_u8s8_avx2)
 //   kInt8Panel32  s8, each panel K x 32                                        (qgemm_u8s8_portable)
+//   kBf16Quads32  bf16, each panel ceil(K/4) rows of 16 column pairs, each pair the 4 k of column j then the 4 of
+//                 column j+1 (a 2x4 block: the B operand of arm64 BFMMLA), zero-padded to a multiple of 4
+//                                                                               (bf16gemm_8x8_bfmmla)
+//   kInt8Octs32   s8, the same with 8 consecutive k per column (the 2x8 B operand of arm64 USMMLA), zero-padded
+//                 to a multiple of 8                                            (qgemm_u8s8_8x8_usmmla)
+// kInt8Quad32 is also the operand of arm64 SDOT by element (16 bytes = 4 columns x 4 k): qgemm_u8s8_6x16_sdot.
 // Immutable once made; share it freely between threads. All storage is 64-byte aligned.
 struct SgemmPackedB {
-  enum class Format { kPanel32, kBf16Pairs32, kBf16Panel32, kInt8Quad32, kInt8Panel32 };
+  enum class Format { kPanel32, kBf16Pairs32, kBf16Panel32, kInt8Quad32, kInt8Panel32, kBf16Quads32, kInt8Octs32 };
   Format format = Format::kPanel32;
   GemmPrecision precision = GemmPrecision::kFp32;
   int64_t k = 0, n = 0;
@@ -123,17 +131,21 @@ void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begi
 int64_t SgemmNStep();
 // Name of the active implementation of `precision`, for logs and metrics: "sgemm_12x32_avx512",
 // "sgemm_6x16_avx2", "sgemm_portable", "bf16gemm_12x32_avx512bf16", "bf16gemm_portable", "qgemm_u8s8_avx512vnni",
-// "qgemm_u8s8_avx2", "qgemm_u8s8_portable".
+// "qgemm_u8s8_avx2", "qgemm_u8s8_portable"; on arm64 "sgemm_8x2vl_sve", "sgemm_6x16_neon", "bf16gemm_8x8_bfmmla",
+// "qgemm_u8s8_8x8_usmmla", "qgemm_u8s8_6x16_sdot".
 const char* SgemmKernelName(GemmPrecision precision = GemmPrecision::kFp32);
 
-// The fp32 implementations, callable directly by tests: portable (unpacked B only), AVX-512 and AVX2 (both read
-// kPanel32, and pack B themselves when it is not pre-packed).
+// The fp32 implementations, callable directly by tests: portable (unpacked B only), AVX-512 and AVX2, NEON and SVE
+// (all read kPanel32, and pack B themselves when it is not pre-packed).
 void sgemm_portable(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 // op(B) (K x n) as kPanel32 panels into `packed` (zero-padded to whole panels).
 void sgemm_pack_b_panel32(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, float* packed);
 #if defined(__x86_64__)
 void sgemm_12x32_avx512(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void sgemm_6x16_avx2(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+#elif defined(__aarch64__)
+void sgemm_6x16_neon(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void sgemm_8x2vl_sve(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #endif
 
 }  // namespace coreserve::kernels

@@ -14,6 +14,12 @@ bool RunsAvx2(const CpuFeatures& f) { return f.avx2_fma; }
 bool RunsAvx512(const CpuFeatures& f) { return f.avx512; }
 bool RunsAvx512Bf16(const CpuFeatures& f) { return f.avx512_bf16; }
 bool RunsAvx512Vnni(const CpuFeatures& f) { return f.avx512_vnni; }
+#elif defined(__aarch64__)
+bool RunsNeon(const CpuFeatures& f) { return f.neon; }
+bool RunsSve(const CpuFeatures& f) { return f.sve; }
+bool RunsDotprod(const CpuFeatures& f) { return f.dotprod; }
+bool RunsBf16(const CpuFeatures& f) { return f.bf16; }
+bool RunsI8mm(const CpuFeatures& f) { return f.i8mm; }
 #endif
 
 // In order of preference within a precision. The portable fp32 kernel reads unpacked B only and is not listed.
@@ -31,6 +37,17 @@ constexpr GemmKernel kKernels[] = {
      qgemm_u8s8_avx512vnni},
     // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).
     {"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx2, nullptr, qgemm_u8s8_avx2},
+#elif defined(__aarch64__)
+    // SVE first: on Graviton3 its 256-bit vectors double NEON's work per FMLA. Both read kPanel32, so weights
+    // packed under one run on the other.
+    {"sgemm_8x2vl_sve", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsSve, sgemm_8x2vl_sve, nullptr, true},
+    {"sgemm_6x16_neon", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsNeon, sgemm_6x16_neon, nullptr, true},
+    {"bf16gemm_8x8_bfmmla", GemmPrecision::kBf16, PackedFormat::kBf16Quads32, RunsBf16, bf16gemm_8x8_bfmmla,
+     nullptr, true},
+    {"qgemm_u8s8_8x8_usmmla", GemmPrecision::kInt8, PackedFormat::kInt8Octs32, RunsI8mm, nullptr,
+     qgemm_u8s8_8x8_usmmla},
+    {"qgemm_u8s8_6x16_sdot", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsDotprod, nullptr,
+     qgemm_u8s8_6x16_sdot},
 #endif
     {"bf16gemm_portable", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsAnywhere, bf16gemm_portable, nullptr,
      true},
@@ -38,7 +55,7 @@ constexpr GemmKernel kKernels[] = {
      qgemm_u8s8_portable},
 };
 
-constexpr int kPrecisions = 3, kFormats = 5;
+constexpr int kPrecisions = 3, kFormats = 7;
 
 // The active CPU's choices, made once.
 struct Active {

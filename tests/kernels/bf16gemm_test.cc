@@ -1,6 +1,7 @@
 // Every bf16 GEMM implementation the CPU can run, against the double-accumulating reference on bf16-rounded A and
 // B (so the bound is the fp32 accumulation bound of sgemm_test), over edge shapes: M and N across every remainder
-// of the 12 x 32 tile and the 96-row A block, K across the 1024 K block and odd K (a zero-padded pair), strided
+// of the 12 x 32 and 8 x 8 tiles and the 96-row A block, K across the 1024 K block and every K % 4 (zero-padded
+// pairs and quads), strided
 // A and C with padding left untouched, alpha/beta, every epilogue, transposed B at pack time, and sub-ranges of
 // M and N as threads use them. Plus: the result is within bf16 rounding of the true fp32 product.
 #include <gtest/gtest.h>
@@ -35,6 +36,8 @@ std::vector<Impl> Impls() {
       {"bf16gemm_12x32_avx512bf16", bf16gemm_12x32_avx512bf16, PackedFormat::kBf16Pairs32,
        HostCpuFeatures().avx512_bf16},
       {"bf16gemm_12x32_avx512", bf16gemm_12x32_avx512, PackedFormat::kBf16Pairs32, HostCpuFeatures().avx512},
+#elif defined(__aarch64__)
+      {"bf16gemm_8x8_bfmmla", bf16gemm_8x8_bfmmla, PackedFormat::kBf16Quads32, HostCpuFeatures().bf16},
 #endif
   };
 }
@@ -152,7 +155,7 @@ TEST(Bf16gemm, PackedBitsMatchScalarRounding) {
 TEST(Bf16gemm, EdgeShapesAgainstReference) {
   std::mt19937 rng(7);
   const int64_t dims[] = {1, 2, 3, 5, 11, 12, 13, 16, 24, 31, 32, 33, 47, 63, 64, 65, 96, 127, 128, 130};
-  const int64_t ks[] = {1, 2, 7, 130, 257, 1023, 1025};  // odd K ends in a zero-padded pair
+  const int64_t ks[] = {1, 2, 7, 130, 257, 1023, 1025};  // every K % 4: zero-padded pairs and quads
   for (int64_t m : dims) {
     for (int64_t n : dims) Check({m, n, ks[(m + n) % 7]}, rng);
   }

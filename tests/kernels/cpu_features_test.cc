@@ -83,7 +83,22 @@ TEST(CpuFeatures, CapsOnlyRemoveFeatures) {
   CpuFeatures neon = all;
   ASSERT_TRUE(ApplyIsaCap("neon", &neon));
   EXPECT_TRUE(neon.neon);
-  EXPECT_FALSE(neon.sve || neon.bf16 || neon.i8mm);
+  EXPECT_FALSE(neon.dotprod || neon.sve || neon.bf16 || neon.i8mm);
+
+  CpuFeatures dotprod = all;
+  ASSERT_TRUE(ApplyIsaCap("dotprod", &dotprod));
+  EXPECT_TRUE(dotprod.neon && dotprod.dotprod);
+  EXPECT_FALSE(dotprod.sve || dotprod.bf16 || dotprod.i8mm);
+
+  CpuFeatures sve = all;
+  ASSERT_TRUE(ApplyIsaCap("sve", &sve));
+  EXPECT_TRUE(sve.neon && sve.dotprod && sve.sve);
+  EXPECT_FALSE(sve.bf16 || sve.i8mm);
+
+  // A cap never adds a feature the CPU lacks.
+  CpuFeatures none;
+  ASSERT_TRUE(ApplyIsaCap("sve", &none));
+  EXPECT_EQ(DescribeCpuFeatures(none), "scalar");
 #endif
 }
 

@@ -1,7 +1,9 @@
 // GEMM dispatch: which kernel each precision selects for a set of CPU features (including CORESERVE_ISA caps),
 // that the active choice follows ActiveCpuFeatures(), and that packed weights always run on the kernel that reads
 // their layout, through the public API (SgemmPackB / SgemmAllocPackedB + SgemmPackBColumns, Sgemm,
-// QgemmPackB, QgemmU8S8ToS32). ctest also runs this binary under CORESERVE_ISA=avx512 and =scalar.
+// QgemmPackB, QgemmU8S8ToS32). ctest also runs this binary under every CORESERVE_ISA cap of the architecture, and
+// on arm64 on emulated CPUs without the extensions (Graviton2-like neoverse-n1, Armv8.0 cortex-a57, a64fx) and at
+// a 256-bit SVE vector length (tests/kernels/CMakeLists.txt).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -39,6 +41,14 @@ void ExpectSelection(const CpuFeatures& f) {
   EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), f.avx512_vnni ? "qgemm_u8s8_avx512vnni"
                                               : f.avx2_fma  ? "qgemm_u8s8_avx2"
                                                             : "qgemm_u8s8_portable");
+#elif defined(__aarch64__)
+  EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), f.sve    ? "sgemm_8x2vl_sve"
+                                              : f.neon ? "sgemm_6x16_neon"
+                                                       : "sgemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.bf16 ? "bf16gemm_8x8_bfmmla" : "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), f.i8mm      ? "qgemm_u8s8_8x8_usmmla"
+                                              : f.dotprod ? "qgemm_u8s8_6x16_sdot"
+                                                          : "qgemm_u8s8_portable");
 #else
   EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), "sgemm_portable");
   EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), "bf16gemm_portable");
@@ -66,6 +76,34 @@ TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
     EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("avx2")), "sgemm_6x16_avx2");
     EXPECT_EQ(SelectGemmKernel(GemmPrecision::kFp32, Capped("avx2"))->format, PackedFormat::kPanel32);
   }
+#elif defined(__aarch64__)
+  for (const char* cap : {"neon", "dotprod", "sve", "native"}) ExpectSelection(Capped(cap));
+  // Every arm64 fallback is reachable by a cap: "sve" leaves SVE fp32 with SDOT int8 and portable bf16,
+  // "dotprod" (Graviton2) NEON fp32 with SDOT int8, "neon" (Armv8.0) NEON fp32 with the portable int8 and bf16.
+  const CpuFeatures& host = HostCpuFeatures();
+  if (host.sve) {
+    EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("sve")), "sgemm_8x2vl_sve");
+  }
+  if (host.dotprod) {
+    EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("sve")), "qgemm_u8s8_6x16_sdot");
+    EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("dotprod")), "qgemm_u8s8_6x16_sdot");
+  }
+  if (host.neon) {
+    EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("dotprod")), "sgemm_6x16_neon");
+    EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("neon")), "sgemm_6x16_neon");
+  }
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped("sve")), "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("neon")), "qgemm_u8s8_portable");
+  // SVE and NEON read the same fp32 layout, SDOT the x86 int8 one: weights packed for one run on the other.
+  if (host.neon) {
+    EXPECT_STREQ(GemmKernelForFormat(PackedFormat::kPanel32, Capped("neon"))->name, "sgemm_6x16_neon");
+  }
+  if (host.dotprod) {
+    EXPECT_STREQ(GemmKernelForFormat(PackedFormat::kInt8Quad32, Capped("dotprod"))->name, "qgemm_u8s8_6x16_sdot");
+  }
+  // A CPU without the extension has no kernel for its format, so such weights are never packed there.
+  EXPECT_EQ(GemmKernelForFormat(PackedFormat::kInt8Octs32, Capped("sve")), nullptr);
+  EXPECT_EQ(GemmKernelForFormat(PackedFormat::kBf16Quads32, Capped("sve")), nullptr);
 #endif
 }
 
@@ -76,6 +114,8 @@ TEST(SgemmDispatch, ActiveKernelsFollowActiveFeatures) {
     EXPECT_EQ(SgemmUsesPackedB(p), SelectGemmKernel(p, f) != nullptr);
   }
   EXPECT_STREQ(SgemmKernelName(), SgemmKernelName(GemmPrecision::kFp32));
+  std::printf("[ KERNELS  ] %s, %s, %s on %s\n", SgemmKernelName(), SgemmKernelName(GemmPrecision::kBf16),
+              SgemmKernelName(GemmPrecision::kInt8), DescribeCpuFeatures(f).c_str());
   EXPECT_TRUE(SgemmUsesPackedB(GemmPrecision::kBf16));
   EXPECT_TRUE(SgemmUsesPackedB(GemmPrecision::kInt8));
   if (const char* cap = std::getenv("CORESERVE_ISA"); cap != nullptr && std::string(cap) == "scalar") {

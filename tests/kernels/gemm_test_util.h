@@ -12,6 +12,12 @@
 #include "kernels/convert/half.h"
 #include "kernels/gemm/gemm_kernels.h"
 
+#if defined(__aarch64__)
+#include <sys/prctl.h>
+
+#include <initializer_list>
+#endif
+
 namespace coreserve::kernels::testing {
 
 inline std::vector<float> RandomFloats(std::size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
@@ -119,5 +125,30 @@ void RunSplit(bool split, int64_t m, int64_t n, Fn fn) {
   fn(0, mm, nn, n);
   fn(mm, m, nn, n);
 }
+
+#if defined(__aarch64__)
+// Runs fn(bits) with this thread's SVE vector length set to each of `bits` in turn (PR_SVE_SET_VL), then restores
+// the length it had. A CPU that cannot run a length gets the next shorter one it supports (the kernel's rule); each
+// resulting length runs once. Without SVE, fn(0) runs once. qemu-user -cpu max supports every multiple of 128 up
+// to 2048 and starts at 512; Graviton3 runs 256 (and 128).
+template <typename Fn>
+void ForEachSveLength(std::initializer_list<int> bits, Fn fn) {
+  const int saved = prctl(PR_SVE_GET_VL);
+  if (saved < 0) {
+    fn(0);
+    return;
+  }
+  std::vector<int> done;
+  for (int b : bits) {
+    const int got = prctl(PR_SVE_SET_VL, b / 8);
+    if (got < 0) continue;
+    const int got_bits = (got & PR_SVE_VL_LEN_MASK) * 8;
+    if (std::find(done.begin(), done.end(), got_bits) != done.end()) continue;
+    done.push_back(got_bits);
+    fn(got_bits);
+  }
+  prctl(PR_SVE_SET_VL, saved & PR_SVE_VL_LEN_MASK);
+}
+#endif
 
 }  // namespace coreserve::kernels::testing

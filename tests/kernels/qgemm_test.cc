@@ -35,6 +35,9 @@ std::vector<Impl> Impls() {
 #if defined(__x86_64__)
       {"qgemm_u8s8_avx2", qgemm_u8s8_avx2, PackedFormat::kInt8Quad32, HostCpuFeatures().avx2_fma},
       {"qgemm_u8s8_avx512vnni", qgemm_u8s8_avx512vnni, PackedFormat::kInt8Quad32, HostCpuFeatures().avx512_vnni},
+#elif defined(__aarch64__)
+      {"qgemm_u8s8_6x16_sdot", qgemm_u8s8_6x16_sdot, PackedFormat::kInt8Quad32, HostCpuFeatures().dotprod},
+      {"qgemm_u8s8_8x8_usmmla", qgemm_u8s8_8x8_usmmla, PackedFormat::kInt8Octs32, HostCpuFeatures().i8mm},
 #endif
   };
 }
@@ -47,7 +50,7 @@ TEST(Qgemm, ImplementationsUnderTest) {
 
 TEST(Qgemm, PackedWeightsMatchReferenceQuantization) {
   std::mt19937 rng(3);
-  for (PackedFormat format : {PackedFormat::kInt8Panel32, PackedFormat::kInt8Quad32}) {
+  for (PackedFormat format : {PackedFormat::kInt8Panel32, PackedFormat::kInt8Quad32, PackedFormat::kInt8Octs32}) {
     for (bool tb : {false, true}) {
       for (auto [k, n] : {std::pair<int64_t, int64_t>{1, 1}, {5, 33}, {130, 70}, {64, 96}}) {
         const int64_t ldb = (tb ? k : n) + 2;
@@ -170,9 +173,10 @@ void Check(const Case& c, std::mt19937& rng) {
 TEST(Qgemm, EdgeShapesAgainstReference) {
   std::mt19937 rng(7);
   const int64_t dims[] = {1, 2, 3, 5, 6, 7, 11, 12, 13, 16, 24, 31, 32, 33, 47, 64, 65, 96, 97, 130};
-  const int64_t ks[] = {1, 3, 4, 5, 130, 257, 1001};  // every remainder of the 4-deep K groups
+  // Every K % 8 (the 4- and 8-deep K groups of the packed layouts) and every K quads % 4 (SDOT's 16-K unroll).
+  const int64_t ks[] = {1, 6, 15, 16, 130, 259, 1004, 29};
   for (int64_t m : dims) {
-    for (int64_t n : dims) Check({m, n, ks[(m + n) % 7]}, rng);
+    for (int64_t n : dims) Check({m, n, ks[(m + n) % 8]}, rng);
   }
 }
 

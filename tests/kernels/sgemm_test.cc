@@ -1,12 +1,17 @@
 // Every fp32 GEMM implementation the CPU can run, against the double-accumulating reference, over edge shapes:
-// M and N across every remainder of the 12 x 32 and 6 x 16 tiles, K across the 512 and 1024 K-blocks, transposes, alpha/beta, leading
-// dimensions wider than the matrices, packed and unpacked B, and sub-ranges of M and N as threads use them.
+// M and N across every remainder of the 12 x 32, 6 x 16 and 8 x 2-vector tiles, K across the 512 and 1024 K-blocks
+// and every K % 4, transposes, alpha/beta, leading dimensions wider than the matrices, packed and unpacked B, and
+// sub-ranges of M and N as threads use them. The SVE kernel runs at 128, 256 and 512-bit vectors (and at other
+// lengths in SveAnyVectorLength).
+#include "tests/kernels/gemm_test_util.h"
+
 #include "kernels/gemm/sgemm.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -22,6 +27,7 @@ struct Impl {
   Fn fn;
   bool supported;
   bool packs;
+  bool sve = false;  // vector-length agnostic: run at several lengths
 };
 
 std::vector<Impl> Impls() {
@@ -30,9 +36,30 @@ std::vector<Impl> Impls() {
 #if defined(__x86_64__)
       {"avx512", sgemm_12x32_avx512, HostCpuFeatures().avx512, true},
       {"avx2", sgemm_6x16_avx2, HostCpuFeatures().avx2_fma, true},
+#elif defined(__aarch64__)
+      {"neon", sgemm_6x16_neon, HostCpuFeatures().neon, true},
+      {"sve", sgemm_8x2vl_sve, HostCpuFeatures().sve, true, true},
 #endif
   };
 }
+
+// Runs body() once, or for a vector-length agnostic kernel once per vector length in `bits`.
+template <typename Fn>
+void ForEachLength(const Impl& impl, std::initializer_list<int> bits, Fn body) {
+#if defined(__aarch64__)
+  if (impl.sve) {
+    testing::ForEachSveLength(bits, [&](int vl) {
+      SCOPED_TRACE("SVE vector length " + std::to_string(vl) + " bits");
+      body();
+    });
+    return;
+  }
+#endif
+  (void)impl;
+  (void)bits;
+  body();
+}
+constexpr std::initializer_list<int> kSveLengths = {128, 256, 512};
 
 struct Case {
   int64_t m, n, k;
@@ -44,46 +71,73 @@ struct Case {
   bool residual = false;
 };
 
-// Runs `impl` on case `c` (optionally in 2 x 2 sub-range tasks and with packed B) and compares with the reference
-// within 1e-5 of the sum of |a*b| terms (the fp32 rounding bound of a length-K dot product, with margin).
-void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1, 1);
-  const int64_t a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
-  const int64_t b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
-  const int64_t lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.n + c.pad;
-  std::vector<float> a(a_rows * lda), b(b_rows * ldb), c0(c.m * ldc);
-  for (auto& v : a) v = dist(rng);
-  for (auto& v : b) v = dist(rng);
-  for (auto& v : c0) v = dist(rng);
-  std::vector<float> want = c0, got = c0;
-  std::vector<float> bias(c.n);
-  for (auto& v : bias) v = dist(rng);
-  const int64_t ldr = c.n + 2 * c.pad;
-  std::vector<float> residual(c.m * ldr);
-  for (auto& v : residual) v = dist(rng);
+// One test problem: operands, the reference result and, per element of C, the sum of |a*b| terms that bounds the
+// fp32 rounding error. Made once per case and shared by every implementation (the reference dominates the run
+// time under qemu).
+struct Problem {
+  Case c;
+  int64_t lda, ldb, ldc, ldr;
+  std::vector<float> a, b, c0, bias, residual, want;
+  std::vector<double> mag;
 
-  SgemmArgs p;
-  p.trans_a = c.ta; p.trans_b = c.tb;
-  p.m = c.m; p.n = c.n; p.k = c.k; p.alpha = c.alpha; p.beta = c.beta;
-  p.a = a.data(); p.lda = lda; p.b = b.data(); p.ldb = ldb; p.ldc = ldc;
-  p.bias = c.bias ? bias.data() : nullptr;
-  p.residual = c.residual ? residual.data() : nullptr;
-  p.ldr = ldr;
-  p.activation = c.act;
-  p.c = want.data();
-  sgemm_reference(p);
+  Problem(const Case& cs, std::mt19937& rng) : c(cs) {
+    std::uniform_real_distribution<float> dist(-1, 1);
+    const int64_t a_rows = c.ta ? c.k : c.m, a_cols = c.ta ? c.m : c.k;
+    const int64_t b_rows = c.tb ? c.n : c.k, b_cols = c.tb ? c.k : c.n;
+    lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.n + c.pad;
+    ldr = c.n + 2 * c.pad;
+    a.resize(a_rows * lda), b.resize(b_rows * ldb), c0.resize(c.m * ldc), bias.resize(c.n), residual.resize(c.m * ldr);
+    for (auto* v : {&a, &b, &c0, &bias, &residual}) {
+      for (auto& x : *v) x = dist(rng);
+    }
+    want = c0;
+    SgemmArgs p = Args();
+    p.c = want.data();
+    sgemm_reference(p);
+    mag.resize(c.m * c.n);
+    for (int64_t i = 0; i < c.m; ++i) {
+      for (int64_t j = 0; j < c.n; ++j) {
+        double s = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0) +
+                   (c.residual ? std::fabs(residual[i * ldr + j]) : 0.0);
+        for (int64_t l = 0; l < c.k; ++l) {
+          const float av = c.ta ? a[l * lda + i] : a[i * lda + l];
+          const float bv = c.tb ? b[j * ldb + l] : b[l * ldb + j];
+          s += std::fabs(static_cast<double>(c.alpha) * av * bv);
+        }
+        mag[i * c.n + j] = s;
+      }
+    }
+  }
 
+  SgemmArgs Args() const {
+    SgemmArgs p;
+    p.trans_a = c.ta; p.trans_b = c.tb;
+    p.m = c.m; p.n = c.n; p.k = c.k; p.alpha = c.alpha; p.beta = c.beta;
+    p.a = a.data(); p.lda = lda; p.b = b.data(); p.ldb = ldb; p.ldc = ldc;
+    p.bias = c.bias ? bias.data() : nullptr;
+    p.residual = c.residual ? residual.data() : nullptr;
+    p.ldr = ldr;
+    p.activation = c.act;
+    return p;
+  }
+};
+
+// Runs `impl` on the problem (optionally in 2 x 2 sub-range tasks and with packed B) and compares with the
+// reference within 1e-5 of the sum of |a*b| terms (the fp32 rounding bound of a length-K dot product, with margin).
+void Verify(const Impl& impl, const Problem& pr, bool packed, bool split) {
+  const Case& c = pr.c;
+  const int64_t ldc = pr.ldc;
+  SgemmArgs p = pr.Args();
   std::shared_ptr<SgemmPackedB> pb;
-#if defined(__x86_64__)
   if (packed) {
     pb = std::make_shared<SgemmPackedB>();
     pb->k = c.k;
     pb->n = c.n;
     pb->data.resize(((c.n + 31) / 32) * c.k * 32);
-    sgemm_pack_b_panel32(b.data(), ldb, c.tb, c.k, c.n, pb->data.data());
+    sgemm_pack_b_panel32(pr.b.data(), pr.ldb, c.tb, c.k, c.n, pb->data.data());
     p.packed_b = pb.get();
   }
-#endif
+  std::vector<float> got = pr.c0;
   p.c = got.data();
   if (split) {
     const int64_t mm = c.m / 2, nn = (c.n / 2) / 32 * 32;
@@ -96,18 +150,12 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
   }
   for (int64_t i = 0; i < c.m; ++i) {
     for (int64_t j = 0; j < ldc; ++j) {
-      const float w = want[i * ldc + j], g = got[i * ldc + j];
+      const float w = pr.want[i * ldc + j], g = got[i * ldc + j];
       if (j >= c.n) {  // padding columns must be untouched
-        ASSERT_EQ(g, c0[i * ldc + j]) << impl.name << " wrote outside C at " << i << "," << j;
+        ASSERT_EQ(g, pr.c0[i * ldc + j]) << impl.name << " wrote outside C at " << i << "," << j;
         continue;
       }
-      double mag = std::fabs(c.beta * c0[i * ldc + j]) + (c.bias ? std::fabs(bias[j]) : 0.0) +
-                   (c.residual ? std::fabs(residual[i * ldr + j]) : 0.0);
-      for (int64_t l = 0; l < c.k; ++l) {
-        const float av = c.ta ? a[l * lda + i] : a[i * lda + l];
-        const float bv = c.tb ? b[j * ldb + l] : b[l * ldb + j];
-        mag += std::fabs(static_cast<double>(c.alpha) * av * bv);
-      }
+      const double mag = pr.mag[i * c.n + j];
       // GELU's slope is at most ~1.13 and its vector form adds <= 3e-7 |y| (kernels/math/f32_math.h).
       const bool gelu = c.act == SgemmActivation::kGelu || c.act == SgemmActivation::kGeluTanh;
       const double act_err = gelu ? 0.2 * 1e-5 * mag + 4e-7 * std::fabs(w) + 2e-7 : 0.0;
@@ -121,17 +169,41 @@ void Check(const Impl& impl, const Case& c, bool packed, bool split, std::mt1993
 TEST(Sgemm, EdgeShapesAgainstReference) {
   std::mt19937 rng(7);
   const int64_t dims[] = {1, 2, 3, 5, 11, 12, 13, 16, 24, 31, 32, 33, 47, 63, 64, 65, 96, 127, 128, 130};
-  const int64_t ks[] = {1, 7, 130, 513, 1023, 1024, 1025};  // around the K blocks (AVX-512 1024, AVX2 512)
+  // Around the K blocks (AVX-512 1024, AVX2 and arm64 512), every K % 4 (the by-element kernels' K unroll).
+  const int64_t ks[] = {1, 7, 130, 513, 1023, 1024, 1025};
   for (const Impl& impl : Impls()) {
-    if (!impl.supported) {
-      std::printf("[ SKIPPED  ] %s: not supported on this CPU\n", impl.name);
-      continue;
+    if (!impl.supported) std::printf("[ SKIPPED  ] %s: not supported on this CPU\n", impl.name);
+  }
+  for (int64_t m : dims) {
+    for (int64_t n : dims) {
+      const Problem pr({m, n, ks[(m + n) % 7]}, rng);  // every K meets many (M, N) pairs without the full cube
+      for (const Impl& impl : Impls()) {
+        if (!impl.supported) continue;
+        ForEachLength(impl, kSveLengths, [&] {
+          Verify(impl, pr, false, false);
+          if (impl.packs) Verify(impl, pr, true, false);
+        });
+      }
     }
-    for (int64_t m : dims) {
-      for (int64_t n : dims) {
-        const int64_t k = ks[(m + n) % 7];  // every K meets many (M, N) pairs without the full cube
-        Check(impl, {m, n, k}, false, false, rng);
-        if (impl.packs) Check(impl, {m, n, k}, true, false, rng);
+  }
+}
+
+// The SVE kernel at vector lengths other than the common ones: non-powers of two (384, 640 bits), where the
+// 32-column panel is not a whole number of vector pairs, and lengths of one vector per panel or more (1024, 2048).
+TEST(Sgemm, SveAnyVectorLength) {
+  std::mt19937 rng(8);
+  for (int64_t m : {1, 7, 8, 9, 17}) {
+    for (int64_t n : {1, 5, 12, 31, 32, 33, 70}) {
+      for (int64_t k : {1, 6, 300}) {
+        const Problem plain({m, n, k}, rng);
+        const Problem fused({m, n, k, false, false, 0.5f, 1.0f, 1, true, SgemmActivation::kGelu, true}, rng);
+        for (const Impl& impl : Impls()) {
+          if (!impl.supported || !impl.sve) continue;
+          ForEachLength(impl, {384, 640, 1024, 2048}, [&] {
+            Verify(impl, plain, true, false);
+            Verify(impl, fused, false, true);
+          });
+        }
       }
     }
   }
@@ -139,18 +211,20 @@ TEST(Sgemm, EdgeShapesAgainstReference) {
 
 TEST(Sgemm, TransposesAlphaBetaStridesAndSplits) {
   std::mt19937 rng(11);
-  for (const Impl& impl : Impls()) {
-    if (!impl.supported) continue;
-    for (bool ta : {false, true}) {
-      for (bool tb : {false, true}) {
-        for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 1.0f}, {-2.0f, 0.25f}}) {
-          for (int64_t m : {1, 13, 50}) {
-            for (int64_t n : {1, 33, 100}) {
-              Case c{m, n, 300, ta, tb, alpha, beta, 3};
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 1.0f}, {-2.0f, 0.25f}}) {
+        for (int64_t m : {1, 13, 50}) {
+          for (int64_t n : {1, 33, 100}) {
+            const Problem pr({m, n, 300, ta, tb, alpha, beta, 3}, rng);
+            for (const Impl& impl : Impls()) {
+              if (!impl.supported) continue;
               if (ta && impl.packs) continue;  // transposed A runs on the portable path (see Sgemm)
-              Check(impl, c, false, false, rng);
-              Check(impl, c, false, true, rng);
-              if (impl.packs) Check(impl, c, true, true, rng);
+              ForEachLength(impl, kSveLengths, [&] {
+                Verify(impl, pr, false, false);
+                Verify(impl, pr, false, true);
+                if (impl.packs) Verify(impl, pr, true, true);
+              });
             }
           }
         }
@@ -161,18 +235,20 @@ TEST(Sgemm, TransposesAlphaBetaStridesAndSplits) {
 
 TEST(Sgemm, EpilogueBiasAndActivations) {
   std::mt19937 rng(13);
-  for (const Impl& impl : Impls()) {
-    if (!impl.supported) continue;
-    for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu, SgemmActivation::kGeluTanh}) {
-      for (bool bias : {false, true}) {
-        for (bool residual : {false, true}) {
-          for (float beta : {0.0f, 0.5f}) {
-            for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
-                                   {7, 70, 0}}) {
-              Case c{m, n, k, false, false, 1.0f, beta, 2, bias, act, residual};
-              Check(impl, c, false, false, rng);
-              Check(impl, c, false, true, rng);
-              if (impl.packs && k > 0) Check(impl, c, true, true, rng);
+  for (auto act : {SgemmActivation::kNone, SgemmActivation::kRelu, SgemmActivation::kGelu, SgemmActivation::kGeluTanh}) {
+    for (bool bias : {false, true}) {
+      for (bool residual : {false, true}) {
+        for (float beta : {0.0f, 0.5f}) {
+          for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
+                                 {7, 70, 0}}) {
+            const Problem pr({m, n, k, false, false, 1.0f, beta, 2, bias, act, residual}, rng);
+            for (const Impl& impl : Impls()) {
+              if (!impl.supported) continue;
+              ForEachLength(impl, kSveLengths, [&] {
+                Verify(impl, pr, false, false);
+                Verify(impl, pr, false, true);
+                if (impl.packs && k > 0) Verify(impl, pr, true, true);
+              });
             }
           }
         }
@@ -218,10 +294,13 @@ TEST(Sgemm, BetaZeroIgnoresNanInC) {
 }
 
 TEST(Sgemm, DispatchMatchesFeatures) {
-#if defined(__x86_64__)
   const CpuFeatures& f = ActiveCpuFeatures();
+#if defined(__x86_64__)
   EXPECT_STREQ(SgemmKernelName(), f.avx512 ? "sgemm_12x32_avx512" : f.avx2_fma ? "sgemm_6x16_avx2" : "sgemm_portable");
+#elif defined(__aarch64__)
+  EXPECT_STREQ(SgemmKernelName(), f.sve ? "sgemm_8x2vl_sve" : f.neon ? "sgemm_6x16_neon" : "sgemm_portable");
 #else
+  (void)f;
   EXPECT_STREQ(SgemmKernelName(), "sgemm_portable");
 #endif
 }

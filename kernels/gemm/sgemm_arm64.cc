@@ -1,0 +1,65 @@
+// The arm64 fp32 GEMM driver (see gemm_arm64.h): B packed per call when it is not pre-packed, K blocked, and for each
+// block, 32-column panel and strip of rows, the micro-kernel's tile through the NEON epilogue. The same
+// arrangement as sgemm_6x16_avx2: a panel's K block of B (kKc x 32 floats, 64 KB) stays in L1/L2 while the strips of
+// A stream past it; A is read in place.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/gemm/gemm_arm64.h"
+#include "kernels/gemm/gemm_epilogue.h"
+#include "kernels/gemm/gemm_epilogue_neon.h"
+
+namespace coreserve::kernels::arm64 {
+namespace {
+constexpr int64_t kKc = 512;
+}  // namespace
+
+void SgemmDriver(SgemmTileFn tile_fn, int64_t mr, const SgemmArgs& p, int64_t m_begin, int64_t m_end,
+                 int64_t n_begin, int64_t n_end) {
+  if (m_end <= m_begin || n_end <= n_begin) return;
+  const int64_t k = p.k;
+  if (k == 0) {
+    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
+    return;
+  }
+  // The panels this call needs: the pre-packed weights, or op(B)[:, n_begin:n_end] packed here.
+  const float* panels = nullptr;
+  int64_t first_panel = 0;
+  thread_local std::vector<float, Aligned64Allocator<float>> scratch;
+  if (p.packed_b != nullptr) {
+    panels = p.packed_b->data.data();
+    first_panel = n_begin / kGemmPanel;
+  } else {
+    const int64_t n = n_end - n_begin;
+    const auto needed = static_cast<std::size_t>((n + kGemmPanel - 1) / kGemmPanel * k * kGemmPanel);
+    if (scratch.size() < needed) scratch.resize(needed);
+    sgemm_pack_b_panel32(p.trans_b ? p.b + n_begin * p.ldb : p.b + n_begin, p.ldb, p.trans_b, k, n, scratch.data());
+    panels = scratch.data();
+  }
+  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  alignas(64) float tile[kMaxRows * kGemmPanel];
+  for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+    const int64_t kc = std::min(kKc, k - k0);
+    neon::RowEpilogue e;
+    e.alpha = p.alpha;
+    e.beta = p.beta;
+    e.accumulate = k0 > 0;
+    e.last = k0 + kc == k && has_epilogue;
+    e.act = p.activation;
+    for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemmPanel) {
+      const float* panel = panels + ((j0 - n_begin) / kGemmPanel + first_panel) * k * kGemmPanel + k0 * kGemmPanel;
+      const int64_t cols = std::min(kGemmPanel, n_end - j0);
+      e.bias = p.bias ? p.bias + j0 : nullptr;
+      for (int64_t i0 = m_begin; i0 < m_end; i0 += mr) {
+        const int64_t rows = std::min(mr, m_end - i0);
+        tile_fn(kc, p.a + i0 * p.lda + k0, p.lda, rows, panel, tile);
+        for (int64_t r = 0; r < rows; ++r) {
+          e.residual = p.residual ? p.residual + (i0 + r) * p.ldr + j0 : nullptr;
+          neon::StoreRow(p.c + (i0 + r) * p.ldc + j0, tile + r * kGemmPanel, cols, e);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace coreserve::kernels::arm64
