@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -192,6 +193,42 @@ TEST(Qgemm, AlphaBetaStridesAndEpilogues) {
       for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {200, 70, 768}, {7, 70, 0}}) {
         Check({m, n, k, 1.0f, 0.5f, 2, bias, act}, rng);
       }
+    }
+  }
+}
+
+// The vector row quantizers agree with QuantizeRowU8Reference bit for bit on the awkward values too: NaN (skipped
+// by the range, quantized to 0), signed zeros, infinities, denormals, evenly spaced values. Seen through the
+// int32 output, which is exact, against the portable kernel (which calls the reference).
+TEST(Qgemm, QuantizedSpecialValuesMatchReference) {
+  const int64_t m = 6, n = 32;
+  std::mt19937 rng(29);
+  for (int64_t k : {5, 8, 37}) {
+    std::vector<float> a = RandomFloats(m * k, rng, -4.0f, 4.0f);
+    const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+    for (int64_t l = 0; l < k; ++l) {
+      a[0 * k + l] = l % 3 == 0 ? nan : a[l];          // NaN among numbers
+      a[1 * k + l] = l % 2 ? -0.0f : 0.0f;              // only zeros: scale 1
+      a[2 * k + l] = l % 4 == 1 ? -inf : a[2 * k + l];  // infinities make the scale infinite
+      a[3 * k + l] = static_cast<float>(l % 5) * 1e-39f - 2e-39f;  // denormals
+      a[4 * k + l] = static_cast<float>(l) - 0.5f * static_cast<float>(k);  // evenly spaced, some on ties
+    }
+    a[5 * k + k - 1] = inf;
+    const std::vector<float> b = RandomFloats(k * n, rng);
+    std::vector<int32_t> want(m * n);
+    for (const Impl& impl : Impls()) {
+      if (!impl.supported) continue;
+      auto packed = testing::PackInTwo(impl.format, b.data(), n, false, k, n);
+      QgemmProblem p;
+      p.k = k; p.a_f32 = a.data(); p.lda = k; p.packed_b = packed.get(); p.ldc = n;
+      std::vector<int32_t> got(m * n);
+      p.c_s32 = got.data();
+      impl.fn(p, 0, m, 0, n);
+      if (impl.fn == qgemm_u8s8_portable) {
+        want = got;
+        continue;
+      }
+      ASSERT_EQ(got, want) << impl.name << " k=" << k;
     }
   }
 }
