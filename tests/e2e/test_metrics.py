@@ -1,5 +1,6 @@
 """The Prometheus endpoint, parsed by the reference Python client and checked against /proc."""
 import os
+import platform
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,6 +39,14 @@ def test_build_info_matches_server_metadata(server):
     kernels = {s.labels["family"]: s.labels["kernel"] for s in families["coreserve_kernel_info"].samples}
     assert set(kernels) == {"f32_vadd", "sgemm", "bf16gemm", "qgemm", "f32_math"}
     # Independent reading of the CPU: each kernel exactly when /proc/cpuinfo lists its ISA.
+    if platform.machine() == "aarch64":
+        feats = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                          if line.startswith("Features")), []))
+        assert kernels["sgemm"] == ("sgemm_8x2vl_sve" if "sve" in feats else "sgemm_6x16_neon")
+        assert kernels["bf16gemm"] == ("bf16gemm_8x8_bfmmla" if "bf16" in feats else "bf16gemm_portable")
+        assert kernels["qgemm"] == ("qgemm_u8s8_8x8_usmmla" if "i8mm" in feats
+                                    else "qgemm_u8s8_6x16_sdot" if "asimddp" in feats else "qgemm_u8s8_portable")
+        return
     flags = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []))
     avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
     avx2 = {"avx2", "fma"} <= flags
