@@ -2,111 +2,24 @@
 // weights, in every precision: fp32, bf16 (fastmath) and int8 (fp32 A quantized per call). Reports GFLOPS (for
 // int8, GOPS: one multiply-add is 2 operations) and `of_peak`, the fraction of this core's peak for the
 // precision, measured in the same run by a loop of independent FMA / vdpbf16ps / vpdpbusd instructions (the
-// in-run anchor: ~115 GFLOP/s fp32, ~230 bf16, ~460 GOP/s int8 per Zen 4 core).
+// in-run anchor, bench/gemm_peak.h: ~115 GFLOP/s fp32, ~230 bf16, ~460 GOP/s int8 per Zen 4 core). The
+// comparison with oneDNN at the same shapes is bench_gemm_onednn.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <random>
 #include <vector>
 
+#include "bench/gemm_peak.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm/gemm_kernels.h"
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace {
 
 using namespace coreserve::kernels;
 
-// ---- The anchor: ops per second of 12 independent accumulation chains of the precision's widest instruction.
-template <typename Loop>
-double MeasurePeak(Loop loop, double ops_per_iteration) {
-  const int64_t iterations = 4'000'000;
-  loop(iterations / 10);  // warm up (clock ramp)
-  const auto t0 = std::chrono::steady_clock::now();
-  loop(iterations);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return ops_per_iteration * static_cast<double>(iterations) / seconds;
-}
-
-volatile float g_sink;
-
-#if defined(__x86_64__)
-// Each loop keeps 12 accumulators in registers (the pragma makes GCC scalarize the array, see
-// kernels/gemm/qgemm_u8s8_avx512vnni.cc), starting from different values so the compiler cannot merge the
-// chains, and sums them at the end so nothing is dead.
-__attribute__((target("avx2,fma,avx512f"))) void Fp32Loop(int64_t n) {
-  __m512 acc[12];
-  const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
-#pragma GCC unroll 12
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i + 1));
-  for (int64_t i = 0; i < n; ++i) {
-#pragma GCC unroll 12
-    for (auto& a : acc) a = _mm512_fmadd_ps(a, x, y);
-  }
-  alignas(64) float out[16];
-  float s = 0;
-#pragma GCC unroll 12
-  for (auto& a : acc) {
-    _mm512_store_ps(out, a);
-    s += out[0];
-  }
-  g_sink = s;
-}
-
-__attribute__((target("avx2,fma,avx512f,avx512bf16"))) void Bf16Loop(int64_t n) {
-  __m512 acc[12];
-  const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5f), _mm512_set1_ps(0.25f));
-#pragma GCC unroll 12
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
-  for (int64_t i = 0; i < n; ++i) {
-#pragma GCC unroll 12
-    for (auto& a : acc) a = _mm512_dpbf16_ps(a, x, x);
-  }
-  alignas(64) float out[16];
-  float s = 0;
-#pragma GCC unroll 12
-  for (auto& a : acc) {
-    _mm512_store_ps(out, a);
-    s += out[0];
-  }
-  g_sink = s;
-}
-
-__attribute__((target("avx2,fma,avx512f,avx512vnni"))) void Int8Loop(int64_t n) {
-  __m512i acc[12];
-  const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
-#pragma GCC unroll 12
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
-  for (int64_t i = 0; i < n; ++i) {
-#pragma GCC unroll 12
-    for (auto& a : acc) a = _mm512_dpbusd_epi32(a, x, y);
-  }
-  alignas(64) int32_t out[16];
-  int32_t s = 0;
-#pragma GCC unroll 12
-  for (auto& a : acc) {
-    _mm512_store_si512(out, a);
-    s += out[0];
-  }
-  g_sink = static_cast<float>(s);
-}
-#endif
-
-// Peak ops/s of `precision` on this core; 0 when the CPU lacks the instruction.
-double Peak(GemmPrecision precision) {
-  static const double peaks[3] = {
-#if defined(__x86_64__)
-      HostCpuFeatures().avx512 ? MeasurePeak(Fp32Loop, 12 * 32) : 0.0,
-      HostCpuFeatures().avx512_bf16 ? MeasurePeak(Bf16Loop, 12 * 64) : 0.0,
-      HostCpuFeatures().avx512_vnni ? MeasurePeak(Int8Loop, 12 * 128) : 0.0,
-#else
-      0.0, 0.0, 0.0,
-#endif
-  };
-  return peaks[static_cast<int>(precision)];
-}
+// The anchor: this core's measured peak for the precision (bench/gemm_peak.h).
+double Peak(GemmPrecision precision) { return coreserve::bench::MeasuredPeak(precision, 1); }
 
 // ---- The GEMMs.
 struct Kernel {
