@@ -27,9 +27,11 @@ test_packages=(
   # the Python venv for end-to-end tests and model generation; curl for the README's try-it line
   python3 python3-venv curl ca-certificates
 )
-# On x86-64 the arm64 (Graviton) kernels are cross-built and their tests run under qemu-user.
+# On x86-64 the arm64 (Graviton) kernels are cross-built and their tests run under qemu-user, and oneDNN is the
+# anchor bench_gemm_onednn measures the GEMM kernels against (`make bench-kernels`; only that benchmark links it,
+# and it still builds, loudly without its anchor, where the package is missing).
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
-  test_packages+=(g++-aarch64-linux-gnu qemu-user-static)
+  test_packages+=(g++-aarch64-linux-gnu qemu-user-static libdnnl-dev)
 fi
 packages=("${build_packages[@]}")
 $build_only || packages+=("${test_packages[@]}")
