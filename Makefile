@@ -53,9 +53,13 @@ test: unit-test arm64-test e2e-test
 
 bench: bench-kernels bench-models
 
+# Kernel benchmarks; the last one runs coreserve's GEMM next to oneDNN (the anchor) on the BERT-base and
+# ResNet-50 shapes, and compare_gemm.py turns its JSON into the ratio table ($(BUILD_DIR)/bench_gemm_onednn.md).
 bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_vadd
 	@$(BUILD_DIR)/bench/bench_sgemm --benchmark_out=$(BUILD_DIR)/bench_sgemm.json --benchmark_out_format=json
+	@$(BUILD_DIR)/bench/bench_gemm_onednn --benchmark_out=$(BUILD_DIR)/bench_gemm_onednn.json --benchmark_out_format=json
+	@$(PYTHON) bench/compare_gemm.py $(BUILD_DIR)/bench_gemm_onednn.json --markdown $(BUILD_DIR)/bench_gemm_onednn.md
 
 # Runtime vs ONNX Runtime and OpenVINO on full-size models written by the real exporter (random weights, no
 # download): BERT-base, DistilBERT, RoBERTa-base, GPT-2, ResNet-50, plus the default small models. Needs the
