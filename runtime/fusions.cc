@@ -8,25 +8,6 @@
 namespace coreserve::runtime {
 namespace {
 
-// The single live node reading `value`, when the value has exactly one reader and is not a graph output.
-int SoleConsumer(const Graph& g, int value) {
-  if (value < 0 || g.values[value].graph_output) return -1;
-  int found = -1;
-  for (int c : g.values[value].consumers) {
-    if (g.nodes[c].dead) continue;
-    if (found >= 0 && found != c) return -1;
-    found = c;
-  }
-  // A node reading the value twice still counts once; it must be the only reader.
-  return found;
-}
-
-int LiveProducer(const Graph& g, int value) {
-  if (value < 0) return -1;
-  const int p = g.values[value].producer;
-  return p >= 0 && !g.nodes[p].dead ? p : -1;
-}
-
 bool IsAnyScalar(const Graph& g, int value) {
   return value >= 0 && g.values[value].constant && g.values[value].constant->type() == DataType::kFloat32 &&
          g.values[value].constant->elements() == 1;

@@ -7,6 +7,13 @@
 
 namespace coreserve::runtime {
 
+// MatMul(DequantizeLinear(a_q, s_a, z_a), DequantizeLinear(W_q, s_w, z_w)) with constant scales and zero points,
+// s_a per tensor and s_w per tensor or per column, W_q a constant u8/s8 matrix (quantize_static's QDQ form) ->
+// coreserve::MatMulIntegerToFloat(a_q, W_q, z_a, z_w, s_a * s_w[, bias]): the integer product on the int8 kernels,
+// with a following constant bias Add absorbed.
+// Runs before constant folding (qdq_fusion.cc says why).
+int FuseQdqMatMul(Graph& graph);
+
 // x * 0.5 * (1 + erf(x / sqrt 2)) in the association orders exporters write -> com.microsoft::Gelu(x).
 int FuseGelu(Graph& graph);
 

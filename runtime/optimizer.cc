@@ -64,6 +64,7 @@ void RemoveDeadNodes(Graph& graph) {
 }
 
 absl::Status Optimize(Graph& graph) {
+  FuseQdqMatMul(graph);
   RETURN_IF_ERROR(FoldConstants(graph));
   RemoveDeadNodes(graph);
   FuseLayerNorm(graph);

@@ -3,6 +3,7 @@
 // MatMulInteger (u8 / s8 operands, exact int32 result) on the kernels' integer GEMM, its constant B packed at load.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/gemm/qgemm.h"
@@ -130,80 +131,137 @@ int32_t ByteAt(const Tensor& t, int64_t i) {
   return t.type() == DataType::kUInt8 ? t.data<uint8_t>()[i] : t.data<int8_t>()[i];
 }
 
-// MatMulInteger(A, B, a_zero_point, b_zero_point): numpy MatMul of (A - a_zp) and (B - b_zp) in int32. The kernel
-// path covers a 2-D B with a per-tensor A zero point and a per-tensor or per-column B zero point; anything else
-// (batched B, per-row A zero points) takes the exact scalar loop.
-absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, const Node& node) {
-  std::shared_ptr<const kernels::SgemmPackedB> packed;
+// B packed for the integer kernels at load when it is a constant 2-D u8/s8 matrix whose zero point (input
+// `zp_input`) is constant or absent, per tensor or per column; else null (the scalar loop runs).
+std::shared_ptr<const kernels::SgemmPackedB> PackConstantIntegerB(const Graph& graph, const Node& node,
+                                                                 std::size_t zp_input) {
   auto constant = [&](std::size_t i) -> const Tensor* {
     if (i >= node.inputs.size() || node.inputs[i] < 0) return nullptr;
     const auto& c = graph.values[node.inputs[i]].constant;
     return c ? &*c : nullptr;
   };
   const Tensor* b = constant(1);
-  const bool zp_constant_or_absent = node.inputs.size() < 4 || node.inputs[3] < 0 || constant(3) != nullptr;
-  if (b && b->rank() == 2 && IsByte(b->type()) && zp_constant_or_absent) {
-    const Tensor* zp = constant(3);
-    if (!zp || (zp->type() == b->type() && (zp->elements() == 1 || zp->elements() == b->dim(1)))) {
-      packed = kernels::QgemmPackB(b->raw(), b->dim(1), b->type() == DataType::kInt8, b->dim(0), b->dim(1),
-                                   zp ? zp->raw() : nullptr, zp && zp->elements() > 1);
-    }
+  const bool zp_constant_or_absent = node.inputs.size() <= zp_input || node.inputs[zp_input] < 0 ||
+                                     constant(zp_input) != nullptr;
+  if (!b || b->rank() != 2 || !IsByte(b->type()) || !zp_constant_or_absent) return nullptr;
+  const Tensor* zp = constant(zp_input);
+  if (zp && (zp->type() != b->type() || (zp->elements() != 1 && zp->elements() != b->dim(1)))) return nullptr;
+  return kernels::QgemmPackB(b->raw(), b->dim(1), b->type() == DataType::kInt8, b->dim(0), b->dim(1),
+                             zp ? zp->raw() : nullptr, zp && zp->elements() > 1);
+}
+
+// numpy MatMul of (A - a_zp) and (B - b_zp) in int32 into `py` (shape from MatMulIntegerShape). The kernel path
+// covers a 2-D B with a per-tensor A zero point and a per-tensor or per-column B zero point; anything else
+// (batched B, per-row A zero points) takes the exact scalar loop.
+absl::StatusOr<Shape> MatMulIntegerShape(const OpContext& ctx, const Tensor& a, const Tensor& b, const Tensor* azp,
+                                         const Tensor* bzp) {
+  if (!IsByte(a.type()) || !IsByte(b.type())) return ctx.Error("A and B must be uint8 or int8");
+  if ((azp && azp->type() != a.type()) || (bzp && bzp->type() != b.type())) {
+    return ctx.Error("zero points must have their operand's type");
   }
+  if (a.rank() < 2 || b.rank() < 2) return ctx.Error("A and B must have rank >= 2");
+  const int64_t m = a.dim(a.rank() - 2), k = a.shape().back(), n = b.shape().back();
+  if (b.dim(b.rank() - 2) != k) {
+    return ctx.Error(absl::StrCat("shapes ", ShapeString(a.shape()), " and ", ShapeString(b.shape()), " do not match"));
+  }
+  if (azp && azp->elements() != 1 && azp->elements() != m) return ctx.Error("a_zero_point must be a scalar or [M]");
+  if (bzp && bzp->elements() != 1 && bzp->elements() != n) return ctx.Error("b_zero_point must be a scalar or [N]");
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a_batch, &b_batch}));
+  Shape out = bc.out;
+  out.push_back(m);
+  out.push_back(n);
+  return out;
+}
+
+absl::Status MatMulIntegerInto(const OpContext& ctx, const kernels::SgemmPackedB* packed, const Tensor& a,
+                               const Tensor& b, const Tensor* azp, const Tensor* bzp, int32_t* py) {
+  const int64_t m = a.dim(a.rank() - 2), k = a.shape().back(), n = b.shape().back();
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a_batch, &b_batch}));
+  const int64_t batches = ElementCount(bc.out);
+  if (batches * m * n == 0) return absl::OkStatus();
+  const bool per_tensor_a = !azp || azp->elements() == 1;
+  if (packed && b.rank() == 2 && per_tensor_a) {
+    kernels::QgemmArgs q;
+    q.m = batches * m; q.n = n; q.k = k;  // A's batches stack into rows against the one B
+    q.a = a.raw(); q.lda = k; q.a_is_signed = a.type() == DataType::kInt8;
+    q.a_zero_point = azp ? ByteAt(*azp, 0) : 0;
+    q.packed_b = packed;
+    q.c = py; q.ldc = n;
+    const int64_t rows = q.m, mb = 48, nb = 256;  // nb a multiple of the 32-column panels
+    const int64_t m_tiles = (rows + mb - 1) / mb, n_tiles = (n + nb - 1) / nb;
+    Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t mi = t / n_tiles, ni = t % n_tiles;
+        kernels::QgemmU8S8ToS32(q, mi * mb, std::min(rows, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
+      }
+    });
+    return absl::OkStatus();
+  }
+  Parallel(ctx, batches * m, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t batch = r / m, i = r % m;
+      int64_t off[2];
+      bc.ElementOffsets(batch, off);
+      const int64_t a_row = (off[0] * m + i) * k, b_off = off[1] * k * n;
+      const int32_t za = azp ? ByteAt(*azp, per_tensor_a ? 0 : i) : 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const int32_t zb = bzp ? ByteAt(*bzp, bzp->elements() == 1 ? 0 : j) : 0;
+        int64_t acc = 0;  // int32 results wrap on overflow, as ONNX Runtime's do
+        for (int64_t l = 0; l < k; ++l) acc += (ByteAt(a, a_row + l) - za) * (ByteAt(b, b_off + l * n + j) - zb);
+        py[r * n + j] = static_cast<int32_t>(acc);
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+// MatMulInteger(A, B, a_zero_point, b_zero_point) -> int32.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, const Node& node) {
+  std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantIntegerB(graph, node, 3);
   return std::unique_ptr<OpKernel>(new FunctionKernel([packed](OpContext& ctx) -> absl::Status {
     const Tensor& a = ctx.in(0);
     const Tensor& b = ctx.in(1);
     const Tensor* azp = ctx.has(2) ? ctx.inputs[2] : nullptr;
     const Tensor* bzp = ctx.has(3) ? ctx.inputs[3] : nullptr;
-    if (!IsByte(a.type()) || !IsByte(b.type())) return ctx.Error("A and B must be uint8 or int8");
-    if ((azp && azp->type() != a.type()) || (bzp && bzp->type() != b.type())) {
-      return ctx.Error("zero points must have their operand's type");
-    }
-    if (a.rank() < 2 || b.rank() < 2) return ctx.Error("A and B must have rank >= 2");
-    const int64_t m = a.dim(a.rank() - 2), k = a.shape().back(), n = b.shape().back();
-    if (b.dim(b.rank() - 2) != k) {
-      return ctx.Error(absl::StrCat("shapes ", ShapeString(a.shape()), " and ", ShapeString(b.shape()), " do not match"));
-    }
-    const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
-    ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a_batch, &b_batch}));
-    Shape out_shape = bc.out;
-    out_shape.push_back(m);
-    out_shape.push_back(n);
-    Tensor& y = ctx.Output(0, DataType::kInt32, out_shape);
-    const int64_t batches = ElementCount(bc.out);
-    if (y.elements() == 0) return absl::OkStatus();
-    if (azp && azp->elements() != 1 && azp->elements() != m) return ctx.Error("a_zero_point must be a scalar or [M]");
-    if (bzp && bzp->elements() != 1 && bzp->elements() != n) return ctx.Error("b_zero_point must be a scalar or [N]");
-    int32_t* py = y.data<int32_t>();
-    const bool per_tensor_a = !azp || azp->elements() == 1;
-    if (packed && b.rank() == 2 && per_tensor_a) {
-      kernels::QgemmArgs q;
-      q.m = batches * m; q.n = n; q.k = k;  // A's batches stack into rows against the one B
-      q.a = a.raw(); q.lda = k; q.a_is_signed = a.type() == DataType::kInt8;
-      q.a_zero_point = azp ? ByteAt(*azp, 0) : 0;
-      q.packed_b = packed.get();
-      q.c = py; q.ldc = n;
-      const int64_t rows = q.m, mb = 48, nb = 256;  // nb a multiple of the 32-column panels
-      const int64_t m_tiles = (rows + mb - 1) / mb, n_tiles = (n + nb - 1) / nb;
-      Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t mi = t / n_tiles, ni = t % n_tiles;
-          kernels::QgemmU8S8ToS32(q, mi * mb, std::min(rows, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
-        }
-      });
-      return absl::OkStatus();
-    }
-    Parallel(ctx, batches * m, 1, [&](int64_t r0, int64_t r1) {
+    ASSIGN_OR_RETURN(Shape shape, MatMulIntegerShape(ctx, a, b, azp, bzp));
+    Tensor& y = ctx.Output(0, DataType::kInt32, shape);
+    return MatMulIntegerInto(ctx, packed.get(), a, b, azp, bzp, y.data<int32_t>());
+  }));
+}
+
+// coreserve::MatMulIntegerToFloat(A, B, a_zero_point, b_zero_point, scale[, bias]): MatMulInteger's exact int32
+// product times scale[j] (N values: the A scale times B's per-tensor or per-column scale) plus bias[j], in float32. The optimizer
+// writes it for quantize_static's QDQ MatMul (DequantizeLinear on both operands), so those models run on the
+// integer kernels as ONNX Runtime runs them, not on fp32 products of dequantized values.
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulIntegerToFloat(const Graph& graph, const Node& node) {
+  std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantIntegerB(graph, node, 3);
+  return std::unique_ptr<OpKernel>(new FunctionKernel([packed](OpContext& ctx) -> absl::Status {
+    const Tensor& a = ctx.in(0);
+    const Tensor& b = ctx.in(1);
+    const Tensor* azp = ctx.has(2) ? ctx.inputs[2] : nullptr;
+    const Tensor* bzp = ctx.has(3) ? ctx.inputs[3] : nullptr;
+    const Tensor& scale = ctx.in(4);
+    ASSIGN_OR_RETURN(Shape shape, MatMulIntegerShape(ctx, a, b, azp, bzp));
+    const int64_t n = shape.back();
+    if (scale.type() != DataType::kFloat32 || scale.elements() != n) return ctx.Error("scale must be float32 [N]");
+    Tensor& y = ctx.Output(0, DataType::kFloat32, shape);
+    // The int32 product goes into Y's own storage (same size) and is converted in place.
+    float* py = y.data<float>();
+    auto* acc = reinterpret_cast<int32_t*>(static_cast<void*>(py));
+    RETURN_IF_ERROR(MatMulIntegerInto(ctx, packed.get(), a, b, azp, bzp, acc));
+    const float* ps = scale.data<float>();
+    const Tensor* bias = ctx.has(5) ? ctx.inputs[5] : nullptr;
+    if (bias && (bias->type() != DataType::kFloat32 || bias->elements() != n)) return ctx.Error("bias must be float32 [N]");
+    const float* pb = bias ? bias->data<float>() : nullptr;
+    const int64_t rows = n == 0 ? 0 : y.elements() / n;
+    Parallel(ctx, rows, RowGrain(n), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t batch = r / m, i = r % m;
-        int64_t off[2];
-        bc.ElementOffsets(batch, off);
-        const int64_t a_row = (off[0] * m + i) * k, b_off = off[1] * k * n;
-        const int32_t za = azp ? ByteAt(*azp, per_tensor_a ? 0 : i) : 0;
         for (int64_t j = 0; j < n; ++j) {
-          const int32_t zb = bzp ? ByteAt(*bzp, bzp->elements() == 1 ? 0 : j) : 0;
-          int64_t acc = 0;  // int32 results wrap on overflow, as ONNX Runtime's do
-          for (int64_t l = 0; l < k; ++l) acc += (ByteAt(a, a_row + l) - za) * (ByteAt(b, b_off + l * n + j) - zb);
-          py[r * n + j] = static_cast<int32_t>(acc);
+          int32_t v;
+          std::memcpy(&v, py + r * n + j, sizeof v);
+          py[r * n + j] = static_cast<float>(v) * ps[j] + (pb ? pb[j] : 0.0f);
         }
       }
     });
@@ -218,6 +276,7 @@ void RegisterQuantizeOps(OpRegistry& r) {
   r.Register("", "DequantizeLinear", MakeDequantizeLinear);
   r.Register("", "DynamicQuantizeLinear", DynamicQuantizeLinear);
   r.Register("", "MatMulInteger", MakeMatMulInteger);
+  r.Register("coreserve", "MatMulIntegerToFloat", MakeMatMulIntegerToFloat);
 }
 
 }  // namespace coreserve::runtime

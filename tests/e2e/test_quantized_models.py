@@ -2,6 +2,7 @@
 running the same quantized file: quantize_dynamic (DynamicQuantizeLinear + MatMulInteger, QInt8 and QUInt8
 weights) and quantize_static in QDQ format (QuantizeLinear / DequantizeLinear around MatMul), on exporter
 fixtures."""
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+from conftest import BINARY
 from test_fixtures import inputs_for
 from test_runtime_vs_ort import assert_matches_ort
 
@@ -45,4 +47,8 @@ def test_quantize_static_qdq_matches_ort(tmp_path):
     session = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
     ops = {n.op_type for n in onnx.load(str(quantized)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # Every weight MatMul (Q, K, V, output, FFN in and out: 6 per layer, 2 layers) runs on the integer kernels.
+    inspect = subprocess.run([str(BINARY), "inspect", str(quantized)], capture_output=True, text=True, check=True)
+    after = inspect.stdout.split("after optimization", 1)[1]
+    assert any(line.split() == ["coreserve::MatMulIntegerToFloat", "12"] for line in after.splitlines()), after
     assert_matches_ort(quantized, inputs_for(session, 2, 16, np.random.default_rng(1)), tmp_path)

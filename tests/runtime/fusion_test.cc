@@ -272,6 +272,64 @@ TEST(Fusions, ConvChainsRunChannelsLast) {
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 5, 24, 20}, rng)});
 }
 
+// A byte initializer (u8 or s8 per `type`) of `dims`.
+void AddByteInitializer(onnx::GraphProto* g, const std::string& name, int type, const std::vector<int64_t>& dims,
+                        const std::vector<int>& values) {
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(type);
+  for (int64_t d : dims) t->add_dims(d);
+  for (int v : values) t->add_int32_data(v);  // ONNX stores 8-bit values in int32_data
+}
+
+// quantize_static's QDQ MatMuls: activations quantized to u8 with one scale, weights s8 with a scale per column
+// (and a bias Add after it), or u8 with one scale and a nonzero zero point.
+onnx::ModelProto QdqMatMuls() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("qdq");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "16"});
+  AddFloatInitializer(g, "sx", {}, {0.03f});
+  AddByteInitializer(g, "zx", onnx::TensorProto::UINT8, {}, {131});
+  std::vector<int> w1(16 * 24), w2(16 * 24), zw1(24, 0);
+  for (int i = 0; i < 16 * 24; ++i) {
+    w1[i] = (i * 37) % 255 - 127;
+    w2[i] = (i * 53) % 256;
+  }
+  AddByteInitializer(g, "w1", onnx::TensorProto::INT8, {16, 24}, w1);
+  AddByteInitializer(g, "zw1", onnx::TensorProto::INT8, {24}, zw1);
+  AddFloatInitializer(g, "sw1", {24}, Wave(24, 0.5f));
+  AddByteInitializer(g, "w2", onnx::TensorProto::UINT8, {16, 24}, w2);
+  AddByteInitializer(g, "zw2", onnx::TensorProto::UINT8, {}, {3});
+  AddFloatInitializer(g, "sw2", {}, {0.004f});
+  AddFloatInitializer(g, "b1", {24}, Wave(24, 1.5f));
+  AddOnnxNode(g, "QuantizeLinear", {"x", "sx", "zx"}, "xq");
+  AddOnnxNode(g, "DequantizeLinear", {"xq", "sx", "zx"}, "xd");
+  SetInt(AddOnnxNode(g, "DequantizeLinear", {"w1", "sw1", "zw1"}, "w1d"), "axis", 1);
+  AddOnnxNode(g, "DequantizeLinear", {"w2", "sw2", "zw2"}, "w2d");
+  AddOnnxNode(g, "MatMul", {"xd", "w1d"}, "h1");
+  AddOnnxNode(g, "Add", {"b1", "h1"}, "y1");
+  AddOnnxNode(g, "MatMul", {"xd", "w2d"}, "y2");
+  AddTensorValue(g->add_output(), "y1", onnx::TensorProto::FLOAT, {"n", "24"});
+  AddTensorValue(g->add_output(), "y2", onnx::TensorProto::FLOAT, {"n", "24"});
+  return m;
+}
+
+TEST(Fusions, QdqMatMulRunsOnIntegerKernels) {
+  const auto dir = TempDir("qdq");
+  const std::string path = WriteModel(QdqMatMuls(), dir / "model.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(Count((*fused)->graph(), "MatMulIntegerToFloat"), 2);
+  EXPECT_EQ(Count((*fused)->graph(), "MatMul"), 0);
+  EXPECT_EQ(Count((*fused)->graph(), "Add"), 0);  // the bias rides along
+  std::mt19937 rng(31);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {5, 16}, rng)});
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 16}, rng)});
+}
+
 TEST(Fusions, ConvBatchNormFolding) {
   const std::string path = std::string(CORESERVE_MODELS_DIR) + "/resnet_tiny/1/model.onnx";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not generated";
