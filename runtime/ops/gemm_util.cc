@@ -13,10 +13,18 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
   // Start from large tiles (B panels reused across many rows) and halve until there are ~2 tasks per thread
   // (measured on BERT-base: finer tiles cost more in re-streamed A than they gain in balance).
   int64_t mb = std::min(round_up(m, 12), int64_t{96});
-  // A task's block of B (K x nb floats) should stay in L2 (1-2 MB per core on the targets) while its rows of A
-  // stream past it; 512 KB leaves room for the A block.
-  const int64_t k = args_of(0).k;
-  const int64_t l2_cols = std::max<int64_t>(step, (int64_t{512} * 1024 / 4 / std::max<int64_t>(k, 1)) / step * step);
+  // A task's block of B (K x nb elements) should stay in L2 (1-2 MB per core on the targets) while its rows of A
+  // stream past it; 512 KB leaves room for the A block. Packed bf16 and int8 weights are 2 and 1 bytes wide, and
+  // every column tile re-converts (bf16) or re-quantizes (int8) its rows of A, so their tiles are wider.
+  const kernels::SgemmArgs first = args_of(0);
+  const int64_t k = first.k;
+  const kernels::GemmPrecision precision =
+      first.packed_b ? first.packed_b->precision : kernels::GemmPrecision::kFp32;
+  const int64_t b_bytes = precision == kernels::GemmPrecision::kInt8   ? 1
+                          : precision == kernels::GemmPrecision::kBf16 ? 2
+                                                                       : 4;
+  const int64_t l2_cols =
+      std::max<int64_t>(step, (int64_t{512} * 1024 / b_bytes / std::max<int64_t>(k, 1)) / step * step);
   int64_t nb = std::min(round_up(n, step), l2_cols);
   auto tasks = [&] { return batches * ((m + mb - 1) / mb) * ((n + nb - 1) / nb); };
   while (tasks() < 2 * threads) {
