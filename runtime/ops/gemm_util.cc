@@ -10,9 +10,6 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
   const int64_t step = kernels::SgemmNStep();
   const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
   auto round_up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
-  // Start from large tiles (B panels reused across many rows) and halve until there are ~2 tasks per thread
-  // (measured on BERT-base: finer tiles cost more in re-streamed A than they gain in balance).
-  int64_t mb = std::min(round_up(m, 12), int64_t{96});
   // A task's block of B (K x nb elements) should stay in L2 (1-2 MB per core on the targets) while its rows of A
   // stream past it; 512 KB leaves room for the A block. Packed bf16 and int8 weights are 2 and 1 bytes wide, and
   // every column tile re-converts (bf16) or re-quantizes (int8) its rows of A, so their tiles are wider.
@@ -26,6 +23,12 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
   const int64_t l2_cols =
       std::max<int64_t>(step, (int64_t{512} * 1024 / b_bytes / std::max<int64_t>(k, 1)) / step * step);
   int64_t nb = std::min(round_up(n, step), l2_cols);
+  // Weights far larger than the caches (GPT-2's 154 MB LM head) come from memory once per row tile: take more
+  // rows per tile there, so they are streamed fewer times.
+  const bool weights_from_memory = k * n * b_bytes > (int64_t{8} << 20);
+  int64_t mb = std::min(round_up(m, 12), weights_from_memory ? int64_t{264} : int64_t{96});
+  // Start from these large tiles (B panels reused across many rows) and halve until there are ~2 tasks per thread
+  // (measured on BERT-base: finer tiles cost more in re-streamed A than they gain in balance).
   auto tasks = [&] { return batches * ((m + mb - 1) / mb) * ((n + nb - 1) / nb); };
   while (tasks() < 2 * threads) {
     if (nb > 4 * step) {
