@@ -56,16 +56,17 @@ void Panel(int64_t kq, const uint16_t* a, int64_t lda, const uint16_t* b, float*
   }
 }
 
-void Tile(int64_t kq, const uint16_t* a, int64_t lda, int64_t rows, const uint16_t* b, float* tile) {
+// The block's K rounded up to whole quads: A and B are both zero-padded to a multiple of 4.
+void Tile(int64_t kc, const uint16_t* a, int64_t lda, int64_t rows, const uint16_t* b, float* tile) {
   using Fn = void (*)(int64_t, const uint16_t*, int64_t, const uint16_t*, float*);
   static constexpr Fn kPanels[5] = {nullptr, Panel<1>, Panel<2>, Panel<3>, Panel<4>};
-  kPanels[(rows + 1) / 2](kq, a, lda, b, tile);
+  kPanels[(rows + 1) / 2]((kc + 3) / 4, a, lda, b, tile);
 }
 
 }  // namespace
 
 void bf16gemm_8x8_bfmmla(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  arm64::Bf16Driver(Tile, p, m_begin, m_end, n_begin, n_end);
+  arm64::Bf16Driver({PackedFormat::kBf16Quads32, 8, Tile, nullptr}, p, m_begin, m_end, n_begin, n_end);
 }
 
 }  // namespace coreserve::kernels

@@ -1,7 +1,8 @@
-// The arm64 bf16 GEMM driver (see gemm_arm64.h): A brought in per block of kMc rows x kKc K as bf16 rows, rounded
-// exactly as FloatToBfloat16 (the bf16 definition in sgemm.h), then each strip of rows against each kBf16Quads32
-// panel through the micro-kernel and the NEON epilogue. C accumulates across K blocks in fp32, as the AVX512-BF16
-// kernel does.
+// The arm64 bf16 GEMM driver (see gemm_arm64.h): A brought in per block of kMc rows x kKc K as bf16 rows (bit
+// patterns for BFMMLA, widened back to fp32 for FMLA), rounded exactly as FloatToBfloat16 (the bf16 definition in
+// sgemm.h), then each strip of rows against each panel of the kernel's format (kBf16Quads32 for BFMMLA, kBf16Panel32
+// for FMLA) through the micro-kernel and the NEON epilogue. C accumulates across K blocks in fp32, as the
+// AVX512-BF16 kernel does.
 #include <algorithm>
 #include <cassert>
 #include <vector>
@@ -14,11 +15,11 @@
 namespace coreserve::kernels::arm64 {
 namespace {
 
-// K block: a multiple of 4, so a K quad never straddles two blocks. A kMc x kKc block of bf16 A is 192 KB and a
-// panel's kKc x 32 block of B 64 KB: both stay in the 1 MB L2 of Graviton2/3.
+// K block: a multiple of 4, so a K quad never straddles two blocks. A kMc x kKc block of bf16 A is 192 KB (384 KB
+// widened to fp32) and a panel's kKc x 32 block of B 64 KB: both stay in the 1 MB L2 of Graviton2/3. kMc is a
+// multiple of every kernel's row strip (8, 6).
 constexpr int64_t kKc = 1024;
 constexpr int64_t kMc = 96;
-constexpr int64_t kMr = 8;
 
 // FloatToBfloat16 of 4 floats by integer arithmetic: round to nearest even, NaN kept quiet, denormals kept. (The
 // BFCVT instruction would flush denormals under FPCR.FZ and needs the BF16 extension; this runs anywhere.)
@@ -31,36 +32,46 @@ uint16x4_t Bf16Bits(float32x4_t x) {
   return vshrn_n_u32(vbslq_u32(nan, quiet, rounded), 16);
 }
 
-// rows x kc fp32 values of A (lda apart) to bf16 rows `ld` apart, zero from kc up to the next multiple of 4.
-void ConvertA(const float* a, int64_t lda, int64_t rows, int64_t kc, uint16_t* dst, int64_t ld) {
+// Stores 4 bf16 values as bit patterns, or widened back to fp32 (exact: the bits in the top half of each lane).
+void Store4(uint16_t* out, uint16x4_t bits) { vst1_u16(out, bits); }
+void Store4(float* out, uint16x4_t bits) { vst1q_f32(out, vreinterpretq_f32_u32(vshll_n_u16(bits, 16))); }
+void Store1(uint16_t* out, uint16_t bits) { *out = bits; }
+void Store1(float* out, uint16_t bits) { *out = Bfloat16ToFloat(bits); }
+
+// rows x kc fp32 values of A (lda apart) rounded to bf16, into rows `ld` apart, zero from kc up to the next
+// multiple of 4.
+template <typename T>
+void ConvertA(const float* a, int64_t lda, int64_t rows, int64_t kc, T* dst, int64_t ld) {
   const int64_t padded = (kc + 3) / 4 * 4;
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = a + r * lda;
-    uint16_t* out = dst + r * ld;
+    T* out = dst + r * ld;
     int64_t l = 0;
-    for (; l + 4 <= kc; l += 4) vst1_u16(out + l, Bf16Bits(vld1q_f32(src + l)));
-    for (; l < kc; ++l) out[l] = FloatToBfloat16(src[l]);
+    for (; l + 4 <= kc; l += 4) Store4(out + l, Bf16Bits(vld1q_f32(src + l)));
+    for (; l < kc; ++l) Store1(out + l, FloatToBfloat16(src[l]));
     for (; l < padded; ++l) out[l] = 0;
   }
 }
 
-}  // namespace
+void Tile(const Bf16TileKernel& kernel, int64_t kc, const uint16_t* a, int64_t lda, int64_t rows, const uint16_t* b,
+          float* tile) {
+  kernel.tile(kc, a, lda, rows, b, tile);
+}
+void Tile(const Bf16TileKernel& kernel, int64_t kc, const float* a, int64_t lda, int64_t rows, const uint16_t* b,
+          float* tile) {
+  kernel.tile_f32(kc, a, lda, rows, b, tile);
+}
 
-void Bf16Driver(Bf16TileFn tile_fn, const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
-                int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+// The driver for A as T: uint16_t (bf16 bits) or float (bf16 values).
+template <typename T>
+void Run(const Bf16TileKernel& kernel, const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+         int64_t n_end) {
   const SgemmPackedB& packed = *p.packed_b;
-  assert(packed.format == PackedFormat::kBf16Quads32 && !p.trans_a && n_begin % kGemmPanel == 0);
   const int64_t k = p.k;
-  if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
-    return;
-  }
   const int64_t ld = (std::min(k, kKc) + 3) / 4 * 4;
   // One row more than a block holds: the partner of a strip's odd last row is always readable.
-  thread_local std::vector<uint16_t, Aligned64Allocator<uint16_t>> a_block;
+  thread_local std::vector<T, Aligned64Allocator<T>> a_block;
   if (a_block.size() < static_cast<std::size_t>((kMc + 1) * ld)) a_block.resize(static_cast<std::size_t>((kMc + 1) * ld));
-  const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Quads32, k);
   const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
   alignas(64) float tile[kMaxRows * kGemmPanel];
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
@@ -75,12 +86,13 @@ void Bf16Driver(Bf16TileFn tile_fn, const SgemmArgs& p, int64_t m_begin, int64_t
       e.last = k0 + kc == k && has_epilogue;
       e.act = p.activation;
       for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemmPanel) {
-        const uint16_t* panel = packed.bf16.data() + (j0 / kGemmPanel) * panel_elements + (k0 / 4) * 128;
+        // Row k0 of the panel at j0 (k0 is a multiple of 4: a whole quad in kBf16Quads32).
+        const uint16_t* panel = packed.bf16.data() + PackedOffset(kernel.format, k, k0, j0);
         const int64_t cols = std::min(kGemmPanel, n_end - j0);
         e.bias = p.bias ? p.bias + j0 : nullptr;
-        for (int64_t i0 = 0; i0 < block_rows; i0 += kMr) {
-          const int64_t rows = std::min(kMr, block_rows - i0);
-          tile_fn((kc + 3) / 4, a_block.data() + i0 * ld, ld, rows, panel, tile);
+        for (int64_t i0 = 0; i0 < block_rows; i0 += kernel.mr) {
+          const int64_t rows = std::min(kernel.mr, block_rows - i0);
+          Tile(kernel, kc, a_block.data() + i0 * ld, ld, rows, panel, tile);
           float* c = p.c + (ib + i0) * p.ldc + j0;
           for (int64_t r = 0; r < rows; ++r) {
             e.residual = p.residual ? p.residual + (ib + i0 + r) * p.ldr + j0 : nullptr;
@@ -89,6 +101,24 @@ void Bf16Driver(Bf16TileFn tile_fn, const SgemmArgs& p, int64_t m_begin, int64_t
         }
       }
     }
+  }
+}
+
+}  // namespace
+
+void Bf16Driver(const Bf16TileKernel& kernel, const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                int64_t n_end) {
+  if (m_end <= m_begin || n_end <= n_begin) return;
+  assert(p.packed_b->format == kernel.format && kernel.mr <= kMaxRows && !p.trans_a && n_begin % kGemmPanel == 0);
+  assert((kernel.tile != nullptr) != (kernel.tile_f32 != nullptr));
+  if (p.k == 0) {
+    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
+    return;
+  }
+  if (kernel.tile_f32 != nullptr) {
+    Run<float>(kernel, p, m_begin, m_end, n_begin, n_end);
+  } else {
+    Run<uint16_t>(kernel, p, m_begin, m_end, n_begin, n_end);
   }
 }
 

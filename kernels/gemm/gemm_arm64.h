@@ -23,11 +23,21 @@ using SgemmTileFn = void (*)(int64_t kc, const float* a, int64_t lda, int64_t ro
 void SgemmDriver(SgemmTileFn tile_fn, int64_t mr, const SgemmArgs& args, int64_t m_begin, int64_t m_end,
                  int64_t n_begin, int64_t n_end);
 
-// bf16: tile[r * 32 + j] = sum_{l < 4 kq} a[r * lda + l] * b(l, j) in fp32, for the bf16 rows of a (zero past the
-// block's K up to a multiple of 4; row `rows` is readable, so pairs of rows can be loaded together), and b a
-// kBf16Quads32 panel from K quad k0 / 4 on. rows 1..8.
-using Bf16TileFn = void (*)(int64_t kq, const uint16_t* a, int64_t lda, int64_t rows, const uint16_t* b, float* tile);
-void Bf16Driver(Bf16TileFn tile_fn, const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin,
+// bf16: tile[r * 32 + j] = sum_{l < kc} a[r * lda + l] * b(l, j) in fp32, for the rows of a rounded to bf16 (zero
+// from kc up to a multiple of 4; row `rows` is readable, so pairs of rows can be loaded together), and b a panel of
+// `format` from row k0 of the K block on (in kBf16Quads32 the block's last quad is zero-padded; in kBf16Panel32 the
+// panel has exactly K rows, so nothing past row k0 + kc may be read). rows 1..mr. The driver hands A over as bf16
+// bit patterns (tile, for bf16 instructions) or as those values widened back to fp32 (tile_f32, for fp32 FMLA:
+// widening A once per block rather than in every tile keeps the FMLA kernel's loop in registers). Set one of them.
+using Bf16TileFn = void (*)(int64_t kc, const uint16_t* a, int64_t lda, int64_t rows, const uint16_t* b, float* tile);
+using Bf16F32TileFn = void (*)(int64_t kc, const float* a, int64_t lda, int64_t rows, const uint16_t* b, float* tile);
+struct Bf16TileKernel {
+  PackedFormat format;
+  int64_t mr;
+  Bf16TileFn tile = nullptr;
+  Bf16F32TileFn tile_f32 = nullptr;
+};
+void Bf16Driver(const Bf16TileKernel& kernel, const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin,
                 int64_t n_end);
 
 // int8: tile[r * 32 + j] = sum_{l < k} (a[r * lda + l] - a_offset) * b(l, j) in wrapping int32, for the u8 rows of

@@ -109,6 +109,8 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
 void qgemm_u8s8_avx2(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #elif defined(__aarch64__)
 void bf16gemm_8x8_bfmmla(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+// The same GEMM with fp32 FMLA on NEON CPUs without BF16 (Graviton2), over kBf16Panel32 widened in the kernel.
+void bf16gemm_6x16_neon(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void qgemm_u8s8_8x8_usmmla(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void qgemm_u8s8_6x16_sdot(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #endif

@@ -18,9 +18,10 @@
 // The result of a row depends only on that row of A, never on how callers split M or N. K <= 65536.
 //
 // bf16 and int8 always have a kernel (a portable one at worst), but only the vector kernels are faster than fp32:
-// SgemmKernelName(precision) tells which one runs (bf16 needs AVX512-BF16 or arm64 BF16, int8 AVX512-VNNI, AVX2,
-// arm64 I8MM or dotprod). The
-// AVX512-BF16 kernel treats denormal A values as zero (the hardware conversion does); the portable one keeps them.
+// SgemmKernelName(precision) tells which one runs (bf16 needs AVX-512 or arm64 NEON: AVX512-BF16 / arm64 BF16
+// natively, else fp32 FMAs on the bf16 operands, which gain where weights stream from memory; int8 AVX512-VNNI,
+// AVX2, arm64 I8MM or dotprod). The AVX512-BF16 kernel treats denormal A values as zero (the hardware conversion
+// does); the portable and fp32-FMA ones keep them.
 //
 // Preconditions (asserted by callers): M, N, K >= 0; lda, ldb, ldc at least the row length of the stored matrix;
 // C does not overlap A or B. With beta == 0, C is not read (NaN in C does not propagate). Packed B in bf16 or
@@ -55,7 +56,7 @@ enum class GemmPrecision { kFp32, kBf16, kInt8 };
 //                                                       sgemm_8x2vl_sve)
 //   kBf16Pairs32  bf16, each panel ceil(K/2) rows of 32 (k, k+1) pairs: the operand vdpbf16ps multiplies,
 //                 zero-padded to even K                                        (bf16gemm_12x32_avx512bf16)
-//   kBf16Panel32  bf16, each panel K x 32                                      (bf16gemm_portable)
+//   kBf16Panel32  bf16, each panel K x 32                   (bf16gemm_6x16_neon, bf16gemm_portable)
 //   kInt8Quad32   s8, each panel ceil(K/4) rows of 32 groups of 4 consecutive k: the operand vpdpbusd
 //                 multiplies, zero-padded to a multiple of 4        (qgemm_u8s8_avx512vnni, qgemm_u8s8_avx2)
 //   kInt8Panel32  s8, each panel K x 32                                        (qgemm_u8s8_portable)
@@ -130,9 +131,9 @@ void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_be
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 int64_t SgemmNStep();
 // Name of the active implementation of `precision`, for logs and metrics: "sgemm_12x32_avx512",
-// "sgemm_6x16_avx2", "sgemm_portable", "bf16gemm_12x32_avx512bf16", "bf16gemm_portable", "qgemm_u8s8_avx512vnni",
-// "qgemm_u8s8_avx2", "qgemm_u8s8_portable"; on arm64 "sgemm_8x2vl_sve", "sgemm_6x16_neon", "bf16gemm_8x8_bfmmla",
-// "qgemm_u8s8_8x8_usmmla", "qgemm_u8s8_6x16_sdot".
+// "sgemm_6x16_avx2", "sgemm_portable", "bf16gemm_12x32_avx512bf16", "bf16gemm_12x32_avx512", "bf16gemm_portable",
+// "qgemm_u8s8_avx512vnni", "qgemm_u8s8_avx2", "qgemm_u8s8_portable"; on arm64 "sgemm_8x2vl_sve", "sgemm_6x16_neon",
+// "bf16gemm_8x8_bfmmla", "bf16gemm_6x16_neon", "qgemm_u8s8_8x8_usmmla", "qgemm_u8s8_6x16_sdot".
 const char* SgemmKernelName(GemmPrecision precision = GemmPrecision::kFp32);
 
 // The fp32 implementations, callable directly by tests: portable (unpacked B only), AVX-512 and AVX2, NEON and SVE

@@ -44,6 +44,10 @@ constexpr GemmKernel kKernels[] = {
     {"sgemm_6x16_neon", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsNeon, sgemm_6x16_neon, nullptr, true},
     {"bf16gemm_8x8_bfmmla", GemmPrecision::kBf16, PackedFormat::kBf16Quads32, RunsBf16, bf16gemm_8x8_bfmmla,
      nullptr, true},
+    // Without BF16 (Graviton2, Armv8.0): fp32 FMLA on bf16 B widened in the kernel (exact products), over the
+    // portable kernel's K x 32 layout, so B streams at half the bytes of fp32.
+    {"bf16gemm_6x16_neon", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsNeon, bf16gemm_6x16_neon, nullptr,
+     true},
     {"qgemm_u8s8_8x8_usmmla", GemmPrecision::kInt8, PackedFormat::kInt8Octs32, RunsI8mm, nullptr,
      qgemm_u8s8_8x8_usmmla},
     {"qgemm_u8s8_6x16_sdot", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsDotprod, nullptr,

@@ -43,7 +43,8 @@ def test_build_info_matches_server_metadata(server):
         feats = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
                           if line.startswith("Features")), []))
         assert kernels["sgemm"] == ("sgemm_8x2vl_sve" if "sve" in feats else "sgemm_6x16_neon")
-        assert kernels["bf16gemm"] == ("bf16gemm_8x8_bfmmla" if "bf16" in feats else "bf16gemm_portable")
+        assert kernels["bf16gemm"] == ("bf16gemm_8x8_bfmmla" if "bf16" in feats
+                                       else "bf16gemm_6x16_neon" if "asimd" in feats else "bf16gemm_portable")
         assert kernels["qgemm"] == ("qgemm_u8s8_8x8_usmmla" if "i8mm" in feats
                                     else "qgemm_u8s8_6x16_sdot" if "asimddp" in feats else "qgemm_u8s8_portable")
         return

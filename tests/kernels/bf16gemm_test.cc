@@ -1,7 +1,7 @@
 // Every bf16 GEMM implementation the CPU can run, against the double-accumulating reference on bf16-rounded A and
 // B (so the bound is the fp32 accumulation bound of sgemm_test), over edge shapes: M and N across every remainder
-// of the 12 x 32 and 8 x 8 tiles and the 96-row A block, K across the 1024 K block and every K % 4 (zero-padded
-// pairs and quads), strided
+// of the 12 x 32, 8 x 8 and 6 x 16 tiles and the 96-row A block, K across the 1024 K block and every K % 4
+// (zero-padded pairs and quads, the row-by-row K tail of kBf16Panel32), strided
 // A and C with padding left untouched, alpha/beta, every epilogue, transposed B at pack time, and sub-ranges of
 // M and N as threads use them. Plus: the result is within bf16 rounding of the true fp32 product.
 #include <gtest/gtest.h>
@@ -38,6 +38,7 @@ std::vector<Impl> Impls() {
       {"bf16gemm_12x32_avx512", bf16gemm_12x32_avx512, PackedFormat::kBf16Pairs32, HostCpuFeatures().avx512},
 #elif defined(__aarch64__)
       {"bf16gemm_8x8_bfmmla", bf16gemm_8x8_bfmmla, PackedFormat::kBf16Quads32, HostCpuFeatures().bf16},
+      {"bf16gemm_6x16_neon", bf16gemm_6x16_neon, PackedFormat::kBf16Panel32, HostCpuFeatures().neon},
 #endif
   };
 }

@@ -45,7 +45,9 @@ void ExpectSelection(const CpuFeatures& f) {
   EXPECT_EQ(NameFor(GemmPrecision::kFp32, f), f.sve    ? "sgemm_8x2vl_sve"
                                               : f.neon ? "sgemm_6x16_neon"
                                                        : "sgemm_portable");
-  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.bf16 ? "bf16gemm_8x8_bfmmla" : "bf16gemm_portable");
+  EXPECT_EQ(NameFor(GemmPrecision::kBf16, f), f.bf16   ? "bf16gemm_8x8_bfmmla"
+                                              : f.neon ? "bf16gemm_6x16_neon"
+                                                       : "bf16gemm_portable");
   EXPECT_EQ(NameFor(GemmPrecision::kInt8, f), f.i8mm      ? "qgemm_u8s8_8x8_usmmla"
                                               : f.dotprod ? "qgemm_u8s8_6x16_sdot"
                                                           : "qgemm_u8s8_portable");
@@ -78,8 +80,8 @@ TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
   }
 #elif defined(__aarch64__)
   for (const char* cap : {"neon", "dotprod", "sve", "native"}) ExpectSelection(Capped(cap));
-  // Every arm64 fallback is reachable by a cap: "sve" leaves SVE fp32 with SDOT int8 and portable bf16,
-  // "dotprod" (Graviton2) NEON fp32 with SDOT int8, "neon" (Armv8.0) NEON fp32 with the portable int8 and bf16.
+  // Every arm64 fallback is reachable by a cap: "sve" leaves SVE fp32 with SDOT int8 and NEON bf16, "dotprod"
+  // (Graviton2) NEON fp32 and bf16 with SDOT int8, "neon" (Armv8.0) NEON fp32 and bf16 with the portable int8.
   const CpuFeatures& host = HostCpuFeatures();
   if (host.sve) {
     EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("sve")), "sgemm_8x2vl_sve");
@@ -91,8 +93,11 @@ TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
   if (host.neon) {
     EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("dotprod")), "sgemm_6x16_neon");
     EXPECT_EQ(NameFor(GemmPrecision::kFp32, Capped("neon")), "sgemm_6x16_neon");
+    for (const char* cap : {"neon", "dotprod", "sve"}) {
+      EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped(cap)), "bf16gemm_6x16_neon") << cap;
+      EXPECT_EQ(SelectGemmKernel(GemmPrecision::kBf16, Capped(cap))->format, PackedFormat::kBf16Panel32) << cap;
+    }
   }
-  EXPECT_EQ(NameFor(GemmPrecision::kBf16, Capped("sve")), "bf16gemm_portable");
   EXPECT_EQ(NameFor(GemmPrecision::kInt8, Capped("neon")), "qgemm_u8s8_portable");
   // SVE and NEON read the same fp32 layout, SDOT the x86 int8 one: weights packed for one run on the other.
   if (host.neon) {
@@ -101,6 +106,11 @@ TEST(SgemmDispatch, SelectionFollowsFeaturesAndCaps) {
   if (host.dotprod) {
     EXPECT_STREQ(GemmKernelForFormat(PackedFormat::kInt8Quad32, Capped("dotprod"))->name, "qgemm_u8s8_6x16_sdot");
   }
+  // The NEON bf16 kernel reads the portable kernel's layout, and takes it over wherever NEON is.
+  if (host.neon) {
+    EXPECT_STREQ(GemmKernelForFormat(PackedFormat::kBf16Panel32, Capped("neon"))->name, "bf16gemm_6x16_neon");
+  }
+  EXPECT_STREQ(GemmKernelForFormat(PackedFormat::kBf16Panel32, Capped("scalar"))->name, "bf16gemm_portable");
   // A CPU without the extension has no kernel for its format, so such weights are never packed there.
   EXPECT_EQ(GemmKernelForFormat(PackedFormat::kInt8Octs32, Capped("sve")), nullptr);
   EXPECT_EQ(GemmKernelForFormat(PackedFormat::kBf16Quads32, Capped("sve")), nullptr);
