@@ -116,7 +116,9 @@ void bf16gemm_12x32_avx512bf16(const SgemmArgs& p, int64_t m_begin, int64_t m_en
     GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
     return;
   }
-  const int64_t ld = (std::min(k, kKc) + 31) / 32 * 32;
+  // Rows padded by one cache line past a multiple of 32: at K >= 1024 a 2 KB stride would put the 12 broadcast
+  // rows of a tile in two L1 sets.
+  const int64_t ld = (std::min(k, kKc) + 31) / 32 * 32 + 32;
   thread_local std::vector<uint16_t, Aligned64Allocator<uint16_t>> a_block;
   if (a_block.size() < static_cast<std::size_t>(kMc * ld)) a_block.resize(static_cast<std::size_t>(kMc * ld));
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);
