@@ -70,7 +70,8 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
-void ThreadPool::ParallelFor(int64_t total, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::ParallelFor(int64_t total, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                             int64_t max_chunk) {
   if (total <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t threads = this->threads();
@@ -79,7 +80,8 @@ void ThreadPool::ParallelFor(int64_t total, int64_t grain, const std::function<v
     return;
   }
   // About four chunks per thread balances uneven chunks without much scheduling overhead.
-  const int64_t chunk = std::max(grain, (total + threads * 4 - 1) / (threads * 4));
+  int64_t chunk = std::max(grain, (total + threads * 4 - 1) / (threads * 4));
+  if (max_chunk > 0) chunk = std::min(chunk, max_chunk);
   {
     std::lock_guard<std::mutex> lock(mu_);
     fn_ = &fn;

@@ -27,8 +27,10 @@ class ThreadPool {
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) over [0, total) in chunks of at least `grain` items, spread over the pool. fn must
-  // be safe to call concurrently on disjoint ranges.
-  void ParallelFor(int64_t total, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  // be safe to call concurrently on disjoint ranges. `max_chunk` > 0 caps the chunk size (callers whose items
+  // are already sized tasks, such as ParallelGemm's tiles, pass 1 so no thread takes two while another idles).
+  void ParallelFor(int64_t total, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                   int64_t max_chunk = 0);
 
  private:
   void WorkerLoop();

@@ -20,8 +20,9 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
   const int64_t b_bytes = precision == kernels::GemmPrecision::kInt8   ? 1
                           : precision == kernels::GemmPrecision::kBf16 ? 2
                                                                        : 4;
-  const int64_t l2_cols =
-      std::max<int64_t>(step, (int64_t{512} * 1024 / b_bytes / std::max<int64_t>(k, 1)) / step * step);
+  // The kernels block K by 1024, so that is the depth of B they keep in L2 at once.
+  const int64_t k_block = std::clamp<int64_t>(k, 1, 1024);
+  const int64_t l2_cols = std::max<int64_t>(step, (int64_t{512} * 1024 / b_bytes / k_block) / step * step);
   int64_t nb = std::min(round_up(n, step), l2_cols);
   // Weights far larger than the caches (GPT-2's 154 MB LM head) come from memory once per row tile: take more
   // rows per tile there, so they are streamed fewer times.
@@ -46,7 +47,9 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
   mb = round_up((m + m_tiles - 1) / m_tiles, 12);
   m_tiles = (m + mb - 1) / mb;
   const int64_t n_tiles = (n + nb - 1) / nb;
-  Parallel(ctx, batches * m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
+  // One tile per chunk: the pool's default of ~4 chunks per thread would hand out 10 tiles as 5 pairs, 3 to one
+  // thread and 2 to the other.
+  const std::function<void(int64_t, int64_t)> run = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t batch = t / (m_tiles * n_tiles);
       const int64_t rest = t % (m_tiles * n_tiles);
@@ -54,7 +57,13 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
       const kernels::SgemmArgs args = args_of(batch);
       kernels::Sgemm(args, mi * mb, std::min(m, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
     }
-  });
+  };
+  const int64_t total = batches * m_tiles * n_tiles;
+  if (ctx.pool == nullptr) {
+    run(0, total);
+  } else {
+    ctx.pool->ParallelFor(total, 1, run, 1);
+  }
 }
 
 }  // namespace coreserve::runtime
