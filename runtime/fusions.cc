@@ -695,6 +695,27 @@ int FuseAttention(Graph& g) {
   return fused;
 }
 
+int FuseMatMulResidual(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  for (std::size_t m = 0; m < g.nodes.size(); ++m) {
+    Node& mm = g.nodes[m];
+    if (!IsOp(mm, "FusedMatMul", "coreserve") || mm.inputs.size() != 3) continue;
+    auto activation = mm.attributes.String("activation", "none");
+    if (!activation.ok() || *activation != "none") continue;  // the epilogue adds the residual before activating
+    const int add = SoleConsumer(g, mm.outputs[0]);
+    if (add < 0 || !IsOp(g.nodes[add], "Add")) continue;
+    const int residual = Other(g.nodes[add], mm.outputs[0]);
+    if (residual < 0 || residual == mm.outputs[0]) continue;
+    mm.inputs.push_back(residual);
+    mm.outputs[0] = g.nodes[add].outputs[0];
+    g.nodes[add].dead = true;
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
 int FuseMatMulActivation(Graph& g) {
   g.RebuildEdges();
   int fused = 0;

@@ -32,6 +32,10 @@ int FuseGemmBias(Graph& graph);
 // projections — -> one FusedMatMul over the concatenated weights, then a Split: one wide GEMM instead of three.
 int MergeSiblingMatMuls(Graph& graph);
 
+// FusedMatMul (no activation) + Add(other) -> FusedMatMul with `other` as a fourth input, added in the GEMM's
+// epilogue (a transformer's residual connection before its LayerNorm); run after MergeSiblingMatMuls.
+int FuseMatMulResidual(Graph& graph);
+
 // Reshape(Transpose(Reshape(X, [-1, d2, d3]), [0, 2, 1]), [d0, d1, d3, d2]) for a rank-4 X, the shape targets
 // proved from Shape(X) symbolically (the dynamo exporter's K^T in attention) -> Transpose(X, [0, 1, 3, 2]).
 int FuseSwapLastAxesReshapes(Graph& graph);

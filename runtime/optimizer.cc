@@ -77,6 +77,7 @@ absl::Status Optimize(Graph& graph) {
   FuseGemmBias(graph);
   FuseMatMulActivation(graph);
   MergeSiblingMatMuls(graph);
+  FuseMatMulResidual(graph);
   FuseSwapLastAxesReshapes(graph);
   ComposeTransposes(graph);
   FusePermutedMatMul(graph);

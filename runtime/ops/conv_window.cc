@@ -78,24 +78,4 @@ absl::Status SpatialDims(const OpContext& ctx, const Tensor& x, int64_t* spatial
   return absl::OkStatus();
 }
 
-absl::Status AddResidual(const OpContext& ctx, Tensor& y, const Tensor& residual, bool relu) {
-  ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&y.shape(), &residual.shape()}));
-  if (bc.out != y.shape() || residual.type() != DataType::kFloat32) {
-    return ctx.Error(absl::StrCat("residual ", ShapeString(residual.shape()), " does not broadcast to ",
-                                  ShapeString(y.shape())));
-  }
-  float* py = y.data<float>();
-  const float* pr = residual.data<float>();
-  int64_t off[2];
-  for (int64_t r = 0; r < bc.outer; ++r) {
-    bc.RowOffsets(r, off);
-    for (int64_t i = 0; i < bc.inner; ++i) {
-      float& v = py[r * bc.inner + i];
-      v += pr[off[1] + i * bc.inner_step[1]];
-      if (relu) v = std::max(v, 0.0f);
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace coreserve::runtime

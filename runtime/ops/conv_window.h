@@ -1,6 +1,5 @@
 // Sliding-window geometry shared by the convolutions and pools of both layouts (NCHW Conv/pools in conv_pool.cc,
-// the NHWC forms in conv_nhwc.cc): attributes, resolved pads and output size, and the residual pass of a fused
-// Conv whose residual broadcasts.
+// the NHWC forms in conv_nhwc.cc): attributes, resolved pads and output size.
 #pragma once
 
 #include <cstdint>
@@ -35,8 +34,5 @@ absl::StatusOr<Window> ResolveWindow(const OpContext& ctx, const WindowAttrs& a,
 
 // (N, C, spatial...) with 1 or 2 spatial dims -> (h, w).
 absl::Status SpatialDims(const OpContext& ctx, const Tensor& x, int64_t* spatial, int64_t* h, int64_t* w);
-
-// y = y + residual (numpy broadcasting to y's shape, which must not change), then Relu when `relu`.
-absl::Status AddResidual(const OpContext& ctx, Tensor& y, const Tensor& residual, bool relu);
 
 }  // namespace coreserve::runtime

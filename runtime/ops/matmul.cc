@@ -124,8 +124,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph& graph, const Nod
   }));
 }
 
-// coreserve::FusedMatMul(A, W, bias), made by the optimizer from MatMul + Add (+ Relu/GELU): A [..., K] times
-// the constant matrix W [K, N], plus bias [N], then the activation, all in one GEMM pass.
+// coreserve::FusedMatMul(A, W, bias[, residual]), made by the optimizer from MatMul + Add (+ Relu/GELU) (+ Add):
+// A [..., K] times the constant matrix W [K, N], plus bias [N], plus the residual (in the epilogue when it has
+// the output's shape, else broadcast afterwards), then the activation, all in one GEMM pass.
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, const Node& node) {
   const auto activation = node.attributes.String("activation", "none");
   if (!activation.ok()) return activation.status();
@@ -153,6 +154,8 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
     out_shape.back() = n;
     Tensor& out = ctx.Output(0, DataType::kFloat32, out_shape);
     const int64_t m = k == 0 ? 0 : a.elements() / k;
+    const Tensor* residual = ctx.has(3) ? ctx.inputs[3] : nullptr;
+    const bool residual_in_gemm = residual && residual->shape() == out_shape && residual->type() == DataType::kFloat32;
     ParallelGemm(ctx, 1, m, n, [&](int64_t) {
       kernels::SgemmArgs p;
       p.m = m; p.n = n; p.k = k;
@@ -161,9 +164,12 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
       p.packed_b = packed.get();
       p.c = out.data<float>(); p.ldc = n;
       p.bias = bias.data<float>();
+      p.residual = residual_in_gemm ? residual->data<float>() : nullptr;
+      p.ldr = n;
       p.activation = act;
       return p;
     });
+    if (residual && !residual_in_gemm) return AddResidual(ctx, out, *residual, /*relu=*/false);
     return absl::OkStatus();
   }));
 }

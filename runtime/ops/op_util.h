@@ -35,6 +35,10 @@ struct Broadcast {
 };
 absl::StatusOr<Broadcast> PlanBroadcast(const OpContext& ctx, const std::vector<const Shape*>& shapes);
 
+// y = y + residual (numpy broadcasting to y's shape, which must not change), then Relu when `relu`: the
+// fallback of the GEMM epilogues' residual (fused Conv and FusedMatMul) when the residual broadcasts.
+absl::Status AddResidual(const OpContext& ctx, Tensor& y, const Tensor& residual, bool relu);
+
 // x.permute(perm) materialized (the Transpose operator's kernel); InvalidArgument for a bad permutation.
 absl::StatusOr<Tensor> PermuteTensor(const OpContext& ctx, const Tensor& x, const std::vector<int64_t>& perm);
 

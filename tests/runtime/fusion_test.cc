@@ -330,6 +330,42 @@ TEST(Fusions, QdqMatMulRunsOnIntegerKernels) {
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 16}, rng)});
 }
 
+// Linear + residual Add twice: once with a residual of the output's shape (added in the GEMM epilogue), once
+// with one that broadcasts (added after the GEMM).
+onnx::ModelProto LinearPlusResidual() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("residual");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "8"});
+  AddTensorValue(g->add_input(), "r", onnx::TensorProto::FLOAT, {"n", "40"});
+  AddFloatInitializer(g, "W", {8, 40}, Wave(320, 0.2f));
+  AddFloatInitializer(g, "b", {40}, Wave(40, 0.7f));
+  AddFloatInitializer(g, "row", {1, 40}, Wave(40, 1.9f));
+  AddTensorValue(g->add_input(), "x2", onnx::TensorProto::FLOAT, {"n", "8"});
+  AddOnnxNode(g, "MatMul", {"x", "W"}, "xw");
+  AddOnnxNode(g, "Add", {"xw", "b"}, "h");
+  AddOnnxNode(g, "Add", {"r", "h"}, "y");  // residual on the left, as some exporters write it
+  AddOnnxNode(g, "MatMul", {"x2", "W"}, "xw2");  // another input: siblings of x would merge into one GEMM
+  AddOnnxNode(g, "Add", {"b", "xw2"}, "h2");
+  AddOnnxNode(g, "Add", {"h2", "row"}, "y2");
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "40"});
+  AddTensorValue(g->add_output(), "y2", onnx::TensorProto::FLOAT, {"n", "40"});
+  return m;
+}
+
+TEST(Fusions, ResidualAddIntoTheGemmEpilogue) {
+  const auto dir = TempDir("residual");
+  const std::string path = WriteModel(LinearPlusResidual(), dir / "model.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(Count((*fused)->graph(), "Add"), 0);
+  std::mt19937 rng(41);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {13, 8}, rng), Random(DataType::kFloat32, {13, 40}, rng),
+                           Random(DataType::kFloat32, {13, 8}, rng)});
+}
+
 TEST(Fusions, ConvBatchNormFolding) {
   const std::string path = std::string(CORESERVE_MODELS_DIR) + "/resnet_tiny/1/model.onnx";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not generated";
