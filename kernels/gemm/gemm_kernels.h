@@ -66,6 +66,8 @@ struct QgemmProblem {
   int64_t ldc = 0;
   float alpha = 1.0f, beta = 0.0f;
   const float* bias = nullptr;
+  const float* residual = nullptr;  // fp32 output only; only for kernels whose record has fuses_residual
+  int64_t ldr = 0;
   SgemmActivation activation = SgemmActivation::kNone;
 };
 

@@ -117,7 +117,8 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
     const __m512 rs = _mm512_set1_ps(row.scale);
     const __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(v0), _mm512_mul_ps(scale0, rs));
     const __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(v1), _mm512_mul_ps(scale1, rs));
-    avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias);
+    avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias,
+                     last ? last->ResidualRow(static_cast<int>(r)) : nullptr);
   }
 }
 
@@ -154,7 +155,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   assert(packed.format == PackedFormat::kInt8Quad32 && n_begin % kNr == 0 && p.k <= 65536);
   const int64_t k = p.k;
   if (k == 0 && p.c_f32 != nullptr) {
-    GemmEpilogueOnly(p.c_f32, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation);
+    GemmEpilogueOnly(p.c_f32, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
     return;
   }
   const int64_t ld = std::max<int64_t>(64, (k + 63) / 64 * 64);
@@ -165,7 +166,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   row_params.resize(kMc);
   const bool b_zero_points = !packed.col_zero_point.empty();
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kInt8Quad32, k);
-  const bool has_epilogue = p.bias != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t r = 0; r < block_rows; ++r) {
@@ -192,7 +193,8 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
       const int64_t cols = std::min(kNr, n_end - j0);
       const TileColumns col{packed.col_sum.data() + j0, b_zero_points ? packed.col_zero_point.data() + j0 : nullptr,
                             packed.col_scale.data() + j0, avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16)};
-      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation};
+      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
+                            p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr, p.ldr};
       Epilogue(tile, tile_ld, rows, row_params.data() + i0, col, p, ib + i0, j0, has_epilogue ? &epilogue : nullptr);
     };
     // Full 12-row strips sweep one panel at a time (the panel's K x 32 bytes stay in L1/L2 across the strips);

@@ -34,7 +34,7 @@ constexpr GemmKernel kKernels[] = {
     {"bf16gemm_12x32_avx512", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512, bf16gemm_12x32_avx512,
      nullptr, true},
     {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
-     qgemm_u8s8_avx512vnni},
+     qgemm_u8s8_avx512vnni, true},
     // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).
     {"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx2, nullptr, qgemm_u8s8_avx2},
 #elif defined(__aarch64__)
@@ -182,6 +182,8 @@ void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begi
     q.alpha = args.alpha;
     q.beta = args.beta;
     q.bias = args.bias;
+    q.residual = args.residual;  // null unless the kernel fuses it (else folded into C above)
+    q.ldr = args.ldr;
     q.activation = args.activation;
     kernel->qgemm(q, m_begin, m_end, n_begin, n_end);
     return;
