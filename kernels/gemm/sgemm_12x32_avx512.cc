@@ -26,8 +26,10 @@ constexpr int64_t kKc = 1024;
 constexpr int64_t kRowsFirstFloats = 64 * 1024;
 
 // acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32]; then C = alpha * acc + (accumulate ? C : beta * C), and on the last
-// K block (`last` non-null) the bias and activation.
-template <int MR>
+// K block (`last` non-null) the bias and activation. kHalf computes only the panel's first 16 columns, for a last
+// panel of at most 16 (16-channel convolutions, classifier heads): the padding columns would otherwise cost as
+// many FMAs as the real ones.
+template <int MR, bool kHalf = false>
 void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, __mmask16 m0,
             __mmask16 m1, float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
   __m512 acc0[MR], acc1[MR];
@@ -35,11 +37,11 @@ void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
   avx512::PrefetchTile(c, ldc, MR, last);
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b + k * kNr);
-    const __m512 b1 = _mm512_load_ps(b + k * kNr + 16);
+    const __m512 b1 = kHalf ? b0 : _mm512_load_ps(b + k * kNr + 16);
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + k]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
-      acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+      if constexpr (!kHalf) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
   }
   const __m512 va = _mm512_set1_ps(alpha);
@@ -54,6 +56,10 @@ using KernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*, 
                           float, bool, const GemmEpilogue*);
 constexpr KernelFn kKernels[13] = {nullptr,    Kernel<1>,  Kernel<2>, Kernel<3>, Kernel<4>,  Kernel<5>, Kernel<6>,
                                    Kernel<7>,  Kernel<8>,  Kernel<9>, Kernel<10>, Kernel<11>, Kernel<12>};
+constexpr KernelFn kHalfKernels[13] = {
+    nullptr,           Kernel<1, true>, Kernel<2, true>, Kernel<3, true>,  Kernel<4, true>,  Kernel<5, true>,
+    Kernel<6, true>,   Kernel<7, true>, Kernel<8, true>, Kernel<9, true>,  Kernel<10, true>, Kernel<11, true>,
+    Kernel<12, true>};
 
 }  // namespace
 
@@ -109,7 +115,7 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
       const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
       GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
                             p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
-      kKernels[rows](kc, a_block + i0 * lda, lda, panel, p.c + i0 * p.ldc + j0, p.ldc,
+      (cols <= 16 ? kHalfKernels : kKernels)[rows](kc, a_block + i0 * lda, lda, panel, p.c + i0 * p.ldc + j0, p.ldc,
                      avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha, p.beta, accumulate,
                      last_block && has_epilogue ? &epilogue : nullptr);
     };
