@@ -129,7 +129,8 @@ void bf16gemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, i
     GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
     return;
   }
-  const int64_t ld = (std::min(k, kKc) + 1) / 2 * 2;
+  // Even (whole pairs), plus a cache line so rows 4 KB apart (K >= 1024) do not share one L1 set.
+  const int64_t ld = (std::min(k, kKc) + 1) / 2 * 2 + 16;
   thread_local std::vector<float, Aligned64Allocator<float>> a_block;
   if (a_block.size() < static_cast<std::size_t>(kMc * ld)) a_block.resize(static_cast<std::size_t>(kMc * ld));
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);

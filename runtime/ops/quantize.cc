@@ -232,9 +232,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, 
 }
 
 // coreserve::MatMulIntegerToFloat(A, B, a_zero_point, b_zero_point, scale[, bias]): MatMulInteger's exact int32
-// product times scale[j] (N values: the A scale times B's per-tensor or per-column scale) plus bias[j], in float32. The optimizer
-// writes it for quantize_static's QDQ MatMul (DequantizeLinear on both operands), so those models run on the
-// integer kernels as ONNX Runtime runs them, not on fp32 products of dequantized values.
+// product times scale[j] (N values: the A scale times B's per-tensor or per-column scale) plus bias[j], in
+// float32. The optimizer writes it for quantize_static's QDQ MatMul (DequantizeLinear on both operands), so those
+// models run on the integer kernels as ONNX Runtime runs them, not on fp32 products of dequantized values.
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulIntegerToFloat(const Graph& graph, const Node& node) {
   std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantIntegerB(graph, node, 3);
   return std::unique_ptr<OpKernel>(new FunctionKernel([packed](OpContext& ctx) -> absl::Status {
