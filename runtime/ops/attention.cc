@@ -43,7 +43,20 @@ struct AttentionProblem {
   bool causal = false;
   float filter = -10000.0f;
   bool nan_to_zero = false;
+  // bf16: Q K^T and P V with bf16 products (the model's precision; int8 models keep fp32 attention, as ONNX
+  // Runtime's quantize_dynamic does, since there are no weights to quantize here).
+  kernels::GemmPrecision precision = kernels::GemmPrecision::kFp32;
 };
+
+// The GEMM's B operand in bf16, packed per call into a buffer kept per thread (reallocated only when its K x N
+// changes): K^T and V are activations, but each packed block is reused by every query row of the task.
+const kernels::SgemmPackedB* PackBf16(int slot, const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+  thread_local std::shared_ptr<kernels::SgemmPackedB> buffers[2];
+  std::shared_ptr<kernels::SgemmPackedB>& buf = buffers[slot];
+  if (!buf || buf->k != k || buf->n != n) buf = kernels::SgemmAllocPackedB(k, n, kernels::GemmPrecision::kBf16);
+  kernels::SgemmPackBColumns(b, ldb, trans_b, 0, n, buf.get());
+  return buf.get();
+}
 
 void AddRow(const View4& m, int64_t b, int64_t h, int64_t s, int64_t t_len, float* row) {
   if (m.data == nullptr) return;
@@ -86,6 +99,7 @@ absl::Status RunAttention(const OpContext& ctx, const AttentionProblem& p) {
   const int64_t blocks = (p.q_len + rows - 1) / rows;
   const kernels::F32SoftmaxFn softmax = kernels::F32Math().softmax;
   const int64_t causal_shift = p.kv_len - p.q_len;
+  const bool bf16 = p.precision == kernels::GemmPrecision::kBf16;
   Parallel(ctx, pairs * blocks, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> scores;
     scores.resize(static_cast<std::size_t>(rows * std::max<int64_t>(p.kv_len, 1)));
@@ -97,6 +111,7 @@ absl::Status RunAttention(const OpContext& ctx, const AttentionProblem& p) {
       qk.a = p.q.at(b, h) + s0 * p.q.stride[2]; qk.lda = p.q.stride[2];
       qk.b = p.k.at(b, h); qk.ldb = ldk; qk.trans_b = k_trans;
       qk.c = scores.data(); qk.ldc = p.kv_len;
+      if (bf16) qk.packed_b = PackBf16(0, qk.b, ldk, k_trans, p.head_dim, p.kv_len);
       kernels::Sgemm(qk, 0, m, 0, p.kv_len);
       for (int64_t i = 0; i < m; ++i) {
         float* row = scores.data() + i * p.kv_len;
@@ -115,6 +130,7 @@ absl::Status RunAttention(const OpContext& ctx, const AttentionProblem& p) {
       pv.m = m; pv.n = p.v_dim; pv.k = p.kv_len; pv.alpha = p.out_scale;
       pv.a = scores.data(); pv.lda = p.kv_len;
       pv.b = p.v.at(b, h); pv.ldb = ldv; pv.trans_b = v_trans;
+      if (bf16) pv.packed_b = PackBf16(1, pv.b, ldv, v_trans, p.kv_len, p.v_dim);
       pv.c = p.out + b * p.out_stride[0] + h * p.out_stride[1] + s0 * p.out_stride[2]; pv.ldc = p.out_stride[2];
       kernels::Sgemm(pv, 0, m, 0, p.v_dim);
     }
@@ -149,7 +165,8 @@ absl::StatusOr<View4> Broadcast4(const OpContext& ctx, const Tensor& t, const in
   return v;
 }
 
-absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedAttention(const Graph&, const Node& node) {
+absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedAttention(const Graph& graph, const Node& node) {
+  const kernels::GemmPrecision precision = graph.gemm_precision;
   ASSIGN_OR_RETURN(std::vector<int64_t> perm_q, node.attributes.Ints("perm_q", {0, 1, 2, 3}));
   ASSIGN_OR_RETURN(std::vector<int64_t> perm_k, node.attributes.Ints("perm_k", {0, 1, 2, 3}));
   ASSIGN_OR_RETURN(std::vector<int64_t> perm_v, node.attributes.Ints("perm_v", {0, 1, 2, 3}));
@@ -168,6 +185,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedAttention(const Graph&, const
       if (t->type() != DataType::kFloat32 || t->rank() != 4) return ctx.Error("q, k and v must be rank-4 float32");
     }
     AttentionProblem p;
+    p.precision = precision;
     p.q = Permuted(q, perm_q);
     // K arrives as the B operand of Q K^T, [B, H, d, T]; the core wants [B, H, T, d].
     p.k = Permuted(k, perm_k);
@@ -235,6 +253,7 @@ absl::StatusOr<Tensor> ContribMask(const OpContext& ctx, const Tensor& mask, int
 }
 
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeContribAttention(const Graph& graph, const Node& node) {
+  const kernels::GemmPrecision graph_precision = graph.gemm_precision;
   ASSIGN_OR_RETURN(int64_t heads, node.attributes.Int("num_heads", 0));
   ASSIGN_OR_RETURN(int64_t unidirectional, node.attributes.Int("unidirectional", 0));
   ASSIGN_OR_RETURN(float filter, node.attributes.Float("mask_filter_value", -10000.0f));
@@ -295,6 +314,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeContribAttention(const Graph& grap
     Tensor& out = ctx.Output(0, DataType::kFloat32, {batch, seq, sizes[2]});
     if (out.elements() == 0) return absl::OkStatus();
     AttentionProblem p;
+    p.precision = graph_precision;
     p.batch = batch; p.heads = heads; p.q_len = seq; p.kv_len = seq; p.head_dim = head_dim; p.v_dim = v_dim;
     // The projection's row is [Q heads | K heads | V heads]: views into it, no copies.
     const View4 base{qkv.data<float>(), {seq * total, head_dim, total, 1}};

@@ -568,6 +568,37 @@ TEST(Fusions, AttentionIntoOneOperator) {
   }
 }
 
+// With the model in bf16, the fused attention computes Q K^T and P V with bf16 products: its outputs move away from
+// the fp32 ones (so bf16 really runs), by what bf16 rounding of the operands explains. A score is a dot product of
+// 8 values of |x| <= 3, so its rounding error is ~8 * 9 * 2^-8 / sqrt(8) ~ 0.1 at worst (typically far less), and
+// the outputs, softmax-weighted means of |V| <= 3, move by a small multiple of that: 0.01-0.05 measured, 0.25
+// allowed; a K read with the wrong transposition moves them by ~5.
+TEST(Fusions, AttentionInBf16WithinItsRounding) {
+  const auto dir = TempDir("attention-bf16");
+  const std::string path = WriteModel(AttentionModel(3, true), dir / "model.onnx");
+  auto fp32 = Session::Load(path);
+  auto bf16 = Session::Load(path, SessionOptions{.precision = kernels::GemmPrecision::kBf16});
+  ASSERT_TRUE(fp32.ok() && bf16.ok());
+  ThreadPool pool(2);
+  std::mt19937 rng(23);
+  for (auto [b, s, t] : {std::tuple<int64_t, int64_t, int64_t>{2, 5, 7}, {3, 40, 40}}) {
+    std::vector<Tensor> in = {Random(DataType::kFloat32, {b, s, 3, 8}, rng),
+                              Random(DataType::kFloat32, {b, t, 3, 8}, rng),
+                              Random(DataType::kFloat32, {b, t, 3, 8}, rng),
+                              Tensor::Allocate(DataType::kFloat32, {b, 1, 1, t})};
+    std::fill(in[3].data<float>(), in[3].data<float>() + in[3].elements(), 0.0f);
+    auto want = (*fp32)->Run(in, &pool);
+    auto got = (*bf16)->Run(in, &pool);
+    ASSERT_TRUE(want.ok() && got.ok());
+    double max_diff = 0;
+    for (int64_t i = 0; i < (*want)[0].elements(); ++i) {
+      max_diff = std::max<double>(max_diff, std::fabs((*want)[0].data<float>()[i] - (*got)[0].data<float>()[i]));
+    }
+    EXPECT_GT(max_diff, 1e-6) << "bf16 attention gave the fp32 result: not computed in bf16";
+    EXPECT_LT(max_diff, 0.25) << b << "x" << s << "x" << t;
+  }
+}
+
 }  // namespace
 }  // namespace coreserve::runtime
 
