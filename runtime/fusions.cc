@@ -903,7 +903,9 @@ int FuseConvAddRelu(Graph& g) {
   int fused = 0;
   for (std::size_t c = 0; c < g.nodes.size(); ++c) {
     Node& conv = g.nodes[c];
-    if (!IsOp(conv, "Conv") || conv.attributes.Has("coreserve_activation")) continue;
+    if (!(IsOp(conv, "Conv") || IsOp(conv, "IntegerConv", "coreserve")) || conv.attributes.Has("coreserve_activation")) {
+      continue;
+    }
     int out = conv.outputs[0];
     int next = SoleConsumer(g, out);
     int residual = -1, add = -1;
@@ -916,9 +918,9 @@ int FuseConvAddRelu(Graph& g) {
     }
     if (next < 0 || !IsOp(g.nodes[next], "Relu")) continue;
     const int relu = next;
-    if (conv.inputs.size() < 3) conv.inputs.resize(3, -1);
     if (add >= 0) {
-      conv.inputs.push_back(residual);
+      if (conv.inputs.size() < 4) conv.inputs.resize(4, -1);
+      conv.inputs[3] = residual;
       conv.attributes.Set("coreserve_residual", int64_t{1});
       g.nodes[add].dead = true;
     }

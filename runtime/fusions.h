@@ -14,6 +14,11 @@ namespace coreserve::runtime {
 // Runs before constant folding (qdq_fusion.cc says why).
 int FuseQdqMatMul(Graph& graph);
 
+// Conv(DequantizeLinear(x_q, s_x, z_x), DequantizeLinear(W_q, s_w, 0), bias) with one group, s_x per tensor and s_w
+// per tensor or per output channel (quantize_static's QDQ Conv) -> coreserve::IntegerConv(x_q, W_q, bias, -,
+// s_x * s_w, z_x), which the layout pass turns into an integer NhwcConv. Before constant folding.
+int FuseQdqConv(Graph& graph);
+
 // x * 0.5 * (1 + erf(x / sqrt 2)) in the association orders exporters write -> com.microsoft::Gelu(x).
 int FuseGelu(Graph& graph);
 

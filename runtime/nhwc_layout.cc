@@ -23,11 +23,15 @@ const std::vector<int64_t> kToNchw = {0, 3, 1, 2};
 
 bool KnownRank4(const Graph& g, int value) { return g.values[value].shape && g.values[value].shape->size() == 4; }
 
-// A Conv the NHWC kernel computes: 2 spatial dims, float32 weights constant, one group.
+// A Conv the NHWC kernel computes: 2 spatial dims, constant weights (float32, or u8/s8 for the QDQ fusion's
+// IntegerConv), one group.
 bool Eligible(const Graph& g, const Node& n) {
-  if (!IsOp(n, "Conv") || n.inputs.size() < 2 || n.inputs[1] < 0) return false;
+  const bool integer = IsOp(n, "IntegerConv", "coreserve");
+  if (!(IsOp(n, "Conv") || integer) || n.inputs.size() < 2 || n.inputs[1] < 0) return false;
   const Value& w = g.values[n.inputs[1]];
-  if (!w.constant || w.constant->type() != DataType::kFloat32 || w.constant->rank() != 4) return false;
+  const DataType wt = w.constant ? w.constant->type() : DataType::kUndefined;
+  const bool type_ok = integer ? (wt == DataType::kUInt8 || wt == DataType::kInt8) : wt == DataType::kFloat32;
+  if (!type_ok || w.constant->rank() != 4) return false;
   auto group = n.attributes.Int("group", 1);
   return group.ok() && *group == 1;
 }
@@ -39,7 +43,7 @@ class NhwcRewriter {
   // The NHWC form of NCHW value `v`: the converted producer's output, else a new Transpose of v.
   int ToNhwc(int v) {
     if (auto it = nhwc_.find(v); it != nhwc_.end()) return it->second;
-    const int t = NewValue(v, Permuted(v, kToNhwc));
+    const int t = NewValue(v, Permuted(v, kToNhwc), g_.values[v].type);
     Attributes attrs;
     attrs.Set("perm", kToNhwc);
     AddNode(g_, "Transpose", "", {v}, t, g_.values[v].name + "/to_nhwc", attrs);
@@ -48,14 +52,17 @@ class NhwcRewriter {
   }
 
   bool HasNhwc(int v) const { return nhwc_.count(v) > 0; }
+  const std::map<int, int>& forms() const { return nhwc_; }
 
-  // Makes node `n` (now an NHWC operator named `op`) write a new NHWC value, and keeps its old NCHW output
-  // value alive through a Transpose back.
+  // Makes node `n` (now an NHWC operator named `op`, or the same elementwise operator when `op` is empty) write
+  // a new NHWC value, and keeps its old NCHW output value alive through a Transpose back.
   void Redirect(int n, const std::string& op) {
     const int out = g_.nodes[n].outputs[0];
-    const int y = NewValue(out, Permuted(out, kToNhwc));
-    g_.nodes[n].op_type = op;
-    g_.nodes[n].domain = "coreserve";
+    const int y = NewValue(out, Permuted(out, kToNhwc), g_.values[out].type);
+    if (!op.empty()) {
+      g_.nodes[n].op_type = op;
+      g_.nodes[n].domain = "coreserve";
+    }
     g_.nodes[n].outputs[0] = y;
     g_.nodes[n].attributes.owner = g_.nodes[n].Describe();
     Attributes attrs;
@@ -72,9 +79,9 @@ class NhwcRewriter {
     return s;
   }
 
-  int NewValue(int like, std::optional<Shape> shape) {
+  int NewValue(int like, std::optional<Shape> shape, DataType type) {
     const int id = g_.ValueId(g_.UniqueName(g_.values[like].name + "/nhwc"));
-    g_.values[id].type = DataType::kFloat32;
+    g_.values[id].type = type;
     g_.values[id].shape = std::move(shape);
     return id;
   }
@@ -82,6 +89,28 @@ class NhwcRewriter {
   Graph& g_;
   std::map<int, int> nhwc_;  // NCHW value -> its NHWC form
 };
+
+bool IsScalarConstant(const Graph& g, int v) {
+  return v >= 0 && g.values[v].constant && g.values[v].constant->elements() == 1;
+}
+
+// An elementwise operator that computes the same on NHWC data as on NCHW: one output, each input either a value
+// with an NHWC form (at least one) or a scalar constant. Covers the Relu, residual Add and QuantizeLinear /
+// DequantizeLinear (per-tensor) between the convolutions of ResNet-style and QDQ-quantized graphs.
+bool LayoutFree(const Graph& g, const Node& n, const std::map<int, int>& nhwc) {
+  static const char* const kOps[] = {"Relu", "Sigmoid", "Add", "Sub", "Mul", "QuantizeLinear", "DequantizeLinear"};
+  bool known = false;
+  for (const char* op : kOps) known = known || IsOp(n, op);
+  if (!known || n.outputs.size() != 1 || n.inputs.empty()) return false;
+  bool any = false;
+  for (int in : n.inputs) {
+    if (in < 0) continue;
+    const bool has = nhwc.count(in) > 0;
+    if (!has && !IsScalarConstant(g, in)) return false;
+    any = any || has;
+  }
+  return any;
+}
 
 }  // namespace
 
@@ -100,7 +129,9 @@ int ConvertConvsToNhwc(Graph& g) {
       // A fused residual must be 4-D to have an NHWC form; without a known rank the Conv stays NCHW.
       const bool has_residual = node.attributes.Has("coreserve_residual") && node.inputs.size() > 3 &&
                                 node.inputs[3] >= 0;
-      if (has_residual && !rw.HasNhwc(node.inputs[3]) && !KnownRank4(g, node.inputs[3])) continue;
+      // (IntegerConv has no NCHW kernel: it always converts, and a residual that is not 4-D fails at run time.)
+      const bool integer = IsOp(node, "IntegerConv", "coreserve");
+      if (has_residual && !integer && !rw.HasNhwc(node.inputs[3]) && !KnownRank4(g, node.inputs[3])) continue;
       const int xn = rw.ToNhwc(x);
       const int rn = has_residual ? rw.ToNhwc(node.inputs[3]) : -1;
       Node& conv = g.nodes[n];  // ToNhwc may have grown the node list
@@ -119,6 +150,12 @@ int ConvertConvsToNhwc(Graph& g) {
       const int xn = rw.ToNhwc(x);
       g.nodes[n].inputs[0] = xn;
       rw.Redirect(n, "NhwcGlobalAveragePool");
+      ++converted;
+    } else if (LayoutFree(g, node, rw.forms())) {
+      for (int& in : g.nodes[n].inputs) {
+        if (in >= 0 && rw.HasNhwc(in)) in = rw.ToNhwc(in);  // existing forms: no node is added
+      }
+      rw.Redirect(n, "");
       ++converted;
     }
   }

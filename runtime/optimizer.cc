@@ -65,6 +65,7 @@ void RemoveDeadNodes(Graph& graph) {
 
 absl::Status Optimize(Graph& graph) {
   FuseQdqMatMul(graph);
+  FuseQdqConv(graph);
   RETURN_IF_ERROR(FoldConstants(graph));
   RemoveDeadNodes(graph);
   FuseLayerNorm(graph);

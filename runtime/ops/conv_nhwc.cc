@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 
+#include "kernels/gemm/qgemm.h"
 #include "kernels/gemm/sgemm.h"
 #include "runtime/ops/conv_window.h"
 #include "runtime/ops/gemm_util.h"
@@ -28,9 +29,22 @@ constexpr int64_t kTaskRows = 96;
 // NHWC input has), N = co columns; packed for the active kernel when it reads packed B.
 struct NhwcWeights {
   int64_t co = 0, ci = 0, kh = 0, kw = 0;
+  bool integer = false;  // u8/s8 weights of a QDQ model (IntegerConv): exact integer products, see RunIntegerConv
   std::vector<float> b;  // K x N row-major, kept only when the active kernel reads B unpacked
   std::shared_ptr<const kernels::SgemmPackedB> packed;
 };
+
+// W[co, ci, i, j] -> B[(i, j, ci), co].
+template <typename T>
+std::vector<T> WeightsAsB(const T* pw, int64_t co, int64_t ci, int64_t taps) {
+  std::vector<T> b(static_cast<std::size_t>(taps * ci * co));
+  for (int64_t o = 0; o < co; ++o) {
+    for (int64_t c = 0; c < ci; ++c) {
+      for (int64_t t = 0; t < taps; ++t) b[(t * ci + c) * co + o] = pw[(o * ci + c) * taps + t];
+    }
+  }
+  return b;
+}
 
 absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& graph, const Node& node) {
   const int w_id = node.inputs.size() > 1 ? node.inputs[1] : -1;
@@ -38,19 +52,21 @@ absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& g
     return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": weights must be a constant"));
   }
   const Tensor& w = *graph.values[w_id].constant;
-  if (w.type() != DataType::kFloat32 || w.rank() != 4) {
-    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": weights must be float32 O x I x kH x kW"));
+  const bool integer = w.type() == DataType::kUInt8 || w.type() == DataType::kInt8;
+  if ((w.type() != DataType::kFloat32 && !integer) || w.rank() != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": weights must be O x I x kH x kW"));
   }
   auto out = std::make_shared<NhwcWeights>();
   out->co = w.dim(0), out->ci = w.dim(1), out->kh = w.dim(2), out->kw = w.dim(3);
   const int64_t k = out->kh * out->kw * out->ci, n = out->co, taps = out->kh * out->kw;
-  std::vector<float> b(static_cast<std::size_t>(k * n));
-  const float* pw = w.data<float>();
-  for (int64_t o = 0; o < n; ++o) {
-    for (int64_t c = 0; c < out->ci; ++c) {
-      for (int64_t t = 0; t < taps; ++t) b[(t * out->ci + c) * n + o] = pw[(o * out->ci + c) * taps + t];
-    }
+  if (integer) {
+    out->integer = true;
+    const bool is_signed = w.type() == DataType::kInt8;
+    const std::vector<uint8_t> b = WeightsAsB(static_cast<const uint8_t*>(w.raw()), n, out->ci, taps);
+    out->packed = kernels::QgemmPackB(b.data(), n, is_signed, k, n, nullptr, false);
+    return std::shared_ptr<const NhwcWeights>(std::move(out));
   }
+  std::vector<float> b = WeightsAsB(w.data<float>(), n, out->ci, taps);
   // The model's precision, as for MatMul: bf16 weights, or s8 weights per output channel with each im2col row
   // (one output pixel's receptive field) quantized per call — finer than ONNX Runtime's per-tensor ConvInteger.
   const kernels::GemmPrecision precision = graph.gemm_precision;
@@ -64,44 +80,114 @@ absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& g
 
 // dst[0:n) = src[0:n). The runs of a stem convolution (3 channels: 21 floats for a 7-wide kernel) are too short
 // for a memcpy call to pay off; an inline loop vectorizes them.
-inline void CopyRun(float* dst, const float* src, int64_t n) {
-  if (n >= 64) {
-    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+template <typename T>
+inline void CopyRun(T* dst, const T* src, int64_t n) {
+  if (n * static_cast<int64_t>(sizeof(T)) >= 256) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
     return;
   }
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
-// One im2col row: output pixel (img, oy, ox) of x (H x W x C per image) -> K = kh * kw * C values.
-void Im2colRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& win, int64_t img, int64_t oy,
-               int64_t ox, float* dst) {
+// One im2col row: output pixel (img, oy, ox) of x (H x W x C per image) -> K = kh * kw * C values; padding
+// reads as `pad` (0, or the zero point of quantized input, which is what 0 quantizes to).
+template <typename T>
+void Im2colRow(const T* x, int64_t h, int64_t w, int64_t c, const Window& win, int64_t img, int64_t oy, int64_t ox,
+               T* dst, T pad = T{0}) {
   const int64_t run = win.kw * c;
   const int64_t ix0 = ox * win.sw - win.pad_left;
   for (int64_t i = 0; i < win.kh; ++i, dst += run) {
     const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
     if (iy < 0 || iy >= h) {
-      std::fill(dst, dst + run, 0.0f);
+      std::fill(dst, dst + run, pad);
       continue;
     }
-    const float* row = x + ((img * h + iy) * w) * c;
+    const T* row = x + ((img * h + iy) * w) * c;
     if (win.dw == 1) {
       // Taps [j0, j1) lie inside the row: one contiguous copy of (j1 - j0) channel vectors.
       const int64_t j0 = std::clamp<int64_t>(-ix0, 0, win.kw), j1 = std::clamp<int64_t>(w - ix0, j0, win.kw);
-      std::fill(dst, dst + j0 * c, 0.0f);
+      std::fill(dst, dst + j0 * c, pad);
       CopyRun(dst + j0 * c, row + (ix0 + j0) * c, (j1 - j0) * c);
-      std::fill(dst + j1 * c, dst + run, 0.0f);
+      std::fill(dst + j1 * c, dst + run, pad);
     } else {
       for (int64_t j = 0; j < win.kw; ++j) {
         const int64_t ix = ix0 + j * win.dw;
-        float* d = dst + j * c;
+        T* d = dst + j * c;
         if (ix < 0 || ix >= w) {
-          std::fill(d, d + c, 0.0f);
+          std::fill(d, d + c, pad);
         } else {
           CopyRun(d, row + ix * c, c);
         }
       }
     }
   }
+}
+
+// The integer convolution of a QDQ model (IntegerConv, made by FuseQdqConv): X is u8/s8 with zero point z_x
+// (input 5), W symmetric u8/s8, Y = scale[co] * sum (x - z_x) * w + bias (+ residual) (then Relu) in float32,
+// scale = s_x * s_w (input 4). The exact int32 sums come from the integer GEMM into Y's own storage, then one
+// pass scales them in place. Padding is z_x, the quantized zero.
+absl::Status RunIntegerConv(OpContext& ctx, const NhwcWeights& weights, const Window& win, const Tensor& x,
+                            const Tensor* bias, const Tensor* residual, bool relu, Tensor& y) {
+  const int64_t h = x.dim(1), w = x.dim(2), c = x.dim(3), co = weights.co;
+  if (x.type() != DataType::kUInt8 && x.type() != DataType::kInt8) return ctx.Error("quantized input must be u8 or s8");
+  const Tensor& scale = ctx.in(4);
+  if (scale.type() != DataType::kFloat32 || scale.elements() != co) return ctx.Error("scale must be float32 [O]");
+  const bool is_signed = x.type() == DataType::kInt8;
+  int32_t zx = 0;
+  if (ctx.has(5)) {
+    const Tensor& z = ctx.in(5);
+    if (z.type() != x.type() || z.elements() != 1) return ctx.Error("the input zero point must be one value of X's type");
+    zx = is_signed ? z.data<int8_t>()[0] : z.data<uint8_t>()[0];
+  }
+  const int64_t m = y.elements() / std::max<int64_t>(co, 1), k = weights.kh * weights.kw * c;
+  const auto* px = static_cast<const uint8_t*>(x.raw());
+  std::unique_ptr<uint8_t[]> cols;  // every byte is written: no zero-fill
+  const uint8_t* a = px;
+  const bool pointwise = weights.kh == 1 && weights.kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
+                         win.pad_left == 0 && win.oh == h && win.ow == w;
+  if (!pointwise) {
+    cols.reset(new uint8_t[static_cast<std::size_t>(m * k)]);
+    const int64_t pixels = win.oh * win.ow;
+    const auto pad = static_cast<uint8_t>(zx);  // the byte pattern of z_x in X's type
+    Parallel(ctx, m, RowGrain(k), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        Im2colRow(px, h, w, c, win, r / pixels, r % pixels / win.ow, r % win.ow, cols.get() + r * k, pad);
+      }
+    });
+    a = cols.get();
+  }
+  float* py = y.data<float>();
+  kernels::QgemmArgs q;
+  q.m = m; q.n = co; q.k = k;
+  q.a = a; q.lda = k; q.a_is_signed = is_signed; q.a_zero_point = zx;
+  q.packed_b = weights.packed.get();
+  q.c = reinterpret_cast<int32_t*>(static_cast<void*>(py)); q.ldc = co;
+  const int64_t mb = 48, nb = 256;  // nb a multiple of the 32-column panels
+  const int64_t m_tiles = (m + mb - 1) / mb, n_tiles = (co + nb - 1) / nb;
+  Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t mi = t / n_tiles, ni = t % n_tiles;
+      kernels::QgemmU8S8ToS32(q, mi * mb, std::min(m, (mi + 1) * mb), ni * nb, std::min(co, (ni + 1) * nb));
+    }
+  });
+  const bool residual_here = residual && residual->shape() == y.shape() && residual->type() == DataType::kFloat32;
+  const float* ps = scale.data<float>();
+  const float* pb = bias ? bias->data<float>() : nullptr;
+  const float* pr = residual_here ? residual->data<float>() : nullptr;
+  const bool relu_here = relu && (residual == nullptr || residual_here);
+  Parallel(ctx, m, RowGrain(co), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t j = 0; j < co; ++j) {
+        int32_t acc;
+        std::memcpy(&acc, py + r * co + j, sizeof acc);
+        float v = static_cast<float>(acc) * ps[j] + (pb ? pb[j] : 0.0f) + (pr ? pr[r * co + j] : 0.0f);
+        py[r * co + j] = relu_here ? std::max(v, 0.0f) : v;
+      }
+    }
+  });
+  if (residual && !residual_here) return AddResidual(ctx, y, *residual, relu);
+  return absl::OkStatus();
 }
 
 // NhwcConv: X (N, H, W, C), W (O, C, kH, kW) constant, optional bias (O), optional residual (NHWC, attribute
@@ -116,7 +202,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
   const bool relu = activation == "relu";
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
     const Tensor& x = ctx.in(0);
-    if (x.type() != DataType::kFloat32 || x.rank() != 4) return ctx.Error("input must be float32 N x H x W x C");
+    if (x.rank() != 4 || (x.type() != DataType::kFloat32 && !weights->integer)) {
+      return ctx.Error("input must be float32 N x H x W x C");
+    }
     const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), co = weights->co;
     if (c != weights->ci) {
       return ctx.Error(absl::StrCat("input has ", c, " channels, the weights expect ", weights->ci));
@@ -128,6 +216,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     }
     const Tensor* residual = has_residual && ctx.has(3) ? ctx.inputs[3] : nullptr;
     Tensor& y = ctx.Output(0, DataType::kFloat32, {n, win.oh, win.ow, co});
+    if (weights->integer) return RunIntegerConv(ctx, *weights, win, x, bias, residual, relu, y);
     const int64_t pixels = win.oh * win.ow, m = n * pixels, k = weights->kh * weights->kw * c;
     float* py = y.data<float>();
     // A residual of Y's own shape is added in the GEMM's epilogue, before the Relu; a broadcast one afterwards.

@@ -52,3 +52,23 @@ def test_quantize_static_qdq_matches_ort(tmp_path):
     after = inspect.stdout.split("after optimization", 1)[1]
     assert any(line.split() == ["coreserve::MatMulIntegerToFloat", "12"] for line in after.splitlines()), after
     assert_matches_ort(quantized, inputs_for(session, 2, 16, np.random.default_rng(1)), tmp_path)
+
+
+def test_quantize_static_qdq_conv_matches_ort(tmp_path):
+    """quantize_static's QDQ ResNet (u8 activations, s8 weights per output channel): every Conv runs as an integer
+    NhwcConv, the Q/DQ/Relu/Add between them stay channels-last (two layout Transposes in all), and the result
+    matches ONNX Runtime's own integer execution."""
+    source = FIXTURES / "resnet_ts_opset17.onnx"
+    quantized = tmp_path / "model.qdq.onnx"
+    reader = Reader(ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]))
+    quantize_static(str(source), str(quantized), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    inspect = subprocess.run([str(BINARY), "inspect", str(quantized)], capture_output=True, text=True, check=True)
+    after = {line.split()[0]: int(line.split()[1]) for line in inspect.stdout.split("after optimization", 1)[1]
+             .splitlines()[1:] if len(line.split()) == 2 and line.split()[1].isdigit()}
+    convs = sum(1 for n in onnx.load(str(quantized)).graph.node if n.op_type == "Conv")
+    assert after.get("coreserve::NhwcConv") == convs and "Conv" not in after, after
+    assert after.get("Transpose") == 2, after
+    session = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        assert_matches_ort(quantized, inputs_for(session, batch, 16, np.random.default_rng(batch)), tmp_path)

@@ -355,6 +355,64 @@ onnx::ModelProto LinearPlusResidual() {
   return m;
 }
 
+// quantize_static's QDQ convolutions: u8 activations with a zero point, s8 weights per output channel with an
+// int32 bias (dequantized), padding and stride, then Relu; and a 1x1 one with one weight scale and no bias.
+onnx::ModelProto QdqConvs() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("qdq_conv");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "4", "9", "9"});
+  AddFloatInitializer(g, "sx", {}, {0.02f});
+  AddByteInitializer(g, "zx", onnx::TensorProto::UINT8, {}, {120});
+  std::vector<int> w1(8 * 4 * 9), w2(6 * 4), zeros(8, 0);
+  for (std::size_t i = 0; i < w1.size(); ++i) w1[i] = static_cast<int>((i * 41) % 255) - 127;
+  for (std::size_t i = 0; i < w2.size(); ++i) w2[i] = static_cast<int>((i * 29) % 200) - 100;
+  AddByteInitializer(g, "w1", onnx::TensorProto::INT8, {8, 4, 3, 3}, w1);
+  AddByteInitializer(g, "zw1", onnx::TensorProto::INT8, {8}, zeros);
+  std::vector<float> sw1 = Wave(8, 0.3f);
+  for (float& v : sw1) v = 0.002f + 0.004f * std::fabs(v);
+  AddFloatInitializer(g, "sw1", {8}, sw1);
+  auto* bq = g->add_initializer();
+  bq->set_name("b1q");
+  bq->set_data_type(onnx::TensorProto::INT32);
+  bq->add_dims(8);
+  for (int i = 0; i < 8; ++i) bq->add_int32_data(i * 300 - 1000);
+  std::vector<float> sb1(8);
+  for (int i = 0; i < 8; ++i) sb1[i] = 0.02f * sw1[i];
+  AddFloatInitializer(g, "sb1", {8}, sb1);
+  AddByteInitializer(g, "w2", onnx::TensorProto::INT8, {6, 4, 1, 1}, w2);
+  AddFloatInitializer(g, "sw2", {}, {0.005f});
+  AddOnnxNode(g, "QuantizeLinear", {"x", "sx", "zx"}, "xq");
+  AddOnnxNode(g, "DequantizeLinear", {"xq", "sx", "zx"}, "xd");
+  SetInt(AddOnnxNode(g, "DequantizeLinear", {"w1", "sw1", "zw1"}, "w1d"), "axis", 0);
+  SetInt(AddOnnxNode(g, "DequantizeLinear", {"b1q", "sb1"}, "b1d"), "axis", 0);
+  AddOnnxNode(g, "DequantizeLinear", {"w2", "sw2"}, "w2d");
+  auto* c1 = AddOnnxNode(g, "Conv", {"xd", "w1d", "b1d"}, "c1");
+  SetInts(c1, "pads", {1, 1, 1, 1});
+  SetInts(c1, "strides", {2, 2});
+  AddOnnxNode(g, "Relu", {"c1"}, "y1");
+  AddOnnxNode(g, "Conv", {"xd", "w2d"}, "y2");
+  AddTensorValue(g->add_output(), "y1", onnx::TensorProto::FLOAT, {"n", "8", "5", "5"});
+  AddTensorValue(g->add_output(), "y2", onnx::TensorProto::FLOAT, {"n", "6", "9", "9"});
+  return m;
+}
+
+TEST(Fusions, QdqConvRunsOnIntegerKernels) {
+  const auto dir = TempDir("qdq-conv");
+  const std::string path = WriteModel(QdqConvs(), dir / "model.onnx");
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(Count((*fused)->graph(), "NhwcConv"), 2);
+  EXPECT_EQ(Count((*fused)->graph(), "Conv"), 0);
+  EXPECT_EQ(Count((*fused)->graph(), "DequantizeLinear"), 0);  // x is read quantized, the weights packed as s8
+  EXPECT_EQ(Count((*fused)->graph(), "Relu"), 0);
+  std::mt19937 rng(43);
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 4, 9, 9}, rng)});
+  ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 4, 9, 9}, rng)});
+}
+
 TEST(Fusions, ResidualAddIntoTheGemmEpilogue) {
   const auto dir = TempDir("residual");
   const std::string path = WriteModel(LinearPlusResidual(), dir / "model.onnx");
