@@ -49,14 +49,39 @@ int32_t ZeroPointAt(const Tensor* zp, int64_t c) {
   }
 }
 
+// round(v) half to even, as nearbyint in the default rounding mode, without a libm call per element (the
+// baseline x86-64 build has no roundps): adding and subtracting 1.5 * 2^23 rounds to an integer, exact for
+// |v| < 2^22, and callers clamp v to far less first.
+inline float RoundHalfEven(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return (v + kMagic) - kMagic;  // IEEE arithmetic: not folded without -ffast-math, which the build never uses
+}
+
+// saturate(round(x / scale) + zero_point), elements [begin, end) of channel layout q; NaN becomes the low end.
 template <typename Q>
-void QuantizeTo(const float* x, int64_t n, const QuantParams& q, Q* y) {
+void QuantizeRange(const float* x, int64_t begin, int64_t end, const QuantParams& q, Q* y) {
   constexpr float lo = std::numeric_limits<Q>::min(), hi = std::numeric_limits<Q>::max();
-  for (int64_t i = 0; i < n; ++i) {
+  if (q.channels == 1) {
+    // Per tensor: written as selects (this file is built with -fno-trapping-math, see runtime/CMakeLists.txt) so
+    // the compiler vectorizes it; QDQ graphs quantize every activation, so this is a hot loop. NaN becomes 0.
+    const float s = q.scale[0], zp = static_cast<float>(ZeroPointAt(q.zero_point, 0));
+    for (int64_t i = begin; i < end; ++i) {
+      float t = x[i] / s;
+      t = t > 1024.0f ? 1024.0f : t;
+      t = t < -1024.0f ? -1024.0f : t;
+      float v = RoundHalfEven(t) + zp;
+      v = v > hi ? hi : v;
+      v = v < lo ? lo : v;
+      y[i] = static_cast<Q>(static_cast<int32_t>(v));  // through int32 (cvttps2dq), which vectorizes
+    }
+    return;
+  }
+  for (int64_t i = begin; i < end; ++i) {
     const int64_t c = (i / q.inner) % q.channels;
-    // Round half to even (the default FP rounding mode), then saturate, as the operator defines.
-    const float v = std::nearbyint(x[i] / q.scale[c]) + static_cast<float>(ZeroPointAt(q.zero_point, c));
-    y[i] = static_cast<Q>(std::clamp(v, lo, hi));
+    const float zp = static_cast<float>(ZeroPointAt(q.zero_point, c));
+    // Clamped before rounding (into RoundHalfEven's exact range): values beyond the type saturate either way.
+    const float t = std::max(-1024.0f, std::min(x[i] / q.scale[c], 1024.0f));
+    y[i] = static_cast<Q>(std::max(lo, std::min(RoundHalfEven(t) + zp, hi)));
   }
 }
 
@@ -71,8 +96,10 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeQuantizeLinear(const Graph&, const
     const DataType out = q.zero_point ? q.zero_point->type() : DataType::kUInt8;
     if (out != DataType::kUInt8 && out != DataType::kInt8) return ctx.Error("output type must be uint8 or int8");
     Tensor& y = ctx.Output(0, out, x.shape());
-    if (out == DataType::kUInt8) QuantizeTo(x.data<float>(), x.elements(), q, y.data<uint8_t>());
-    else QuantizeTo(x.data<float>(), x.elements(), q, y.data<int8_t>());
+    Parallel(ctx, x.elements(), 16384, [&](int64_t b, int64_t e) {
+      if (out == DataType::kUInt8) QuantizeRange(x.data<float>(), b, e, q, y.data<uint8_t>());
+      else QuantizeRange(x.data<float>(), b, e, q, y.data<int8_t>());
+    });
     return absl::OkStatus();
   }));
 }
@@ -90,13 +117,23 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeDequantizeLinear(const Graph&, con
     if (q.zero_point && q.zero_point->type() != x.type()) return ctx.Error("zero point type must match the input");
     Tensor& y = ctx.Output(0, DataType::kFloat32, x.shape());
     float* py = y.data<float>();
-    for (int64_t i = 0; i < x.elements(); ++i) {
-      const int64_t c = (i / q.inner) % q.channels;
-      const int32_t v = x.type() == DataType::kUInt8  ? x.data<uint8_t>()[i]
-                        : x.type() == DataType::kInt8 ? x.data<int8_t>()[i]
-                                                      : x.data<int32_t>()[i];
-      py[i] = static_cast<float>(v - ZeroPointAt(q.zero_point, c)) * q.scale[c];
-    }
+    auto run = [&](auto* px, int64_t b, int64_t e) {
+      if (q.channels == 1) {  // per tensor: a loop the compiler vectorizes
+        const int32_t zp = ZeroPointAt(q.zero_point, 0);
+        const float s = q.scale[0];
+        for (int64_t i = b; i < e; ++i) py[i] = static_cast<float>(static_cast<int32_t>(px[i]) - zp) * s;
+        return;
+      }
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t c = (i / q.inner) % q.channels;
+        py[i] = static_cast<float>(static_cast<int32_t>(px[i]) - ZeroPointAt(q.zero_point, c)) * q.scale[c];
+      }
+    };
+    Parallel(ctx, x.elements(), 16384, [&](int64_t b, int64_t e) {
+      if (x.type() == DataType::kUInt8) run(x.data<uint8_t>(), b, e);
+      else if (x.type() == DataType::kInt8) run(x.data<int8_t>(), b, e);
+      else run(x.data<int32_t>(), b, e);
+    });
     return absl::OkStatus();
   }));
 }
