@@ -165,6 +165,45 @@ def reduced_precision(a, rng, tmp):
     return rows, raw
 
 
+QDQ_CASES = [("resnet50", 1, None, ["Conv"]), ("bert_base", 1, 128, ["MatMul"])]
+
+
+def qdq_models(a, rng, tmp):
+    """The models as ONNX Runtime's quantize_static writes them (QDQ, u8 activations, s8 weights per channel,
+    calibrated on two random inputs): coreserve and ORT run the same quantized file."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    rows, raw = [], []
+    for model, batch, seq, ops in QDQ_CASES:
+        path = Path(a.models) / model / "1" / "model.onnx"
+        if not path.exists():
+            continue
+        session = ort_session(path, a.threads)
+        calibration = iter([make_inputs(session, batch, seq, rng) for _ in range(2)])
+        del session
+
+        class Reader(CalibrationDataReader):
+            def get_next(self):
+                return next(calibration, None)
+
+        qpath = Path(tmp) / f"{model}-qdq.onnx"
+        quantize_static(str(path), str(qpath), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=ops,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+        qsession = ort_session(qpath, a.threads)
+        feeds = make_inputs(qsession, batch, seq, rng)
+        reference = dict(zip([o.name for o in qsession.get_outputs()], qsession.run(None, feeds)))
+        theirs = time_ort(qsession, feeds, a.seconds)
+        del qsession
+        mine = time_coreserve(a.bench_bin, qpath, feeds, a.threads, a.seconds, tmp)
+        acc = accuracy(a.coreserve_bin, qpath, feeds, reference, "fp32", tmp)
+        label = f"{model} b{batch}" + (f" s{seq}" if seq else "") + f" (QDQ {'+'.join(ops)})"
+        ratio = theirs["mean_ms"] / mine["mean_ms"]
+        rows.append(f"| {label} | {mine['p50_ms']:.2f} | {theirs['p50_ms']:.2f} | {ratio:.2f} | "
+                    f"{acc['cosine']:.6f} | {acc['max_rel_error']:.1e} |")
+        raw.append({"case": label, "coreserve": mine, "ORT": theirs, "ratio": ratio, "accuracy_vs_ort": acc})
+        print(rows[-1], flush=True)
+    return rows, raw
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bench-bin", required=True)
@@ -203,6 +242,7 @@ def main(argv):
             print(rows[-1], flush=True)
         a.precisions = [x for x in a.precisions.split(",") if x]
         lowp_rows, lowp_raw = reduced_precision(a, rng, tmp) if a.precisions and a.coreserve_bin else ([], [])
+        qdq_rows, qdq_raw = qdq_models(a, rng, tmp) if a.coreserve_bin else ([], [])
     head = ["case"] + [f"{w} {k}" for w in ["coreserve"] + anchors for k in ("p50 ms", "p95 ms", "items/s")]
     head += [f"coreserve/{w}" for w in anchors]
     table = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(rows)
@@ -212,6 +252,12 @@ def main(argv):
         table += ("\n\nReduced precision (ratio = coreserve throughput / anchor throughput):\n\n| "
                   + " | ".join(lowp_head) + " |\n|" + "---|" * len(lowp_head) + "\n" + "\n".join(lowp_rows))
         raw += lowp_raw
+    if qdq_rows:
+        qdq_head = ["case", "coreserve p50 ms", "ORT p50 ms (same file)", "coreserve/ORT", "cosine vs ORT",
+                    "max err / max |ref|"]
+        table += ("\n\nModels quantized by ONNX Runtime's quantize_static (QDQ), both runtimes on the same file:\n\n| "
+                  + " | ".join(qdq_head) + " |\n|" + "---|" * len(qdq_head) + "\n" + "\n".join(qdq_rows))
+        raw += qdq_raw
     versions = f"onnxruntime {ort.__version__}" + (f", openvino {ov.__version__}" if ov else "")
     meta = f"{versions}; {a.threads} threads; {platform.machine()}; {time.strftime('%Y-%m-%d')}"
     print("\n" + table + "\n\n" + meta)
