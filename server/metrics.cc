@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/convert/f32_quantize.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm/sgemm.h"
 #include "kernels/math/f32_math.h"
@@ -91,7 +92,8 @@ std::vector<std::pair<std::string, std::string>> ChosenKernels() {
           {"sgemm", kernels::SgemmKernelName()},
           {"bf16gemm", kernels::SgemmKernelName(kernels::GemmPrecision::kBf16)},
           {"qgemm", kernels::SgemmKernelName(kernels::GemmPrecision::kInt8)},
-          {"f32_math", kernels::F32Math().name}};
+          {"f32_math", kernels::F32Math().name},
+          {"f32_quantize", kernels::F32Quantize().name}};
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const ListenerConfig& listener,

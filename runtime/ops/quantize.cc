@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "kernels/convert/f32_quantize.h"
 #include "kernels/gemm/qgemm.h"
 #include "runtime/ops/op_util.h"
 
@@ -49,39 +51,17 @@ int32_t ZeroPointAt(const Tensor* zp, int64_t c) {
   }
 }
 
-// round(v) half to even, as nearbyint in the default rounding mode, without a libm call per element (the
-// baseline x86-64 build has no roundps): adding and subtracting 1.5 * 2^23 rounds to an integer, exact for
-// |v| < 2^22, and callers clamp v to far less first.
-inline float RoundHalfEven(float v) {
-  constexpr float kMagic = 12582912.0f;
-  return (v + kMagic) - kMagic;  // IEEE arithmetic: not folded without -ffast-math, which the build never uses
-}
-
-// saturate(round(x / scale) + zero_point), elements [begin, end) of channel layout q; NaN becomes the low end.
+// saturate(round_half_even(x / scale) + zero_point) (NaN -> 0) for elements [begin, end) of channel layout q, on
+// the kernels' quantizer: one call per run of elements that share a channel (the whole range, per tensor).
 template <typename Q>
 void QuantizeRange(const float* x, int64_t begin, int64_t end, const QuantParams& q, Q* y) {
-  constexpr float lo = std::numeric_limits<Q>::min(), hi = std::numeric_limits<Q>::max();
-  if (q.channels == 1) {
-    // Per tensor: written as selects (this file is built with -fno-trapping-math, see runtime/CMakeLists.txt) so
-    // the compiler vectorizes it; QDQ graphs quantize every activation, so this is a hot loop. NaN becomes 0.
-    const float s = q.scale[0], zp = static_cast<float>(ZeroPointAt(q.zero_point, 0));
-    for (int64_t i = begin; i < end; ++i) {
-      float t = x[i] / s;
-      t = t > 1024.0f ? 1024.0f : t;
-      t = t < -1024.0f ? -1024.0f : t;
-      float v = RoundHalfEven(t) + zp;
-      v = v > hi ? hi : v;
-      v = v < lo ? lo : v;
-      y[i] = static_cast<Q>(static_cast<int32_t>(v));  // through int32 (cvttps2dq), which vectorizes
-    }
-    return;
-  }
-  for (int64_t i = begin; i < end; ++i) {
-    const int64_t c = (i / q.inner) % q.channels;
-    const float zp = static_cast<float>(ZeroPointAt(q.zero_point, c));
-    // Clamped before rounding (into RoundHalfEven's exact range): values beyond the type saturate either way.
-    const float t = std::max(-1024.0f, std::min(x[i] / q.scale[c], 1024.0f));
-    y[i] = static_cast<Q>(std::max(lo, std::min(RoundHalfEven(t) + zp, hi)));
+  const kernels::F32QuantizeFn quantize = kernels::F32Quantize().fn;
+  for (int64_t i = begin; i < end;) {
+    const int64_t block = i / q.inner, c = q.channels == 1 ? 0 : block % q.channels;
+    const int64_t run_end = q.channels == 1 ? end : std::min(end, (block + 1) * q.inner);
+    quantize(static_cast<std::size_t>(run_end - i), x + i, q.scale[c], ZeroPointAt(q.zero_point, c),
+             std::is_same_v<Q, int8_t>, y + i);
+    i = run_end;
   }
 }
 

@@ -74,7 +74,7 @@ def test_isa_cap_changes_the_chosen_kernel(tmp_path):
     s = RunningServer(ok, env=dict(os.environ, CORESERVE_ISA="scalar"))
     try:
         assert ("f32_vadd=f32_vadd_scalar sgemm=sgemm_portable bf16gemm=bf16gemm_portable qgemm=qgemm_u8s8_portable "
-                "f32_math=f32_math_scalar") in s.log()
+                "f32_math=f32_math_scalar f32_quantize=f32_quantize_scalar") in s.log()
     finally:
         assert s.stop() == 0
 

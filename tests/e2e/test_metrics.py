@@ -37,7 +37,7 @@ def test_build_info_matches_server_metadata(server):
     assert info.labels["version"] == get_json(server.http, "/v2")[1]["version"]
     assert info.labels["build_type"] and info.labels["revision"]
     kernels = {s.labels["family"]: s.labels["kernel"] for s in families["coreserve_kernel_info"].samples}
-    assert set(kernels) == {"f32_vadd", "sgemm", "bf16gemm", "qgemm", "f32_math"}
+    assert set(kernels) == {"f32_vadd", "sgemm", "bf16gemm", "qgemm", "f32_math", "f32_quantize"}
     # Independent reading of the CPU: each kernel exactly when /proc/cpuinfo lists its ISA.
     if platform.machine() == "aarch64":
         feats = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
@@ -47,6 +47,7 @@ def test_build_info_matches_server_metadata(server):
                                        else "bf16gemm_6x16_neon" if "asimd" in feats else "bf16gemm_portable")
         assert kernels["qgemm"] == ("qgemm_u8s8_8x8_usmmla" if "i8mm" in feats
                                     else "qgemm_u8s8_6x16_sdot" if "asimddp" in feats else "qgemm_u8s8_portable")
+        assert kernels["f32_quantize"] == "f32_quantize_scalar"
         return
     flags = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []))
     avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
@@ -57,6 +58,7 @@ def test_build_info_matches_server_metadata(server):
     assert kernels["qgemm"] == ("qgemm_u8s8_avx512vnni" if avx512 and "avx512_vnni" in flags
                                 else "qgemm_u8s8_avx2" if avx2 else "qgemm_u8s8_portable")
     assert kernels["f32_math"] == ("f32_math_avx512" if avx512 else "f32_math_scalar")
+    assert kernels["f32_quantize"] == ("f32_quantize_avx512" if avx512 else "f32_quantize_scalar")
 
 
 def test_process_metrics_agree_with_proc(server):
