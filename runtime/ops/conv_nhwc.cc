@@ -142,50 +142,46 @@ absl::Status RunIntegerConv(OpContext& ctx, const NhwcWeights& weights, const Wi
   }
   const int64_t m = y.elements() / std::max<int64_t>(co, 1), k = weights.kh * weights.kw * c;
   const auto* px = static_cast<const uint8_t*>(x.raw());
-  std::unique_ptr<uint8_t[]> cols;  // every byte is written: no zero-fill
-  const uint8_t* a = px;
-  const bool pointwise = weights.kh == 1 && weights.kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
-                         win.pad_left == 0 && win.oh == h && win.ow == w;
-  if (!pointwise) {
-    cols.reset(new uint8_t[static_cast<std::size_t>(m * k)]);
-    const int64_t pixels = win.oh * win.ow;
-    const auto pad = static_cast<uint8_t>(zx);  // the byte pattern of z_x in X's type
-    Parallel(ctx, m, RowGrain(k), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        Im2colRow(px, h, w, c, win, r / pixels, r % pixels / win.ow, r % win.ow, cols.get() + r * k, pad);
-      }
-    });
-    a = cols.get();
-  }
   float* py = y.data<float>();
   kernels::QgemmArgs q;
-  q.m = m; q.n = co; q.k = k;
-  q.a = a; q.lda = k; q.a_is_signed = is_signed; q.a_zero_point = zx;
+  q.n = co; q.k = k; q.lda = k; q.a_is_signed = is_signed; q.a_zero_point = zx;
   q.packed_b = weights.packed.get();
-  q.c = reinterpret_cast<int32_t*>(static_cast<void*>(py)); q.ldc = co;
-  const int64_t mb = 48, nb = 256;  // nb a multiple of the 32-column panels
-  const int64_t m_tiles = (m + mb - 1) / mb, n_tiles = (co + nb - 1) / nb;
-  Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t mi = t / n_tiles, ni = t % n_tiles;
-      kernels::QgemmU8S8ToS32(q, mi * mb, std::min(m, (mi + 1) * mb), ni * nb, std::min(co, (ni + 1) * nb));
+  q.ldc = co;
+  // The GEMM of output rows [row0, row0 + rows) with A = a.
+  auto gemm = [&](const uint8_t* a, int64_t row0, int64_t rows) {
+    q.m = rows;
+    q.a = a;
+    q.c = reinterpret_cast<int32_t*>(static_cast<void*>(py + row0 * co));
+    ParallelQgemm(ctx, q);
+  };
+  const bool pointwise = weights.kh == 1 && weights.kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
+                         win.pad_left == 0 && win.oh == h && win.ow == w;
+  if (pointwise) {
+    gemm(px, 0, m);
+  } else if (m > 0) {
+    // im2col in blocks of at most kIm2colBlockBytes, in a buffer kept per calling thread, as the fp32 path does.
+    const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
+    const int64_t block = std::min(m, std::max(kIm2colBlockBytes / std::max<int64_t>(k, 1) / 48 * 48, 48 * threads));
+    thread_local std::vector<uint8_t> scratch;
+    if (scratch.size() < static_cast<std::size_t>(block * k)) scratch.resize(static_cast<std::size_t>(block * k));
+    uint8_t* cols = scratch.data();  // the pool's threads must see this thread's buffer, not their own
+    const int64_t pixels = win.oh * win.ow;
+    const auto pad = static_cast<uint8_t>(zx);  // the byte pattern of z_x in X's type
+    for (int64_t row0 = 0; row0 < m; row0 += block) {
+      const int64_t rows = std::min(block, m - row0);
+      Parallel(ctx, rows, RowGrain(k), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t pixel = row0 + r;
+          Im2colRow(px, h, w, c, win, pixel / pixels, pixel % pixels / win.ow, pixel % win.ow, cols + r * k, pad);
+        }
+      });
+      gemm(cols, row0, rows);
     }
-  });
+  }
+  // A residual of Y's shape is added in the scaling pass (before the Relu); a broadcast one afterwards.
   const bool residual_here = residual && residual->shape() == y.shape() && residual->type() == DataType::kFloat32;
-  const float* ps = scale.data<float>();
-  const float* pb = bias ? bias->data<float>() : nullptr;
-  const float* pr = residual_here ? residual->data<float>() : nullptr;
-  const bool relu_here = relu && (residual == nullptr || residual_here);
-  Parallel(ctx, m, RowGrain(co), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t j = 0; j < co; ++j) {
-        int32_t acc;
-        std::memcpy(&acc, py + r * co + j, sizeof acc);
-        float v = static_cast<float>(acc) * ps[j] + (pb ? pb[j] : 0.0f) + (pr ? pr[r * co + j] : 0.0f);
-        py[r * co + j] = relu_here ? std::max(v, 0.0f) : v;
-      }
-    }
-  });
+  ScaleInt32InPlace(ctx, py, m, co, scale.data<float>(), bias ? bias->data<float>() : nullptr,
+                    residual_here ? residual->data<float>() : nullptr, relu && (residual == nullptr || residual_here));
   if (residual && !residual_here) return AddResidual(ctx, y, *residual, relu);
   return absl::OkStatus();
 }

@@ -1,6 +1,7 @@
 #include "runtime/ops/gemm_util.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace coreserve::runtime {
 
@@ -64,6 +65,31 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
   } else {
     ctx.pool->ParallelFor(total, 1, run, 1);
   }
+}
+
+void ParallelQgemm(const OpContext& ctx, const kernels::QgemmArgs& q) {
+  const int64_t mb = 48, nb = 256;  // nb a multiple of the 32-column panels
+  const int64_t m_tiles = (q.m + mb - 1) / mb, n_tiles = (q.n + nb - 1) / nb;
+  Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t mi = t / n_tiles, ni = t % n_tiles;
+      kernels::QgemmU8S8ToS32(q, mi * mb, std::min(q.m, (mi + 1) * mb), ni * nb, std::min(q.n, (ni + 1) * nb));
+    }
+  });
+}
+
+void ScaleInt32InPlace(const OpContext& ctx, float* y, int64_t rows, int64_t n, const float* scale, const float* bias,
+                       const float* residual, bool relu) {
+  Parallel(ctx, rows, RowGrain(n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t j = 0; j < n; ++j) {
+        int32_t sum;
+        std::memcpy(&sum, y + r * n + j, sizeof sum);  // the same 4 bytes, read as the int32 the GEMM wrote
+        float v = static_cast<float>(sum) * scale[j] + (bias ? bias[j] : 0.0f) + (residual ? residual[r * n + j] : 0.0f);
+        y[r * n + j] = relu ? std::max(v, 0.0f) : v;
+      }
+    }
+  });
 }
 
 }  // namespace coreserve::runtime

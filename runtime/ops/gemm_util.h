@@ -3,6 +3,7 @@
 
 #include <functional>
 
+#include "kernels/gemm/qgemm.h"
 #include "kernels/gemm/sgemm.h"
 #include "runtime/ops/op_util.h"
 
@@ -13,5 +14,14 @@ namespace coreserve::runtime {
 // of the pool busy.
 void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
                   const std::function<kernels::SgemmArgs(int64_t)>& args_of);
+
+// The exact integer GEMM q (all of its M x N) over the pool, in 48-row x 256-column tiles.
+void ParallelQgemm(const OpContext& ctx, const kernels::QgemmArgs& q);
+
+// The float result of an integer GEMM whose int32 sums were written into y's own storage (rows x n): in place,
+// y = act(float(sum) * scale[j] + bias[j] + residual[i, j]) with act Relu when `relu`; bias and residual (rows x n,
+// row stride n) may be null.
+void ScaleInt32InPlace(const OpContext& ctx, float* y, int64_t rows, int64_t n, const float* scale, const float* bias,
+                       const float* residual, bool relu);
 
 }  // namespace coreserve::runtime

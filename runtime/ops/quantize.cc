@@ -3,12 +3,12 @@
 // MatMulInteger (u8 / s8 operands, exact int32 result) on the kernels' integer GEMM, its constant B packed at load.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 
 #include "kernels/convert/f32_quantize.h"
 #include "kernels/gemm/qgemm.h"
+#include "runtime/ops/gemm_util.h"
 #include "runtime/ops/op_util.h"
 
 namespace coreserve::runtime {
@@ -206,14 +206,7 @@ absl::Status MatMulIntegerInto(const OpContext& ctx, const kernels::SgemmPackedB
     q.a_zero_point = azp ? ByteAt(*azp, 0) : 0;
     q.packed_b = packed;
     q.c = py; q.ldc = n;
-    const int64_t rows = q.m, mb = 48, nb = 256;  // nb a multiple of the 32-column panels
-    const int64_t m_tiles = (rows + mb - 1) / mb, n_tiles = (n + nb - 1) / nb;
-    Parallel(ctx, m_tiles * n_tiles, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t mi = t / n_tiles, ni = t % n_tiles;
-        kernels::QgemmU8S8ToS32(q, mi * mb, std::min(rows, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
-      }
-    });
+    ParallelQgemm(ctx, q);
     return absl::OkStatus();
   }
   Parallel(ctx, batches * m, 1, [&](int64_t r0, int64_t r1) {
@@ -273,15 +266,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulIntegerToFloat(const Graph& 
     if (bias && (bias->type() != DataType::kFloat32 || bias->elements() != n)) return ctx.Error("bias must be float32 [N]");
     const float* pb = bias ? bias->data<float>() : nullptr;
     const int64_t rows = n == 0 ? 0 : y.elements() / n;
-    Parallel(ctx, rows, RowGrain(n), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t j = 0; j < n; ++j) {
-          int32_t v;
-          std::memcpy(&v, py + r * n + j, sizeof v);
-          py[r * n + j] = static_cast<float>(v) * ps[j] + (pb ? pb[j] : 0.0f);
-        }
-      }
-    });
+    ScaleInt32InPlace(ctx, py, rows, n, ps, pb, nullptr, /*relu=*/false);
     return absl::OkStatus();
   }));
 }

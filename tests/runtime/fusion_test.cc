@@ -413,6 +413,49 @@ TEST(Fusions, QdqConvRunsOnIntegerKernels) {
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 4, 9, 9}, rng)});
 }
 
+// A 3x3 convolution whose weights (576 x 512 floats) exceed the L2 budget and whose 90x90 image exceeds one 4 MB
+// im2col block: NhwcConv's blocked path, over several blocks, in fp32 and (QDQ) in integers.
+onnx::ModelProto LargeConv(bool qdq) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("large_conv");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "64", "90", "90"});
+  std::string x = "x", w = "w";
+  if (qdq) {
+    AddFloatInitializer(g, "sx", {}, {0.03f});
+    AddByteInitializer(g, "zx", onnx::TensorProto::UINT8, {}, {100});
+    std::vector<int> wq(512 * 64 * 9);
+    for (std::size_t i = 0; i < wq.size(); ++i) wq[i] = static_cast<int>((i * 37) % 255) - 127;
+    AddByteInitializer(g, "wq", onnx::TensorProto::INT8, {512, 64, 3, 3}, wq);
+    AddFloatInitializer(g, "sw", {}, {0.0005f});
+    AddOnnxNode(g, "QuantizeLinear", {"x", "sx", "zx"}, "xq");
+    AddOnnxNode(g, "DequantizeLinear", {"xq", "sx", "zx"}, "xd");
+    AddOnnxNode(g, "DequantizeLinear", {"wq", "sw"}, "wd");
+    x = "xd", w = "wd";
+  } else {
+    std::vector<float> wv = Wave(512 * 64 * 9, 0.4f);
+    for (float& v : wv) v *= 0.1f;
+    AddFloatInitializer(g, "w", {512, 64, 3, 3}, wv);
+  }
+  SetInts(AddOnnxNode(g, "Conv", {x, w}, "y"), "pads", {1, 1, 1, 1});
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "512", "90", "90"});
+  return m;
+}
+
+TEST(Fusions, LargeConvolutionsInSeveralIm2colBlocks) {
+  for (bool qdq : {false, true}) {
+    const auto dir = TempDir(qdq ? "large-conv-qdq" : "large-conv");
+    const std::string path = WriteModel(LargeConv(qdq), dir / "model.onnx");
+    auto fused = Session::Load(path);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    EXPECT_EQ(Count((*fused)->graph(), "NhwcConv"), 1);
+    std::mt19937 rng(47);
+    ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 64, 90, 90}, rng)});
+  }
+}
+
 TEST(Fusions, ResidualAddIntoTheGemmEpilogue) {
   const auto dir = TempDir("residual");
   const std::string path = WriteModel(LinearPlusResidual(), dir / "model.onnx");
