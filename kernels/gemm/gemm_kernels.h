@@ -38,6 +38,11 @@ inline int64_t PackedOffset(PackedFormat format, int64_t k, int64_t l, int64_t j
   }
 }
 
+// The kPanel32 panels an fp32 kernel reads for op(B)[:, n_begin:n_end] (n_begin a multiple of 32): the
+// pre-packed weights, with *first_panel = n_begin / 32, or those columns packed here into a buffer of the calling
+// thread (valid until its next call), with *first_panel = 0.
+const float* Panel32For(const SgemmArgs& p, int64_t n_begin, int64_t n_end, int64_t* first_panel);
+
 // An empty SgemmPackedB of `format` with its storage sized (and zero-filled) for K x N.
 std::shared_ptr<SgemmPackedB> AllocPackedB(PackedFormat format, int64_t k, int64_t n);
 // Fill columns [col_begin, col_end) (col_begin a multiple of 32, col_end a multiple of 32 or N) of a bf16 or int8

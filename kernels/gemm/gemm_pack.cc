@@ -39,6 +39,20 @@ int8_t QuantizeWeight(float b, float scale) {
 }  // namespace
 
 // kPanel32 for the fp32 kernels (AVX-512 and AVX2 alike), compiled for the baseline ISA so any of them may call it.
+const float* Panel32For(const SgemmArgs& p, int64_t n_begin, int64_t n_end, int64_t* first_panel) {
+  if (p.packed_b != nullptr) {
+    *first_panel = n_begin / kGemmPanel;
+    return p.packed_b->data.data();
+  }
+  thread_local std::vector<float, Aligned64Allocator<float>> scratch;
+  const int64_t n = n_end - n_begin;
+  const auto needed = static_cast<std::size_t>((n + kGemmPanel - 1) / kGemmPanel * p.k * kGemmPanel);
+  if (scratch.size() < needed) scratch.resize(needed);
+  sgemm_pack_b_panel32(p.trans_b ? p.b + n_begin * p.ldb : p.b + n_begin, p.ldb, p.trans_b, p.k, n, scratch.data());
+  *first_panel = 0;
+  return scratch.data();
+}
+
 void sgemm_pack_b_panel32(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, float* packed) {
   const int64_t panels = (n + kGemmPanel - 1) / kGemmPanel;
   for (int64_t p = 0; p < panels; ++p) {

@@ -12,8 +12,8 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/gemm/sgemm.h"
 #include "kernels/gemm/gemm_epilogue_avx512.h"
+#include "kernels/gemm/gemm_kernels.h"
 
 namespace coreserve::kernels {
 namespace {
@@ -71,23 +71,8 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
     sgemm_portable(p, m_begin, m_end, n_begin, n_end);
     return;
   }
-  // The panels this call needs: the pre-packed weights, or op(B)[:, n_begin:n_end] packed here.
-  const float* panels = nullptr;
   int64_t first_panel = 0;
-  thread_local std::vector<float, Aligned64Allocator<float>> scratch;
-  if (p.packed_b != nullptr) {
-    panels = p.packed_b->data.data();
-    first_panel = n_begin / kNr;
-  } else {
-    const int64_t n = n_end - n_begin;
-    const std::size_t needed = static_cast<std::size_t>(((n + kNr - 1) / kNr) * k * kNr);
-    if (scratch.size() < needed) scratch.resize(needed);
-    float* aligned = scratch.data();
-    const float* bsrc = p.trans_b ? p.b + n_begin * p.ldb : p.b + n_begin;
-    sgemm_pack_b_panel32(bsrc, p.ldb, p.trans_b, k, n, aligned);
-    panels = aligned;
-    first_panel = 0;
-  }
+  const float* panels = Panel32For(p, n_begin, n_end, &first_panel);
   // A's 12 rows are 12 broadcast streams lda apart. When lda is a multiple of 4 KB (K = 1024, 2048, 3072: BERT's
   // FFN output projection) they all fall in the same L1 set and evict each other (8 ways): 112 -> 96 GFLOP/s.
   // Such A blocks are copied, one K block at a time, to rows padded by one cache line.

@@ -62,20 +62,8 @@ void sgemm_6x16_avx2(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t
     GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
     return;
   }
-  // The panels this call needs: the pre-packed weights, or op(B)[:, n_begin:n_end] packed here.
-  const float* panels = nullptr;
   int64_t first_panel = 0;
-  thread_local std::vector<float, Aligned64Allocator<float>> scratch;
-  if (p.packed_b != nullptr) {
-    panels = p.packed_b->data.data();
-    first_panel = n_begin / kNr;
-  } else {
-    const int64_t n = n_end - n_begin;
-    const auto needed = static_cast<std::size_t>((n + kNr - 1) / kNr * k * kNr);
-    if (scratch.size() < needed) scratch.resize(needed);
-    sgemm_pack_b_panel32(p.trans_b ? p.b + n_begin * p.ldb : p.b + n_begin, p.ldb, p.trans_b, k, n, scratch.data());
-    panels = scratch.data();
-  }
+  const float* panels = Panel32For(p, n_begin, n_end, &first_panel);
   const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
   alignas(32) float tile[kMr * 16];
   for (int64_t k0 = 0; k0 < k; k0 += kKc) {
