@@ -35,8 +35,15 @@ struct OpContext {
 
   const Tensor& in(std::size_t i) const { return *inputs[i]; }
   bool has(std::size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
+  // Per input, whether ReuseInput may hand its storage to an output (set by the Session).
+  std::vector<bool> reusable;
+
   // Output i (uninitialised): its planned slot when it has one of this size, else a new allocation.
   Tensor& Output(std::size_t i, DataType type, Shape shape);
+  // Output `out` as input `in` itself — same storage, shape and contents — for an operator that computes in
+  // place (a convolution accumulating onto its residual), or null when the executor does not allow it: the input
+  // is read again later, or shares its storage with another live tensor.
+  Tensor* ReuseInput(std::size_t in, std::size_t out);
   // An InvalidArgument naming the node, for bad inputs found at run time.
   absl::Status Error(const std::string& what) const;
 };

@@ -22,6 +22,12 @@ Tensor& OpContext::Output(std::size_t i, DataType type, Shape shape) {
   return outputs[i];
 }
 
+Tensor* OpContext::ReuseInput(std::size_t in, std::size_t out) {
+  if (in >= reusable.size() || !reusable[in] || !has(in)) return nullptr;
+  outputs[out] = *inputs[in];
+  return &outputs[out];
+}
+
 absl::Status OpContext::Error(const std::string& what) const {
   return absl::InvalidArgumentError(absl::StrCat(node ? node->Describe() : std::string("operator"), ": ", what));
 }

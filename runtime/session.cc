@@ -104,7 +104,7 @@ absl::Status Session::Build(const SessionOptions& options) {
       if (out >= 0) shape_only[out] = only_shapes;
     }
     has_shape_only_ = has_shape_only_ || only_shapes;
-    steps_.push_back(Step{n, std::move(kernel), only_shapes});
+    steps_.push_back(Step{n, std::move(kernel), only_shapes, {}});
     for (int in : node.inputs) {
       if (in >= 0) ++use_counts_[in];
     }
@@ -113,6 +113,18 @@ absl::Status Session::Build(const SessionOptions& options) {
   for (std::size_t si = 0; si < steps_.size(); ++si) {
     for (int in : graph_.nodes[steps_[si].node].inputs) {
       if (in >= 0) last_use_[in] = static_cast<int>(si);
+    }
+  }
+  for (std::size_t si = 0; si < steps_.size(); ++si) {
+    Step& step = steps_[si];
+    const std::vector<int>& ins = graph_.nodes[step.node].inputs;
+    step.may_reuse.assign(ins.size(), false);
+    for (std::size_t i = 0; i < ins.size() && !step.shape_only; ++i) {
+      const int v = ins[i];
+      if (v < 0 || shape_only[v] || last_use_[v] != static_cast<int>(si)) continue;
+      const Value& value = graph_.values[v];
+      step.may_reuse[i] = !value.constant && !value.graph_input && !value.graph_output &&
+                          std::count(ins.begin(), ins.end(), v) == 1;
     }
   }
   for (int v : graph_.outputs) {
@@ -141,6 +153,7 @@ std::vector<int> Session::steps() const {
 struct Session::Recorder {
   Recorder(const Session& s, const std::vector<Tensor>& inputs) : session(s) {
     const std::size_t n = s.graph_.values.size();
+    reused_input.assign(s.steps_.size(), -1);
     root.assign(n, -1);
     first.assign(n, -1);
     last.assign(n, -1);
@@ -175,6 +188,7 @@ struct Session::Recorder {
 
   std::shared_ptr<const RunPlan> Finish() {
     auto plan = std::make_shared<RunPlan>();
+    plan->reused_input = reused_input;
     const std::size_t n = root.size();
     plan->offset.assign(n, -1);
     plan->bytes.assign(n, 0);
@@ -204,6 +218,7 @@ struct Session::Recorder {
   std::unordered_map<const void*, int> storage_root;  // live storage -> the value that allocated it (-1: not ours)
   std::vector<int> root, first, last;
   std::vector<bool> plannable;
+  std::vector<int> reused_input;  // per step, as RunPlan::reused_input
   std::map<int, int64_t> bytes_of;  // buffers allocated by this run, by the value that allocated them
 };
 
@@ -295,6 +310,16 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
       }
     }
     ctx.outputs.resize(node.outputs.size());
+    // Inputs whose storage the operator may write its output into: a planned run offers the one the recording
+    // run's operator took (the arena's tensors share one owner, so their use counts say nothing); an unplanned
+    // run, those no other tensor shares.
+    ctx.reusable.assign(node.inputs.size(), false);
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+      if (!step.may_reuse[i]) continue;
+      const Tensor& t = values[node.inputs[i]];
+      ctx.reusable[i] = plan ? plan->reused_input[si] == static_cast<int>(i)
+                             : t.storage() != nullptr && t.storage_users() == 1;
+    }
     if (plan) {
       ctx.arena = arena_base;
       ctx.arena_owner = arena;
@@ -306,6 +331,15 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     }
     try {
       RETURN_IF_ERROR(step.kernel->Run(ctx));
+      if (recorder) {
+        for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+          for (const Tensor& out : ctx.outputs) {
+            if (ctx.reusable[i] && out.storage() != nullptr && out.storage() == values[node.inputs[i]].storage()) {
+              recorder->reused_input[si] = static_cast<int>(i);
+            }
+          }
+        }
+      }
       for (std::size_t o = 0; o < node.outputs.size(); ++o) {
         const int v = node.outputs[o];
         if (v < 0) continue;

@@ -78,12 +78,17 @@ class Session {
     int node = 0;
     std::unique_ptr<OpKernel> kernel;
     bool shape_only = false;  // its outputs depend only on the input shapes
+    // Per input: whether the operator may take over its storage for an output (OpContext::ReuseInput): the
+    // step is the value's only remaining reader and the value is an intermediate of the run (not a graph input,
+    // output, constant or shape-only result). Whether nothing else shares the storage is decided per run.
+    std::vector<bool> may_reuse;
   };
   using ShapeOnlyValues = std::vector<std::pair<int, Tensor>>;  // value index -> tensor
   struct RunPlan {
     std::vector<int64_t> offset;  // per value: its place in the arena, -1 when not planned
     std::vector<int64_t> bytes;   // per value: the planned size
     std::vector<int> alias_root;  // per value: the planned value whose buffer it views, -1 for none
+    std::vector<int> reused_input;  // per step: the input whose storage the recording run's operator took over, or -1
     MemoryStats stats;
   };
   // Records sizes and lifetimes during a first run; see Run().

@@ -135,6 +135,8 @@ struct GemmKernel {
   // Whether the kernel adds SgemmArgs::residual in its epilogue; Sgemm folds the residual into C beforehand for
   // the kernels that do not.
   bool fuses_residual = false;
+  // Whether the kernel reads indirect A (SgemmArgs::a_rows) itself; Sgemm gathers the rows for the others.
+  bool reads_indirect_a = false;
 };
 // The kernel of `precision` for `features`; null for fp32 without packing (the portable fp32 path).
 const GemmKernel* SelectGemmKernel(GemmPrecision precision, const CpuFeatures& features);

@@ -94,6 +94,12 @@ struct SgemmArgs {
   float alpha = 1.0f;
   const float* a = nullptr;
   int64_t lda = 0;
+  // Indirect A, for convolutions without an im2col copy (XNNPACK's "igemm"): when a_rows is set, row i of A is
+  // the concatenation of a_taps runs of K / a_taps floats each, run t starting at a_rows[i * a_taps + t] (a
+  // padding tap points at zeros); a, lda and trans_a are then unused. A row pointer table, not a copy: the
+  // runs are read where they lie, in the input image.
+  const float* const* a_rows = nullptr;
+  int64_t a_taps = 0;
   const float* b = nullptr;  // ignored when packed_b is set
   int64_t ldb = 0;
   const SgemmPackedB* packed_b = nullptr;

@@ -9,7 +9,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm/gemm_epilogue_avx512.h"
@@ -25,10 +27,22 @@ constexpr int64_t kKc = 1024;
 // The largest K block x N range (floats) swept row strip by row strip: 256 KB, a quarter of a 1 MB L2.
 constexpr int64_t kRowsFirstFloats = 64 * 1024;
 
-// acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32]; then C = alpha * acc + (accumulate ? C : beta * C), and on the last
-// K block (`last` non-null) the bias and activation. kHalf computes only the panel's first 16 columns, for a last
-// panel of at most 16 (16-channel convolutions, classifier heads): the padding columns would otherwise cost as
-// many FMAs as the real ones.
+// C = alpha * acc + (accumulate ? C : beta * C) for a tile's MR rows, then, on the last K block (`last`
+// non-null), the bias, residual and activation.
+template <int MR>
+inline void StoreTile(const __m512* acc0, const __m512* acc1, float* c, int64_t ldc, __mmask16 m0, __mmask16 m1,
+                      float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
+  const __m512 va = _mm512_set1_ps(alpha);
+  const avx512::TileBias bias(last, m0, m1);
+  for (int r = 0; r < MR; ++r) {
+    avx512::StoreRow(c + r * ldc, _mm512_mul_ps(acc0[r], va), _mm512_mul_ps(acc1[r], va), m0, m1, beta, accumulate,
+                     last, bias, last ? last->ResidualRow(r) : nullptr);
+  }
+}
+
+// acc = A[0:MR, 0:kc] * Bpanel[0:kc, 0:32], stored by StoreTile. kHalf computes only the panel's first 16
+// columns, for a last panel of at most 16 (16-channel convolutions, classifier heads): the padding columns would
+// otherwise cost as many FMAs as the real ones.
 template <int MR, bool kHalf = false>
 void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, __mmask16 m0,
             __mmask16 m1, float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
@@ -44,12 +58,33 @@ void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
       if constexpr (!kHalf) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha);
-  const avx512::TileBias bias(last, m0, m1);
-  for (int r = 0; r < MR; ++r) {
-    avx512::StoreRow(c + r * ldc, _mm512_mul_ps(acc0[r], va), _mm512_mul_ps(acc1[r], va), m0, m1, beta, accumulate,
-                     last, bias, last ? last->ResidualRow(r) : nullptr);
+  StoreTile<MR>(acc0, acc1, c, ldc, m0, m1, alpha, beta, accumulate, last);
+}
+
+// The same over indirect A (SgemmArgs::a_rows): the K block is taps [t0, t1) of `run` floats each, from float
+// `r0` of each run (the whole run when t1 > t0 + 1); rows[r * taps + t] is row r's run of tap t. B advances
+// through the block as one K range, since op(B)'s rows are in (tap, channel) order.
+template <int MR, bool kHalf = false>
+void IndirectKernel(int64_t t0, int64_t t1, int64_t r0, int64_t kc_per_tap, const float* const* rows, int64_t taps,
+                    const float* b, float* c, int64_t ldc, __mmask16 m0, __mmask16 m1, float alpha, float beta,
+                    bool accumulate, const GemmEpilogue* last) {
+  __m512 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  avx512::PrefetchTile(c, ldc, MR, last);
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* a[MR];
+    for (int r = 0; r < MR; ++r) a[r] = rows[r * taps + t] + r0;
+    for (int64_t k = 0; k < kc_per_tap; ++k, b += kNr) {
+      const __m512 b0 = _mm512_load_ps(b);
+      const __m512 b1 = kHalf ? b0 : _mm512_load_ps(b + 16);
+      for (int r = 0; r < MR; ++r) {
+        const __m512 av = _mm512_set1_ps(a[r][k]);
+        acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+        if constexpr (!kHalf) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+      }
+    }
   }
+  StoreTile<MR>(acc0, acc1, c, ldc, m0, m1, alpha, beta, accumulate, last);
 }
 
 using KernelFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, __mmask16, __mmask16, float,
@@ -60,6 +95,15 @@ constexpr KernelFn kHalfKernels[13] = {
     nullptr,           Kernel<1, true>, Kernel<2, true>, Kernel<3, true>,  Kernel<4, true>,  Kernel<5, true>,
     Kernel<6, true>,   Kernel<7, true>, Kernel<8, true>, Kernel<9, true>,  Kernel<10, true>, Kernel<11, true>,
     Kernel<12, true>};
+
+using IndirectKernelFn = void (*)(int64_t, int64_t, int64_t, int64_t, const float* const*, int64_t, const float*,
+                                  float*, int64_t, __mmask16, __mmask16, float, float, bool, const GemmEpilogue*);
+template <bool kHalf, std::size_t... MR>
+constexpr std::array<IndirectKernelFn, 13> IndirectTable(std::index_sequence<MR...>) {
+  return {nullptr, IndirectKernel<static_cast<int>(MR) + 1, kHalf>...};
+}
+constexpr auto kIndirectKernels = IndirectTable<false>(std::make_index_sequence<12>());
+constexpr auto kIndirectHalfKernels = IndirectTable<true>(std::make_index_sequence<12>());
 
 }  // namespace
 
@@ -73,17 +117,24 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
   }
   int64_t first_panel = 0;
   const float* panels = Panel32For(p, n_begin, n_end, &first_panel);
+  // Indirect A: K blocks are whole taps (as many as fit in kKc), or kKc-long pieces of one tap's run.
+  const int64_t taps = p.a_rows ? p.a_taps : 1, run = k / taps;
+  const int64_t taps_per_block = p.a_rows && run <= kKc ? std::max<int64_t>(1, kKc / run) : 1;
   // A's 12 rows are 12 broadcast streams lda apart. When lda is a multiple of 4 KB (K = 1024, 2048, 3072: BERT's
   // FFN output projection) they all fall in the same L1 set and evict each other (8 ways): 112 -> 96 GFLOP/s.
   // Such A blocks are copied, one K block at a time, to rows padded by one cache line.
-  const bool aliased = p.lda % 1024 == 0;
+  const bool aliased = !p.a_rows && p.lda % 1024 == 0;
   thread_local std::vector<float, Aligned64Allocator<float>> a_copy;
   const int64_t a_copy_ld = std::min(kKc, k) + 16;
   if (aliased && a_copy.size() < static_cast<std::size_t>((m_end - m_begin) * a_copy_ld)) {
     a_copy.resize(static_cast<std::size_t>((m_end - m_begin) * a_copy_ld));
   }
-  for (int64_t k0 = 0; k0 < k; k0 += kKc) {
-    const int64_t kc = std::min(kKc, k - k0);
+  for (int64_t k0 = 0; k0 < k;) {
+    // This K block: [k0, k0 + kc); for indirect A, taps [t0, t1) from float r0 of each run.
+    const int64_t t0 = k0 / run, r0 = k0 % run;
+    const int64_t per_tap = p.a_rows ? std::min(kKc, run - r0) : 0;
+    const int64_t t1 = p.a_rows ? std::min(taps, t0 + (r0 == 0 && run <= kKc ? taps_per_block : 1)) : 0;
+    const int64_t kc = p.a_rows ? (t1 - t0) * per_tap : std::min(kKc, k - k0);
     const bool accumulate = k0 > 0;
     const bool last_block = k0 + kc == k;
     const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
@@ -100,9 +151,17 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
       const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
       GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
                             p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
-      (cols <= 16 ? kHalfKernels : kKernels)[rows](kc, a_block + i0 * lda, lda, panel, p.c + i0 * p.ldc + j0, p.ldc,
-                     avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha, p.beta, accumulate,
-                     last_block && has_epilogue ? &epilogue : nullptr);
+      const GemmEpilogue* last = last_block && has_epilogue ? &epilogue : nullptr;
+      const bool half = cols <= 16;
+      if (p.a_rows) {
+        (half ? kIndirectHalfKernels : kIndirectKernels)[rows](
+            t0, t1, r0, per_tap, p.a_rows + i0 * taps, taps, panel, p.c + i0 * p.ldc + j0, p.ldc,
+            avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha, p.beta, accumulate, last);
+        return;
+      }
+      (half ? kHalfKernels : kKernels)[rows](kc, a_block + i0 * lda, lda, panel, p.c + i0 * p.ldc + j0, p.ldc,
+                                             avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha,
+                                             p.beta, accumulate, last);
     };
     if (kc * (n_end - n_begin) <= kRowsFirstFloats) {
       // B's block is small enough for L2: sweep it with each row strip, so C is written (and the residual read)
@@ -117,6 +176,7 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
         for (int64_t i0 = m_begin; i0 < m_end; i0 += 12) tile(i0, j0);
       }
     }
+    k0 += kc;
   }
 }
 

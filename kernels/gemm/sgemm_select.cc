@@ -1,6 +1,9 @@
 // Kernel selection for every GEMM precision: the dispatch records (gemm_kernels.h), packing in the selected
 // kernel's format, and Sgemm, which runs the kernel that reads the packed format it is given.
+#include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <vector>
 
 #include "kernels/cpu_features.h"
 #include "kernels/gemm/gemm_kernels.h"
@@ -26,7 +29,7 @@ bool RunsI8mm(const CpuFeatures& f) { return f.i8mm; }
 constexpr GemmKernel kKernels[] = {
 #if defined(__x86_64__)
     {"sgemm_12x32_avx512", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx512, sgemm_12x32_avx512, nullptr,
-     true},
+     true, true},
     {"sgemm_6x16_avx2", GemmPrecision::kFp32, PackedFormat::kPanel32, RunsAvx2, sgemm_6x16_avx2, nullptr, true},
     {"bf16gemm_12x32_avx512bf16", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512Bf16,
      bf16gemm_12x32_avx512bf16, nullptr, true},
@@ -154,12 +157,44 @@ SgemmArgs FoldResidualIntoC(const SgemmArgs& args, int64_t m_begin, int64_t m_en
   return folded;
 }
 
+// Indirect A for a kernel that reads A in place: the task's rows are gathered, at most kGatherBytes at a time,
+// into a buffer of this thread, and the kernel runs on that. (The im2col a convolution would otherwise do, a
+// task's rows at a time, so the block is still in cache when the kernel reads it.)
+constexpr int64_t kGatherBytes = int64_t{1} << 20;
+void GatherIndirectA(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  const int64_t k = args.k, taps = args.a_taps, run = k / taps;
+  const int64_t block = std::max<int64_t>(12, kGatherBytes / static_cast<int64_t>(sizeof(float)) / std::max<int64_t>(k, 1) / 12 * 12);
+  thread_local std::vector<float, Aligned64Allocator<float>> rows;
+  const int64_t most = std::min(block, m_end - m_begin);
+  if (rows.size() < static_cast<std::size_t>(most * k)) rows.resize(static_cast<std::size_t>(most * k));
+  for (int64_t i0 = m_begin; i0 < m_end; i0 += block) {
+    const int64_t i1 = std::min(m_end, i0 + block);
+    for (int64_t i = i0; i < i1; ++i) {
+      for (int64_t t = 0; t < taps; ++t) {
+        std::memcpy(rows.data() + (i - i0) * k + t * run, args.a_rows[i * taps + t],
+                    static_cast<std::size_t>(run) * sizeof(float));
+      }
+    }
+    SgemmArgs direct = args;
+    direct.a_rows = nullptr;
+    direct.trans_a = false;
+    direct.a = rows.data() - i0 * k;  // row i of A at a + i * lda, for i in [i0, i1)
+    direct.lda = k;
+    Sgemm(direct, i0, i1, n_begin, n_end);
+  }
+}
+
 }  // namespace
 
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const GemmKernel* kernel = args.packed_b != nullptr ? ActiveKernels().by_format[static_cast<int>(args.packed_b->format)]
                              : args.trans_a           ? nullptr
                                                       : ActiveKernel(GemmPrecision::kFp32);
+  assert(args.a_rows == nullptr || (args.a_taps > 0 && args.k % args.a_taps == 0));
+  if (args.a_rows != nullptr && (kernel == nullptr || !kernel->reads_indirect_a)) {
+    GatherIndirectA(args, m_begin, m_end, n_begin, n_end);
+    return;
+  }
   // (kernel == nullptr: the portable fp32 path, which adds the residual itself.)
   if (args.residual != nullptr && kernel != nullptr && !kernel->fuses_residual) {
     Sgemm(FoldResidualIntoC(args, m_begin, m_end, n_begin, n_end), m_begin, m_end, n_begin, n_end);

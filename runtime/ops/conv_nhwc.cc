@@ -24,6 +24,11 @@ constexpr int64_t kIm2colBlockBytes = int64_t{4} << 20;
 // Per-core L2 of the targets (1 MB on Zen 4, Graviton2 and Graviton3), and the most output rows one task takes.
 constexpr int64_t kL2Bytes = int64_t{1} << 20;
 constexpr int64_t kTaskRows = 96;
+// The fewest channels for which the GEMM reads the input through a table of tap pointers (indirect A) rather
+// than an im2col copy: each tap's run is C floats, and a shorter run (a 3-channel stem) costs more in pointer
+// loads than the copy does. (A strided 1x1 convolution keeps the copy too: its one tap per row puts the rows
+// 2 C floats apart, a multiple of 4 KB for C >= 512, where the 12 rows a micro-kernel reads alias in L1.)
+constexpr int64_t kIndirectMinChannels = 16;
 
 // Weights W[co, ci, i, j] as the GEMM's B: K = kh * kw * ci rows in (i, j, ci) order (the order an im2col row of
 // NHWC input has), N = co columns; packed for the active kernel when it reads packed B.
@@ -123,6 +128,19 @@ void Im2colRow(const T* x, int64_t h, int64_t w, int64_t c, const Window& win, i
   }
 }
 
+// One row of the indirection table (SgemmArgs::a_rows) for output pixel (img, oy, ox): per tap (i, j), the
+// channel vector of x it reads, or `zeros` (C zeros) where the tap falls in the padding.
+void IndirectRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& win, int64_t img, int64_t oy,
+                 int64_t ox, const float* zeros, const float** dst) {
+  for (int64_t i = 0; i < win.kh; ++i) {
+    const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
+    for (int64_t j = 0; j < win.kw; ++j, ++dst) {
+      const int64_t ix = ox * win.sw - win.pad_left + j * win.dw;
+      *dst = iy >= 0 && iy < h && ix >= 0 && ix < w ? x + ((img * h + iy) * w + ix) * c : zeros;
+    }
+  }
+}
+
 // The integer convolution of a QDQ model (IntegerConv, made by FuseQdqConv): X is u8/s8 with zero point z_x
 // (input 5), W symmetric u8/s8, Y = scale[co] * sum (x - z_x) * w + bias (+ residual) (then Relu) in float32,
 // scale = s_x * s_w (input 4). The exact int32 sums come from the integer GEMM into Y's own storage, then one
@@ -211,13 +229,20 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
       return ctx.Error("bias must be float32 with one value per output channel");
     }
     const Tensor* residual = has_residual && ctx.has(3) ? ctx.inputs[3] : nullptr;
-    Tensor& y = ctx.Output(0, DataType::kFloat32, {n, win.oh, win.ow, co});
-    if (weights->integer) return RunIntegerConv(ctx, *weights, win, x, bias, residual, relu, y);
+    const Shape y_shape = {n, win.oh, win.ow, co};
+    if (weights->integer) {
+      return RunIntegerConv(ctx, *weights, win, x, bias, residual, relu, ctx.Output(0, DataType::kFloat32, y_shape));
+    }
+    // A residual of Y's own shape is added in the GEMM's epilogue, before the Relu; a broadcast one afterwards.
+    const bool residual_in_gemm = residual && residual->shape() == y_shape && residual->type() == DataType::kFloat32;
+    const bool late_residual = residual && !residual_in_gemm;
+    // Where this is the residual's last reader, Y is the residual's own buffer and the GEMM accumulates onto it
+    // (beta = 1): C's lines are read and written in place instead of a residual read beside a fresh C, which is
+    // what a short-K convolution (ResNet's 1x1 expansions, K = 64) waits on.
+    Tensor* in_place = residual_in_gemm ? ctx.ReuseInput(3, 0) : nullptr;
+    Tensor& y = in_place ? *in_place : ctx.Output(0, DataType::kFloat32, y_shape);
     const int64_t pixels = win.oh * win.ow, m = n * pixels, k = weights->kh * weights->kw * c;
     float* py = y.data<float>();
-    // A residual of Y's own shape is added in the GEMM's epilogue, before the Relu; a broadcast one afterwards.
-    const bool residual_in_gemm = residual && residual->shape() == y.shape() && residual->type() == DataType::kFloat32;
-    const bool late_residual = residual && !residual_in_gemm;
     // The GEMM of output rows [row0, row0 + rows) with A = `a`.
     auto args = [&](const float* a, int64_t lda, int64_t row0, int64_t rows) {
       kernels::SgemmArgs p;
@@ -227,8 +252,9 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
       p.packed_b = weights->packed.get();
       p.c = py + row0 * co; p.ldc = co;
       p.bias = bias ? bias->data<float>() : nullptr;
-      p.residual = residual_in_gemm ? residual->data<float>() + row0 * co : nullptr;
+      p.residual = residual_in_gemm && !in_place ? residual->data<float>() + row0 * co : nullptr;
       p.ldr = co;
+      p.beta = in_place ? 1.0f : 0.0f;
       p.activation = relu && !late_residual ? kernels::SgemmActivation::kRelu : kernels::SgemmActivation::kNone;
       return p;
     };
@@ -244,6 +270,28 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
                            win.pad_left == 0 && win.oh == h && win.ow == w;
     if (pointwise) {
       gemm(x.data<float>(), c, 0, m);
+    } else if (c >= kIndirectMinChannels && weights->kh * weights->kw > 1) {
+      // The GEMM reads each output pixel's taps where they lie in X, through a table of pointers (one per pixel
+      // and tap): no im2col copy, and the rows split over the pool like a 1x1 convolution's.
+      const int64_t taps = weights->kh * weights->kw;
+      thread_local std::vector<const float*> table;
+      thread_local std::vector<float> zeros;
+      if (table.size() < static_cast<std::size_t>(m * taps)) table.resize(static_cast<std::size_t>(m * taps));
+      if (zeros.size() < static_cast<std::size_t>(c)) zeros.assign(static_cast<std::size_t>(c), 0.0f);
+      const float** rows = table.data();  // the pool's threads must see this thread's table, not their own
+      const float* zero_run = zeros.data();
+      Parallel(ctx, m, RowGrain(taps), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          IndirectRow(x.data<float>(), h, w, c, win, r / pixels, r % pixels / win.ow, r % win.ow, zero_run,
+                      rows + r * taps);
+        }
+      });
+      ParallelGemm(ctx, 1, m, co, [&](int64_t) {
+        kernels::SgemmArgs p = args(nullptr, 0, 0, m);
+        p.a_rows = rows;
+        p.a_taps = taps;
+        return p;
+      });
     } else if (m >= 2 * threads * kTaskRows && k * co * static_cast<int64_t>(sizeof(float)) <= kL2Bytes) {
       // Many pixels and weights that fit in L2 (ResNet's first stages, its 7x7 stem): each task builds the
       // im2col rows of its own strip in a buffer of its thread and multiplies them at once, while they are

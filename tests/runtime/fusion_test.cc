@@ -414,14 +414,16 @@ TEST(Fusions, QdqConvRunsOnIntegerKernels) {
 }
 
 // A 3x3 convolution whose weights (576 x 512 floats) exceed the L2 budget and whose 90x90 image exceeds one 4 MB
-// im2col block: NhwcConv's blocked path, over several blocks, in fp32 and (QDQ) in integers.
+// im2col block: NhwcConv's blocked path, over several blocks, in fp32 and (QDQ) in integers. The fp32 one has
+// fewer channels than the indirect (im2col-free) path takes, and a 7x7 kernel, so its weights exceed L2.
 onnx::ModelProto LargeConv(bool qdq) {
   onnx::ModelProto m;
   m.set_ir_version(8);
   m.add_opset_import()->set_version(17);
   auto* g = m.mutable_graph();
   g->set_name("large_conv");
-  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "64", "90", "90"});
+  const int64_t ci = qdq ? 64 : 12, kernel = qdq ? 3 : 7;
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", std::to_string(ci), "90", "90"});
   std::string x = "x", w = "w";
   if (qdq) {
     AddFloatInitializer(g, "sx", {}, {0.03f});
@@ -435,11 +437,12 @@ onnx::ModelProto LargeConv(bool qdq) {
     AddOnnxNode(g, "DequantizeLinear", {"wq", "sw"}, "wd");
     x = "xd", w = "wd";
   } else {
-    std::vector<float> wv = Wave(512 * 64 * 9, 0.4f);
+    std::vector<float> wv = Wave(512 * ci * kernel * kernel, 0.4f);
     for (float& v : wv) v *= 0.1f;
-    AddFloatInitializer(g, "w", {512, 64, 3, 3}, wv);
+    AddFloatInitializer(g, "w", {512, ci, kernel, kernel}, wv);
   }
-  SetInts(AddOnnxNode(g, "Conv", {x, w}, "y"), "pads", {1, 1, 1, 1});
+  const int64_t pad = kernel / 2;
+  SetInts(AddOnnxNode(g, "Conv", {x, w}, "y"), "pads", {pad, pad, pad, pad});
   AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "512", "90", "90"});
   return m;
 }
@@ -452,7 +455,79 @@ TEST(Fusions, LargeConvolutionsInSeveralIm2colBlocks) {
     ASSERT_TRUE(fused.ok()) << fused.status();
     EXPECT_EQ(Count((*fused)->graph(), "NhwcConv"), 1);
     std::mt19937 rng(47);
-    ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, 64, 90, 90}, rng)});
+    ExpectSameOutputs(path, {Random(DataType::kFloat32, {1, qdq ? 64 : 12, 90, 90}, rng)});
+  }
+}
+
+// Residual blocks with 16 channels (the indirect, im2col-free path of 3x3 convolutions): the first block's
+// shortcut r1 is read again after it (by the Add making r3), so its convolution must not accumulate in r1's
+// buffer; the second block's shortcut r3 is read last by its second convolution, which then does.
+onnx::ModelProto ResidualBlocks() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("residual_blocks");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "16", "h", "w"});
+  // Weights scaled as trained ones are (|w| ~ 1 / sqrt(fan-in)), so activations stay near 1 through the blocks.
+  auto scaled = [](std::vector<float> v, float by) {
+    for (float& x : v) x *= by;
+    return v;
+  };
+  AddFloatInitializer(g, "w1", {16, 16, 3, 3}, scaled(Wave(16 * 16 * 9, 0.1f), 0.1f));
+  AddFloatInitializer(g, "b1", {16}, Wave(16, 0.2f));
+  AddFloatInitializer(g, "w2", {16, 16, 1, 1}, scaled(Wave(16 * 16, 0.3f), 0.25f));
+  AddFloatInitializer(g, "w3", {16, 16, 3, 3}, scaled(Wave(16 * 16 * 9, 0.4f), 0.1f));
+  AddFloatInitializer(g, "b3", {16}, Wave(16, 0.5f));
+  AddFloatInitializer(g, "w4", {16, 16, 1, 1}, scaled(Wave(16 * 16, 0.6f), 0.25f));
+  AddFloatInitializer(g, "w5", {16, 16, 1, 1}, scaled(Wave(16 * 16, 0.7f), 0.25f));
+  SetInts(AddOnnxNode(g, "Conv", {"x", "w1", "b1"}, "c1"), "pads", {1, 1, 1, 1});
+  AddOnnxNode(g, "Relu", {"c1"}, "r1");
+  AddOnnxNode(g, "Conv", {"r1", "w2"}, "c2a");
+  AddOnnxNode(g, "Relu", {"c2a"}, "u");
+  AddOnnxNode(g, "Conv", {"u", "w5"}, "c2");
+  AddOnnxNode(g, "Add", {"c2", "r1"}, "a2");
+  AddOnnxNode(g, "Relu", {"a2"}, "r2");
+  AddOnnxNode(g, "Add", {"r2", "r1"}, "r3");
+  AddOnnxNode(g, "Conv", {"r3", "w4"}, "c4");
+  AddOnnxNode(g, "Relu", {"c4"}, "t");
+  SetInts(AddOnnxNode(g, "Conv", {"t", "w3", "b3"}, "c3"), "pads", {1, 1, 1, 1});
+  AddOnnxNode(g, "Add", {"r3", "c3"}, "a3");
+  AddOnnxNode(g, "Relu", {"a3"}, "y");
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "16", "h", "w"});
+  return m;
+}
+
+TEST(Fusions, ConvolutionsAccumulateInPlaceOnlyOntoDeadShortcuts) {
+  const auto dir = TempDir("residual-blocks");
+  const std::string path = WriteModel(ResidualBlocks(), dir / "model.onnx");
+  auto plain = Session::Load(path, SessionOptions{.optimize = false});
+  auto fused = Session::Load(path);
+  ASSERT_TRUE(plain.ok() && fused.ok());
+  EXPECT_EQ(Count((*fused)->graph(), "NhwcConv"), 5);
+  EXPECT_EQ(Count((*fused)->graph(), "Add"), 1);  // r3; the other two are in the convolutions' epilogues
+  std::mt19937 rng(53);
+  ThreadPool pool(2);
+  for (const Shape& shape : {Shape{1, 16, 9, 11}, Shape{2, 16, 20, 14}}) {
+    const Tensor x = Random(DataType::kFloat32, shape, rng);
+    auto want = (*plain)->Run({x}, &pool);
+    ASSERT_TRUE(want.ok()) << want.status();
+    // The first run of a shape records the memory plan, the later ones run in its arena.
+    for (int run = 0; run < 3; ++run) {
+      auto got = (*fused)->Run({x}, &pool);
+      ASSERT_TRUE(got.ok()) << got.status();
+      const Tensor &a = (*want)[0], &b = (*got)[0];
+      ASSERT_EQ(a.shape(), b.shape());
+      for (int64_t i = 0; i < a.elements(); ++i) {
+        const float u = a.data<float>()[i], v = b.data<float>()[i];
+        ASSERT_LE(std::fabs(u - v), 1e-5 * std::max(1.0f, std::fabs(u))) << "run " << run << " at " << i;
+      }
+    }
+    // Channels-last X, r1, u, r2, r3, t and the last convolution's output before its Transpose to y: the last
+    // one is r3's own buffer, so six.
+    auto stats = (*fused)->MemoryPlanFor({shape});
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->buffers, 6);
   }
 }
 
