@@ -141,6 +141,40 @@ void IndirectRow(const float* x, int64_t h, int64_t w, int64_t c, const Window& 
   }
 }
 
+// X (N, H, W, C) with the window's padding made explicit: rows [iy0, iy0 + ph) and columns [ix0, ix0 + pw) of
+// each image, zeros outside X, so that every kernel row of every output pixel is one contiguous run of
+// kw * C floats (with dw == 1), which the GEMM then reads through one pointer per kernel row.
+struct PaddedInput {
+  const float* data = nullptr;
+  int64_t iy0 = 0, ix0 = 0, ph = 0, pw = 0;
+};
+PaddedInput PadInput(const OpContext& ctx, const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
+                     const Window& win, std::vector<float>& storage) {
+  PaddedInput p;
+  p.iy0 = -win.pad_top, p.ix0 = -win.pad_left;
+  p.ph = (win.oh - 1) * win.sh + (win.kh - 1) * win.dh + 1;
+  p.pw = (win.ow - 1) * win.sw + (win.kw - 1) * win.dw + 1;
+  if (storage.size() < static_cast<std::size_t>(n * p.ph * p.pw * c)) storage.resize(static_cast<std::size_t>(n * p.ph * p.pw * c));
+  float* out = storage.data();
+  Parallel(ctx, n * p.ph, RowGrain(p.pw * c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / p.ph, iy = r % p.ph + p.iy0;
+      float* dst = out + r * p.pw * c;
+      if (iy < 0 || iy >= h) {
+        std::fill(dst, dst + p.pw * c, 0.0f);
+        continue;
+      }
+      // Columns [x0, x1) of the padded row lie inside X.
+      const int64_t x0 = std::clamp<int64_t>(-p.ix0, 0, p.pw), x1 = std::clamp<int64_t>(w - p.ix0, x0, p.pw);
+      std::fill(dst, dst + x0 * c, 0.0f);
+      std::memcpy(dst + x0 * c, x + ((img * h + iy) * w + x0 + p.ix0) * c, static_cast<std::size_t>((x1 - x0) * c) * sizeof(float));
+      std::fill(dst + x1 * c, dst + p.pw * c, 0.0f);
+    }
+  });
+  p.data = out;
+  return p;
+}
+
 // The integer convolution of a QDQ model (IntegerConv, made by FuseQdqConv): X is u8/s8 with zero point z_x
 // (input 5), W symmetric u8/s8, Y = scale[co] * sum (x - z_x) * w + bias (+ residual) (then Relu) in float32,
 // scale = s_x * s_w (input 4). The exact int32 sums come from the integer GEMM into Y's own storage, then one
@@ -284,6 +318,29 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
         for (int64_t r = r0; r < r1; ++r) {
           IndirectRow(x.data<float>(), h, w, c, win, r / pixels, r % pixels / win.ow, r % win.ow, zero_run,
                       rows + r * taps);
+        }
+      });
+      ParallelGemm(ctx, 1, m, co, [&](int64_t) {
+        kernels::SgemmArgs p = args(nullptr, 0, 0, m);
+        p.a_rows = rows;
+        p.a_taps = taps;
+        return p;
+      });
+    } else if (win.dw == 1 && weights->kh > 1) {
+      // Few channels (a 3-channel stem): a pointer per kernel row, into a copy of X with its padding made
+      // explicit, so each tap run is kw * C floats (21 for a 7x7 stem) rather than C.
+      thread_local std::vector<float> padded_storage;
+      thread_local std::vector<const float*> table;
+      const PaddedInput xp = PadInput(ctx, x.data<float>(), n, h, w, c, win, padded_storage);
+      const int64_t taps = weights->kh;
+      if (table.size() < static_cast<std::size_t>(m * taps)) table.resize(static_cast<std::size_t>(m * taps));
+      const float** rows = table.data();
+      Parallel(ctx, m, RowGrain(taps), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t img = r / pixels, oy = r % pixels / win.ow, ox = r % win.ow;
+          for (int64_t i = 0; i < taps; ++i) {
+            rows[r * taps + i] = xp.data + ((img * xp.ph + oy * win.sh + i * win.dh) * xp.pw + ox * win.sw) * c;
+          }
         }
       });
       ParallelGemm(ctx, 1, m, co, [&](int64_t) {

@@ -414,8 +414,9 @@ TEST(Fusions, QdqConvRunsOnIntegerKernels) {
 }
 
 // A 3x3 convolution whose weights (576 x 512 floats) exceed the L2 budget and whose 90x90 image exceeds one 4 MB
-// im2col block: NhwcConv's blocked path, over several blocks, in fp32 and (QDQ) in integers. The fp32 one has
-// fewer channels than the indirect (im2col-free) path takes, and a 7x7 kernel, so its weights exceed L2.
+// im2col block: NhwcConv's blocked path, over several blocks, in fp32 and (QDQ) in integers. The fp32 one is
+// dilated (its kernel rows are not contiguous runs), has fewer channels than the per-tap pointer path takes,
+// and a 7x7 kernel, so its weights exceed L2: the three conditions that leave a convolution to im2col.
 onnx::ModelProto LargeConv(bool qdq) {
   onnx::ModelProto m;
   m.set_ir_version(8);
@@ -441,8 +442,10 @@ onnx::ModelProto LargeConv(bool qdq) {
     for (float& v : wv) v *= 0.1f;
     AddFloatInitializer(g, "w", {512, ci, kernel, kernel}, wv);
   }
-  const int64_t pad = kernel / 2;
-  SetInts(AddOnnxNode(g, "Conv", {x, w}, "y"), "pads", {pad, pad, pad, pad});
+  const int64_t dilation = qdq ? 1 : 2, pad = kernel / 2 * dilation;
+  auto* conv = AddOnnxNode(g, "Conv", {x, w}, "y");
+  SetInts(conv, "pads", {pad, pad, pad, pad});
+  SetInts(conv, "dilations", {dilation, dilation});
   AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"n", "512", "90", "90"});
   return m;
 }
