@@ -403,18 +403,24 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcMaxPool(const Graph&, const No
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t img = r / win.oh, oy = r % win.oh;
         for (int64_t ox = 0; ox < win.ow; ++ox) {
-          float* dst = py + (r * win.ow + ox) * c;
-          std::fill(dst, dst + c, -std::numeric_limits<float>::infinity());
+          float* __restrict dst = py + (r * win.ow + ox) * c;
+          bool first = true;  // the first tap inside X is copied, the others folded in: no -inf fill pass
           for (int64_t i = 0; i < win.kh; ++i) {
             const int64_t iy = oy * win.sh - win.pad_top + i * win.dh;
             if (iy < 0 || iy >= h) continue;
             for (int64_t j = 0; j < win.kw; ++j) {
               const int64_t ix = ox * win.sw - win.pad_left + j * win.dw;
               if (ix < 0 || ix >= w) continue;
-              const float* src = px + ((img * h + iy) * w + ix) * c;
-              for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], src[ch]);
+              const float* __restrict src = px + ((img * h + iy) * w + ix) * c;
+              if (first) {
+                std::memcpy(dst, src, static_cast<std::size_t>(c) * sizeof(float));
+                first = false;
+              } else {
+                for (int64_t ch = 0; ch < c; ++ch) dst[ch] = dst[ch] > src[ch] ? dst[ch] : src[ch];
+              }
             }
           }
+          if (first) std::fill(dst, dst + c, -std::numeric_limits<float>::infinity());  // a window in padding only
         }
       }
     });

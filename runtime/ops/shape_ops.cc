@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <optional>
 
 #include "runtime/ops/op_util.h"
 
@@ -148,9 +149,59 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeUnsqueeze(const Graph&, const Node
   }));
 }
 
-// out[perm-permuted index] = x[index], for any rank; contiguous runs are copied whole when the last axis stays.
+// A permutation that, once size-1 axes are dropped and axes that stay adjacent are merged, swaps the last two of
+// at most three axes: out[n][b][a] = x[n][a][b] with x of shape (batch, a, b). NCHW <-> NHWC is one (a = C,
+// b = H * W, or the reverse).
+struct BatchedTranspose {
+  int64_t batch = 1, a = 1, b = 1;
+};
+std::optional<BatchedTranspose> AsBatchedTranspose(const Shape& in, const std::vector<int64_t>& perm) {
+  // Output axes of size > 1, as input axes, merged into runs of consecutive input axes.
+  std::vector<std::pair<int64_t, int64_t>> runs;  // [first, last] input axis of each merged output axis
+  for (int64_t axis : perm) {
+    if (in[axis] == 1) continue;
+    if (!runs.empty() && runs.back().second + 1 == axis) {
+      runs.back().second = axis;
+    } else {
+      runs.push_back({axis, axis});
+    }
+  }
+  auto size = [&](std::pair<int64_t, int64_t> r) {
+    int64_t n = 1;
+    for (int64_t d = r.first; d <= r.second; ++d) n *= in[d];
+    return n;
+  };
+  if (runs.size() == 2 && runs[0].first > runs[1].first) return BatchedTranspose{1, size(runs[1]), size(runs[0])};
+  if (runs.size() == 3 && runs[0].first < runs[2].first && runs[2].first < runs[1].first) {
+    return BatchedTranspose{size(runs[0]), size(runs[2]), size(runs[1])};
+  }
+  return std::nullopt;
+}
+
+// out[perm-permuted index] = x[index], for any rank; contiguous runs are copied whole when the last axis stays,
+// and a batched 2-D transpose goes in square tiles (both sides in cache lines, not one element per row).
 template <typename T>
 void TransposeTyped(const OpContext& ctx, const Tensor& x, const std::vector<int64_t>& perm, Tensor& out) {
+  if (const std::optional<BatchedTranspose> t = AsBatchedTranspose(x.shape(), perm); t && x.elements() > 0) {
+    constexpr int64_t kTile = 16;
+    const int64_t b_tiles = (t->b + kTile - 1) / kTile;
+    const T* src = x.data<T>();
+    T* dst = out.data<T>();
+    Parallel(ctx, t->batch * b_tiles, RowGrain(kTile * t->a), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t n = i / b_tiles, b0 = i % b_tiles * kTile, b1 = std::min(t->b, b0 + kTile);
+        const T* in = src + n * t->a * t->b;
+        T* o = dst + n * t->a * t->b;
+        for (int64_t a0 = 0; a0 < t->a; a0 += kTile) {
+          const int64_t a1 = std::min(t->a, a0 + kTile);
+          for (int64_t b = b0; b < b1; ++b) {
+            for (int64_t a = a0; a < a1; ++a) o[b * t->a + a] = in[a * t->b + b];
+          }
+        }
+      }
+    });
+    return;
+  }
   const std::size_t rank = perm.size();
   std::vector<int64_t> in_strides(rank, 1);
   for (std::size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * x.shape()[i];
