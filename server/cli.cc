@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/status_macros.h"
+#include "server/model_config.h"
 
 namespace coreserve {
 namespace {
@@ -76,9 +77,8 @@ const std::vector<CommandSpec>& Commands() {
             "GEMM precision: fp32 (default), bf16 (bf16 products, fp32 accumulation) or int8 (weights quantized\n"
             "per output channel at load, activations per row at run time)",
             [](CommandLine& c, const std::string& v) {
-              if (v != "fp32" && v != "bf16" && v != "int8") {
-                return absl::InvalidArgumentError(
-                    absl::StrCat("--precision: '", v, "' is not a precision (allowed: fp32, bf16, int8)"));
+              if (auto p = ParsePrecision(v); !p.ok()) {
+                return absl::InvalidArgumentError(absl::StrCat("--precision: ", p.status().message()));
               }
               c.run.precision = v;
               return Ok();

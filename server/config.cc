@@ -6,44 +6,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/str_join.h"
 #include "runtime/status_macros.h"
+#include "server/yaml_util.h"
 
 namespace coreserve {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Error helper: every message starts with "<source>: <key>: ".
-absl::Status KeyError(const std::string& source, const std::string& key, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, ": ", what));
-}
-
-std::string Describe(const YAML::Node& node) {
-  if (node.IsScalar()) return absl::StrCat("'", node.Scalar(), "'");
-  if (node.IsSequence()) return "a list";
-  if (node.IsMap()) return "a mapping";
-  return "nothing";
-}
-
-absl::Status CheckKeys(const YAML::Node& map, const std::string& source, const std::string& where,
-                       const std::vector<std::string>& allowed) {
-  for (const auto& item : map) {
-    const std::string key = item.first.as<std::string>();
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": unknown key '", where.empty() ? "" : where + ".",
-                                                     key, "' (allowed: ", absl::StrJoin(allowed, ", "), ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadString(const YAML::Node& node, const std::string& source, const std::string& key) {
-  if (!node.IsScalar() || node.Scalar().empty()) {
-    return KeyError(source, key, absl::StrCat("expected a non-empty string, got ", Describe(node)));
-  }
-  return node.Scalar();
-}
 
 absl::StatusOr<ListenerConfig> ReadListener(const YAML::Node& node, const std::string& source,
                                             const std::string& key, ListenerConfig value) {
@@ -89,7 +58,7 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
   try {
     RETURN_IF_ERROR(CheckKeys(root, source, "",
                               {"http", "grpc", "metrics", "model_repository", "log_level",
-                               "shutdown_grace_seconds"}));
+                               "shutdown_grace_seconds", "model_defaults"}));
     if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http)); }
     if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc)); }
     if (root["metrics"]) {
@@ -124,6 +93,9 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
                         absl::StrCat("expected a number of seconds from 0 to 3600, got ", Describe(grace)));
       }
       config.shutdown_grace_seconds = seconds;
+    }
+    if (const YAML::Node defaults = root["model_defaults"]) {
+      ASSIGN_OR_RETURN(config.model_defaults, ReadModelConfig(defaults, source, "model_defaults", config.model_defaults));
     }
   } catch (const YAML::Exception& e) {
     // Anything the checks above did not anticipate (e.g. a non-scalar mapping key) still names the file.

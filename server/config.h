@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/log.h"
+#include "server/model_config.h"
 
 namespace coreserve {
 
@@ -28,6 +29,8 @@ struct ServerConfig {
   LogLevel log_level = LogLevel::kInfo;
   // On SIGTERM: how long in-flight work may take before the listeners are closed regardless.
   double shutdown_grace_seconds = 30.0;
+  // What a model's config.yaml does not say (its keys, under `model_defaults`).
+  ModelConfig model_defaults;
 };
 
 // Reads and validates the YAML file at `path`.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "inference.grpc.pb.h"
+#include "server/grpc_infer.h"
 #include "server/http_listener.h"
 #include "server/v2_datatype.h"
 #include "server/version.h"
@@ -86,6 +87,33 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
     FillTensors(e.info.inputs, response->mutable_inputs());
     FillTensors(e.info.outputs, response->mutable_outputs());
     return Finish(context, absl::OkStatus());
+  }
+
+  // Converts and queues the request; the runner finishes the RPC from its own thread when the outputs are
+  // ready, so no gRPC thread waits on compute.
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context, const inference::ModelInferRequest* request,
+                                       inference::ModelInferResponse* response) override {
+    auto found = Find(request->model_name(), request->model_version());
+    if (!found.ok()) return Finish(context, found.status());
+    if (state_->shutting_down()) return Finish(context, absl::UnavailableError("the server is shutting down"));
+    const ModelEntry& e = *found->entry;
+    if (!e.ready) {
+      return Finish(context, absl::UnavailableError(absl::StrCat("model '", e.name, "' is not ready: ", e.error)));
+    }
+    absl::StatusOr<InferRequest> infer = InferRequestFromProto(*request);
+    if (!infer.ok()) return Finish(context, infer.status());
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    // The callback holds the repository snapshot, so the entry (and its runner) outlive the request.
+    e.runner->Submit(*std::move(infer), [reactor, response, hold = found->repository, entry = &e,
+                                         id = request->id()](absl::StatusOr<NamedTensors> outputs) {
+      if (!outputs.ok()) {
+        reactor->Finish(ToGrpcStatus(outputs.status()));
+        return;
+      }
+      FillInferResponse(entry->name, entry->version, id, *outputs, response);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
   }
 
  private:

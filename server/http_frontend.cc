@@ -2,7 +2,11 @@
 
 #include <httplib.h>
 
+#include <future>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/http_infer.h"
 #include "server/json_writer.h"
 #include "server/log.h"
 #include "server/v2_datatype.h"
@@ -15,6 +19,8 @@ constexpr char kJson[] = "application/json";
 // Connection threads of the REST listener (each keep-alive connection holds one while open). Handlers only
 // parse and answer from memory, so a few serve many clients; compute never runs on them.
 constexpr int kHttpThreads = 8;
+// The largest request body; a larger Content-Length is refused with 413 before the body is read.
+constexpr std::size_t kMaxRequestBytes = std::size_t{512} << 20;
 
 void SendError(httplib::Response& res, int status, std::string_view message) {
   res.status = status;
@@ -107,6 +113,46 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
     std::shared_ptr<const ModelRepository> hold;
     if (const ModelEntry* e = FindModel(state, req, res, &hold)) res.status = e->ready ? 200 : 400;
   });
+  // Inference: the handler parses, queues the request on the model's runner and waits for its result; the
+  // compute runs on the runner's threads.
+  // The body is read through a content reader: httplib's own reading would refuse (413) any body over 8 KB sent
+  // as application/x-www-form-urlencoded, which is what `curl -d` sends (the Debian library is built with that
+  // limit); the reader is bounded by the payload limit like any body.
+  s.Post(model + "/infer", [state](const httplib::Request& req, httplib::Response& res,
+                                   const httplib::ContentReader& content_reader) {
+    std::string request_body;
+    content_reader([&](const char* data, std::size_t length) {
+      request_body.append(data, length);
+      return true;
+    });
+    std::shared_ptr<const ModelRepository> hold;
+    const ModelEntry* e = FindModel(state, req, res, &hold);
+    if (e == nullptr) return;
+    if (state->shutting_down()) return SendError(res, 503, "the server is shutting down");
+    if (!e->ready) return SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+    int64_t header_length = -1;
+    if (req.has_header("Inference-Header-Content-Length") &&
+        (!absl::SimpleAtoi(req.get_header_value("Inference-Header-Content-Length"), &header_length) ||
+         header_length < 0)) {
+      return SendError(res, 400, "Inference-Header-Content-Length must be a non-negative integer");
+    }
+    auto parsed = ParseHttpInferRequest(request_body, header_length);
+    if (!parsed.ok()) return SendError(res, HttpStatusFor(parsed.status()), std::string(parsed.status().message()));
+    std::promise<absl::StatusOr<NamedTensors>> promise;
+    std::future<absl::StatusOr<NamedTensors>> future = promise.get_future();
+    e->runner->Submit(std::move(parsed->request),
+                      [&promise](absl::StatusOr<NamedTensors> result) { promise.set_value(std::move(result)); });
+    absl::StatusOr<NamedTensors> result = future.get();
+    if (!result.ok()) return SendError(res, HttpStatusFor(result.status()), std::string(result.status().message()));
+    std::size_t json_length = 0;
+    std::string body = HttpInferResponse(e->name, e->version, *parsed, *result, &json_length);
+    if (json_length < body.size()) {
+      res.set_header("Inference-Header-Content-Length", std::to_string(json_length));
+      res.set_content(std::move(body), "application/octet-stream");
+    } else {
+      res.set_content(std::move(body), kJson);
+    }
+  });
   s.Get(model, [state](const httplib::Request& req, httplib::Response& res) {
     std::shared_ptr<const ModelRepository> hold;
     const ModelEntry* e = FindModel(state, req, res, &hold);
@@ -126,6 +172,7 @@ absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const Listener
   auto server = std::make_unique<httplib::Server>();
   httplib::Server& s = *server;
   AddRoutes(s, state);
+  s.set_payload_max_length(kMaxRequestBytes);
   // Unmatched routes and methods: httplib leaves status 404 and no body; give them the JSON error. (The
   // handler also sees our own 4xx responses; those carry a body already, or are empty by protocol.)
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -1,6 +1,8 @@
-// The HTTP/REST front end (cpp-httplib): KServe v2 health, server and model metadata routes.
+// The HTTP/REST front end (cpp-httplib): KServe v2 health, server and model metadata, and inference.
 //
-// Handlers run on httplib's worker threads and only read ServerState; they never block on model work.
+// Handlers run on httplib's worker threads. Metadata handlers only read ServerState; an inference handler
+// parses the request, queues it on the model's runner and waits for the result (httplib answers a request on
+// the thread that read it), so the compute itself never runs on these threads.
 // Every error is JSON, {"error": "..."}, with a 4xx/5xx status.
 #pragma once
 

@@ -16,6 +16,7 @@
 #include "runtime/npy.h"
 #include "runtime/onnx_import.h"
 #include "runtime/session.h"
+#include "server/model_config.h"
 #include "server/v2_datatype.h"
 
 namespace coreserve {
@@ -93,9 +94,7 @@ int RunModelCommand(const RunOptions& o) {
     return Fail(2, absl::StrCat("--threads: expected an integer from 1 to 1024, got '", *o.threads, "'"));
   }
   runtime::SessionOptions options;
-  options.precision = o.precision == "bf16"   ? kernels::GemmPrecision::kBf16
-                      : o.precision == "int8" ? kernels::GemmPrecision::kInt8
-                                              : kernels::GemmPrecision::kFp32;
+  options.precision = ParsePrecision(o.precision).value_or(kernels::GemmPrecision::kFp32);  // checked by the CLI
   auto session = runtime::Session::Load(o.model, options);
   if (!session.ok()) return Fail(1, std::string(session.status().message()));
 

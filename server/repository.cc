@@ -22,7 +22,7 @@ bool IsValidModelName(const std::string& name) {
   });
 }
 
-ModelEntry LoadEntry(const fs::path& dir) {
+ModelEntry LoadEntry(const fs::path& dir, const ModelConfig& defaults) {
   ModelEntry entry;
   entry.name = dir.filename().string();
   std::error_code ec;
@@ -49,13 +49,26 @@ ModelEntry LoadEntry(const fs::path& dir) {
     return entry;
   }
   entry.info = *std::move(info);
+  auto config = LoadModelConfig(dir.string(), defaults);
+  if (!config.ok()) {
+    entry.error = std::string(config.status().message());
+    return entry;
+  }
+  entry.config = *config;
+  auto runner = ModelRunner::Load(entry.name, entry.path, entry.config);
+  if (!runner.ok()) {
+    entry.error = std::string(runner.status().message());
+    return entry;
+  }
+  entry.runner = *std::move(runner);
   entry.ready = true;
   return entry;
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(const std::vector<std::string>& roots) {
+absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(const std::vector<std::string>& roots,
+                                                                            const ModelConfig& defaults) {
   std::map<std::string, std::string> root_of;  // model name -> the root it came from
   auto repo = std::unique_ptr<ModelRepository>(new ModelRepository());
   for (const std::string& root : roots) {
@@ -77,11 +90,12 @@ absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(con
         return absl::InvalidArgumentError(
             absl::StrCat("model '", name, "' is in two repositories: ", it->second, " and ", root));
       }
-      repo->models_.push_back(LoadEntry(dir));
+      repo->models_.push_back(LoadEntry(dir, defaults));
       const ModelEntry& e = repo->models_.back();
       if (e.ready) {
         LOG_INFO("model ", e.name, " version ", e.version, " loaded: ", e.info.inputs.size(), " inputs, ",
-                 e.info.outputs.size(), " outputs");
+                 e.info.outputs.size(), " outputs, precision ", PrecisionName(e.config.precision), ", ",
+                 e.runner->threads(), " threads");
       } else {
         LOG_ERROR("model ", e.name, " failed to load: ", e.error);
       }

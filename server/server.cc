@@ -25,7 +25,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   LOG_INFO("metrics listening on ", JoinHostPort(config.metrics.address, server->metrics_port()));
 
   ASSIGN_OR_RETURN(std::shared_ptr<const ModelRepository> repository,
-                   ModelRepository::Load(config.model_repositories));
+                   ModelRepository::Load(config.model_repositories, config.model_defaults));
   server->state_->SetRepository(std::move(repository));
   const bool ready = server->state_->ready();
   server->grpc_->SetServing(ready);

@@ -95,18 +95,6 @@ def test_unknown_model_and_route_are_404_json(server):
     assert e.value.status() == "StatusCode.NOT_FOUND" and "nope" in e.value.message()
 
 
-def test_inference_is_absent_not_faked(server):
-    """Until the runtime executes models, inference must fail loudly rather than answer."""
-    status, body = get_json(server.http, "/v2/models/resnet_tiny/infer", method="POST", body=b"{}")
-    assert status == 404 and "error" in body
-    with grpc.insecure_channel(server.grpc) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                    request_serializer=lambda b: b, response_deserializer=lambda b: b)
-        with pytest.raises(grpc.RpcError) as e:
-            infer(b"\x0a\x0bresnet_tiny", timeout=10)
-        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_broken_model_keeps_server_live_but_not_ready(broken_server):
     s = broken_server
     assert get(s.http, "/v2/health/live")[0] == 200

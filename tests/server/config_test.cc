@@ -105,5 +105,45 @@ TEST(ServerConfig, LoadResolvesAgainstTheFilesFolder) {
   EXPECT_EQ(c->model_repositories, (std::vector<std::string>{(dir / "repo").string()}));
 }
 
+TEST(ModelConfig, ServerDefaultsThenTheModelsOwnFile) {
+  auto c = Parse("model_defaults: {precision: bf16, threads: 2}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_defaults.precision, kernels::GemmPrecision::kBf16);
+  EXPECT_EQ(c->model_defaults.threads, 2);
+  EXPECT_EQ(c->model_defaults.max_queue_size, 64);
+  const auto dir = coreserve::testing::TempDir("model-config");
+  // No config.yaml: the server's defaults as they are.
+  auto none = LoadModelConfig(dir.string(), c->model_defaults);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->precision, kernels::GemmPrecision::kBf16);
+  std::ofstream(dir / "config.yaml") << "precision: int8\nmax_batch_size: 8\nmax_queue_size: 0\n";
+  auto own = LoadModelConfig(dir.string(), c->model_defaults);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->precision, kernels::GemmPrecision::kInt8);
+  EXPECT_EQ(own->threads, 2);  // not in the file: the server's default
+  EXPECT_EQ(own->max_batch_size, 8);
+  EXPECT_EQ(own->max_queue_size, 0);
+}
+
+TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
+  EXPECT_THAT(Error("model_defaults: {precision: fp16}\n"),
+              HasSubstr("test.yaml: model_defaults.precision: 'fp16' is not a precision (allowed: fp32, bf16, int8)"));
+  EXPECT_THAT(Error("model_defaults: {threads: -1}\n"),
+              HasSubstr("test.yaml: model_defaults.threads: expected an integer from 0 to 1024, got '-1'"));
+  EXPECT_THAT(Error("model_defaults: {batching: on}\n"),
+              HasSubstr("unknown key 'model_defaults.batching' (allowed: precision, threads, max_batch_size"));
+  EXPECT_THAT(Error("model_defaults: 3\n"), HasSubstr("model_defaults: expected a mapping of keys, got '3'"));
+  const auto dir = coreserve::testing::TempDir("model-config-bad");
+  std::ofstream(dir / "config.yaml") << "max_batch_size: many\n";
+  auto bad = LoadModelConfig(dir.string(), {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr((dir / "config.yaml").string() + ": max_batch_size: expected an integer from 0 to 1048576"));
+  std::ofstream(dir / "config.yaml", std::ios::trunc) << "precision: [bf16\n";
+  bad = LoadModelConfig(dir.string(), {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("YAML syntax error"));
+}
+
 }  // namespace
 }  // namespace coreserve

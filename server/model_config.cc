@@ -1,0 +1,77 @@
+#include "server/model_config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "runtime/status_macros.h"
+#include "server/yaml_util.h"
+
+namespace coreserve {
+
+absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name) {
+  if (name == "fp32") return kernels::GemmPrecision::kFp32;
+  if (name == "bf16") return kernels::GemmPrecision::kBf16;
+  if (name == "int8") return kernels::GemmPrecision::kInt8;
+  return absl::InvalidArgumentError(absl::StrCat("'", std::string(name), "' is not a precision (allowed: fp32, bf16, int8)"));
+}
+
+const char* PrecisionName(kernels::GemmPrecision precision) {
+  switch (precision) {
+    case kernels::GemmPrecision::kBf16: return "bf16";
+    case kernels::GemmPrecision::kInt8: return "int8";
+    case kernels::GemmPrecision::kFp32: break;
+  }
+  return "fp32";
+}
+
+absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::string& source,
+                                            const std::string& where, ModelConfig config) {
+  if (node.IsNull()) return config;  // an empty file or mapping: every default
+  if (!node.IsMap()) {
+    return KeyError(source, where.empty() ? "(top level)" : where,
+                    absl::StrCat("expected a mapping of keys, got ", Describe(node)));
+  }
+  const std::string prefix = where.empty() ? "" : where + ".";
+  try {
+    RETURN_IF_ERROR(CheckKeys(node, source, where, {"precision", "threads", "max_batch_size", "max_queue_size"}));
+    if (const YAML::Node p = node["precision"]) {
+      ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
+      auto precision = ParsePrecision(name);
+      if (!precision.ok()) return KeyError(source, prefix + "precision", std::string(precision.status().message()));
+      config.precision = *precision;
+    }
+    if (const YAML::Node t = node["threads"]) {
+      ASSIGN_OR_RETURN(config.threads, ReadInt(t, source, prefix + "threads", 0, 1024));
+    }
+    if (const YAML::Node b = node["max_batch_size"]) {
+      ASSIGN_OR_RETURN(config.max_batch_size, ReadInt(b, source, prefix + "max_batch_size", 0, 1 << 20));
+    }
+    if (const YAML::Node q = node["max_queue_size"]) {
+      ASSIGN_OR_RETURN(config.max_queue_size, ReadInt(q, source, prefix + "max_queue_size", 0, 1 << 20));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
+  }
+  return config;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir, const ModelConfig& defaults) {
+  const std::string path = (std::filesystem::path(model_dir) / "config.yaml").string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return defaults;
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot read model config"));
+  std::stringstream text;
+  text << file.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg));
+  }
+  return ReadModelConfig(root, path, "", defaults);
+}
+
+}  // namespace coreserve

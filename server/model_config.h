@@ -1,0 +1,40 @@
+// How the server runs one model: <repository>/<model>/config.yaml, or the server config's `model_defaults`
+// (the same keys), or the built-in defaults below. Every key is documented in docs/CONFIG.md; an unknown key or
+// a bad value is an error naming the file, the key and the allowed values, and makes the model not ready.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/status/statusor.h"
+#include "kernels/gemm/sgemm.h"
+
+namespace coreserve {
+
+struct ModelConfig {
+  // GEMM precision of the model's MatMul/Gemm/Conv weights, converted once at load (issue "Kernels"):
+  // fp32, bf16 (bf16 products, fp32 accumulation) or int8 (weights quantized per column, activations per row).
+  kernels::GemmPrecision precision = kernels::GemmPrecision::kFp32;
+  // Intra-op threads of the model's instance; 0: every core the process may run on.
+  int64_t threads = 0;
+  // The largest first (batch) dimension a request may carry; 0: no limit.
+  int64_t max_batch_size = 0;
+  // Requests waiting behind the one running; one more is refused at once (HTTP 429, RESOURCE_EXHAUSTED).
+  int64_t max_queue_size = 64;
+};
+
+absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name);
+const char* PrecisionName(kernels::GemmPrecision precision);
+
+// Reads the keys of `node` (a mapping) over `defaults`. `source` names the file and `where` the mapping's key
+// path ("" at the top of a model's config.yaml, "model_defaults" in the server config) in errors.
+absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::string& source,
+                                            const std::string& where, ModelConfig defaults);
+
+// <model_dir>/config.yaml over `defaults`, or `defaults` when the file does not exist.
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir, const ModelConfig& defaults);
+
+}  // namespace coreserve

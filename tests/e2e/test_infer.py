@@ -1,0 +1,213 @@
+"""KServe v2 inference end to end: tritonclient over HTTP (binary tensors, its default) and gRPC (raw contents),
+plain JSON over HTTP (flat and nested data), the per-model config.yaml, and every request error the front ends
+refuse. ONNX Runtime running the same file is the numerical reference."""
+import json
+import struct
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as tgrpc
+import tritonclient.http as thttp
+from tritonclient.utils import InferenceServerException
+
+from conftest import RunningServer, write_config
+from http_util import get, get_json
+
+RTOL = 1e-4  # the runtime's agreement with ONNX Runtime: |diff| <= 1e-4 * max(1, |reference|)
+
+
+def reference(path, feeds):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def assert_close(got, want, rtol=RTOL):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.all(np.abs(got - want) <= rtol * np.maximum(1.0, np.abs(want))), np.max(np.abs(got - want))
+
+
+def bert_feeds(batch, seq, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch, seq), np.int64)
+    mask[0, seq // 2:] = 0  # a padded sentence
+    return {"input_ids": rng.integers(0, 100, (batch, seq)).astype(np.int64), "attention_mask": mask,
+            "token_type_ids": np.zeros((batch, seq), np.int64)}
+
+
+def image_feeds(batch, seed=0):
+    return {"pixel_values": np.random.default_rng(seed).standard_normal((batch, 3, 32, 32)).astype(np.float32)}
+
+
+def http_inputs(feeds, binary=True):
+    out = []
+    for name, x in feeds.items():
+        i = thttp.InferInput(name, list(x.shape), {np.float32: "FP32", np.int64: "INT64"}[x.dtype.type])
+        i.set_data_from_numpy(x, binary_data=binary)
+        out.append(i)
+    return out
+
+
+def grpc_inputs(feeds):
+    out = []
+    for name, x in feeds.items():
+        i = tgrpc.InferInput(name, list(x.shape), {np.float32: "FP32", np.int64: "INT64"}[x.dtype.type])
+        i.set_data_from_numpy(x)
+        out.append(i)
+    return out
+
+
+@pytest.mark.parametrize("model,feeds", [("bert_tiny", bert_feeds(2, 16)), ("bert_tiny", bert_feeds(1, 7)),
+                                         ("resnet_tiny", image_feeds(3))])
+def test_tritonclient_http_and_grpc_match_onnxruntime(server, models_dir, model, feeds):
+    want = reference(models_dir / model / "1" / "model.onnx", feeds)
+    http = thttp.InferenceServerClient(server.http)
+    for binary in (True, False):
+        result = http.infer(model, http_inputs(feeds, binary),
+                            outputs=[thttp.InferRequestedOutput("logits", binary_data=binary)])
+        assert_close(result.as_numpy("logits"), want[0])
+    result = tgrpc.InferenceServerClient(server.grpc).infer(model, grpc_inputs(feeds))
+    assert_close(result.as_numpy("logits"), want[0])
+    assert result.get_response().model_name == model and result.get_response().model_version == "1"
+
+
+def post(server, model, body, headers=None):
+    status, _, data = get(server.http, f"/v2/models/{model}/infer", method="POST",
+                          body=json.dumps(body).encode() if isinstance(body, dict) else body)
+    return status, json.loads(data) if data else None
+
+
+def test_plain_json_flat_and_nested(server, models_dir):
+    feeds = image_feeds(2, seed=3)
+    want = reference(models_dir / "resnet_tiny" / "1" / "model.onnx", feeds)[0]
+    x = feeds["pixel_values"]
+    for data in (x.flatten().tolist(), x.tolist()):
+        status, body = post(server, "resnet_tiny", {"id": "req-7", "inputs": [
+            {"name": "pixel_values", "shape": list(x.shape), "datatype": "FP32", "data": data}]})
+        assert status == 200, body
+        assert body["id"] == "req-7" and body["model_name"] == "resnet_tiny" and body["model_version"] == "1"
+        (out,) = body["outputs"]
+        assert out["name"] == "logits" and out["datatype"] == "FP32" and out["shape"] == [2, 10]
+        assert_close(np.array(out["data"], np.float32).reshape(2, 10), want)
+
+
+def test_binary_extension_by_hand(server, models_dir):
+    """Triton's binary tensor extension, spelled out: JSON header, then the raw bytes of each input."""
+    feeds = image_feeds(1, seed=4)
+    raw = feeds["pixel_values"].tobytes()
+    header = json.dumps({"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(raw)}}],
+                         "parameters": {"binary_data_output": True}}).encode()
+    status, headers, data = get_with_headers(server, "resnet_tiny", header + raw,
+                                             {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 200, data
+    n = int(headers["Inference-Header-Content-Length"])
+    meta = json.loads(data[:n])
+    (out,) = meta["outputs"]
+    assert out["parameters"]["binary_data_size"] == 40 and len(data) == n + 40
+    got = np.frombuffer(data[n:], np.float32).reshape(1, 10)
+    assert_close(got, reference(models_dir / "resnet_tiny" / "1" / "model.onnx", feeds)[0])
+
+
+def get_with_headers(server, model, body, headers):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(f"http://{server.http}/v2/models/{model}/infer", method="POST", data=body,
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_requested_outputs_and_unknown_names(server):
+    x = image_feeds(1)["pixel_values"]
+    good = {"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": x.flatten().tolist()}
+    status, body = post(server, "resnet_tiny", {"inputs": [good], "outputs": [{"name": "logits"}]})
+    assert status == 200 and [o["name"] for o in body["outputs"]] == ["logits"]
+    status, body = post(server, "resnet_tiny", {"inputs": [good], "outputs": [{"name": "probs"}]})
+    assert status == 400 and "no output 'probs'" in body["error"] and "logits" in body["error"]
+    status, body = post(server, "resnet_tiny", {"inputs": [dict(good, name="image")]})
+    assert status == 400 and "no input 'image'" in body["error"] and "pixel_values" in body["error"]
+
+
+BAD_REQUESTS = [
+    (b"{not json", "invalid JSON"),
+    (b"[]", "must be a JSON object"),
+    ({"inputs": "x"}, "'inputs' must be an array"),
+    ({"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP33", "data": []}]},
+     "unknown datatype 'FP33'"),
+    ({"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [1.0, 2.0]}]},
+     "2 values of data for shape [1,3,32,32]"),
+    ({"inputs": [{"name": "pixel_values", "shape": [1, -3, 32, 32], "datatype": "FP32", "data": []}]},
+     "is negative"),
+    ({"inputs": [{"name": "pixel_values", "shape": [1 << 40, 1 << 40], "datatype": "FP32", "data": []}]},
+     "byte limit"),
+    ({"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "INT64", "data": [0] * 3072}]},
+     "pixel_values"),  # the runtime names the input and both types
+    ({"inputs": [{"name": "pixel_values", "shape": [1, 3, 16, 16], "datatype": "FP32", "data": [0.0] * 768}]},
+     "pixel_values"),
+    ({"inputs": [{"name": "pixel_values", "shape": [2], "datatype": "FP32", "data": [[[1.0]], [[2.0]]]}]},
+     "nested deeper"),
+    ({"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                  "parameters": {"binary_data_size": 12288}}]}, "bytes of binary data remain"),
+    ({"inputs": []}, "missing input 'pixel_values'"),
+]
+
+
+@pytest.mark.parametrize("body,message", BAD_REQUESTS)
+def test_bad_requests_get_400_and_the_server_keeps_serving(server, body, message):
+    status, reply = post(server, "resnet_tiny", body)
+    assert status == 400 and message in reply["error"], reply
+    x = image_feeds(1)["pixel_values"]
+    status, _ = post(server, "resnet_tiny", {"inputs": [
+        {"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": x.flatten().tolist()}]})
+    assert status == 200
+
+
+def test_binary_byte_count_must_match(server):
+    raw = b"\0" * 100
+    header = json.dumps({"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 100}}]}).encode()
+    status, _, data = get_with_headers(server, "resnet_tiny", header + raw,
+                                       {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 400 and b"100 bytes of data for shape [1,3,32,32]" in data
+
+
+def test_unknown_model_and_grpc_errors(server):
+    status, body = post(server, "nope", {"inputs": []})
+    assert status == 404 and "nope" in body["error"]
+    client = tgrpc.InferenceServerClient(server.grpc)
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("nope", grpc_inputs(image_feeds(1)))
+    assert e.value.status() == "StatusCode.NOT_FOUND"
+    with pytest.raises(InferenceServerException) as e:
+        bad = tgrpc.InferInput("pixel_values", [1, 3, 32, 32], "INT64")
+        bad.set_data_from_numpy(np.zeros((1, 3, 32, 32), np.int64))
+        client.infer("resnet_tiny", [bad])
+    assert e.value.status() == "StatusCode.INVALID_ARGUMENT" and "pixel_values" in e.value.message()
+
+
+def test_model_config_precision_and_limits(models_dir, tmp_path):
+    """config.yaml per model: bf16 fastmath stays within its rounding of fp32; max_batch_size is enforced; a bad
+    key makes only that model not ready, with the file and key in the reason."""
+    repo = tmp_path / "repo"
+    for name, config in [("fast", "precision: bf16\nthreads: 1\nmax_batch_size: 2\n"), ("typo", "precison: bf16\n")]:
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "1" / "model.onnx").write_bytes((models_dir / "bert_tiny" / "1" / "model.onnx").read_bytes())
+        (repo / name / "config.yaml").write_text(config)
+    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        assert "model fast version 1 loaded: 3 inputs, 1 outputs, precision bf16, 1 threads" in s.log()
+        status, body = get_json(s.http, "/v2/models/typo")
+        assert status == 400 and "typo/config.yaml" in body["error"] and "unknown key 'precison'" in body["error"]
+        feeds = bert_feeds(2, 16)
+        want = reference(models_dir / "bert_tiny" / "1" / "model.onnx", feeds)[0]
+        got = thttp.InferenceServerClient(s.http).infer("fast", http_inputs(feeds)).as_numpy("logits")
+        cos = np.sum(got * want) / np.linalg.norm(got) / np.linalg.norm(want)
+        assert cos > 0.999 and not np.array_equal(got, want)  # bf16 products: close, not bit-identical
+        with pytest.raises(InferenceServerException) as e:
+            thttp.InferenceServerClient(s.http).infer("fast", http_inputs(bert_feeds(3, 8)))
+        assert "batch size 3 exceeds the model's max_batch_size 2" in e.value.message()
+    finally:
+        assert s.stop() == 0, s.log()

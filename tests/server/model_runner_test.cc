@@ -1,0 +1,111 @@
+// ModelRunner: requests checked against the model before queueing, the bounded queue (made deterministic by a
+// callback that holds the runner's thread), results against the model's own arithmetic, and every accepted
+// request answered when the runner goes away.
+#include "server/model_runner.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "tests/onnx_builder.h"
+
+namespace coreserve {
+namespace {
+
+using ::testing::HasSubstr;
+using coreserve::testing::TempDir;
+using coreserve::testing::TinyMatMulModel;
+using coreserve::testing::WriteModel;
+
+// x (batch x 4) filled with `value`.
+InferRequest Ones(float value, int64_t batch = 1) {
+  runtime::Tensor x = runtime::Tensor::Allocate(runtime::DataType::kFloat32, {batch, 4});
+  for (int64_t i = 0; i < x.elements(); ++i) x.data<float>()[i] = value;
+  return InferRequest{{{"x", x}}, {}};
+}
+
+// The tiny model computes y = x * W with W[k][n] = 0.5 * (2k + n): a row of v gives [6v, 8v].
+void ExpectRow(const absl::StatusOr<NamedTensors>& result, float v) {
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->size(), 1u);
+  EXPECT_EQ((*result)[0].first, "y");
+  EXPECT_EQ((*result)[0].second.data<float>()[0], 6 * v);
+  EXPECT_EQ((*result)[0].second.data<float>()[1], 8 * v);
+}
+
+std::unique_ptr<ModelRunner> Load(const ModelConfig& config) {
+  const auto dir = TempDir("runner");
+  auto runner = ModelRunner::Load("tiny", WriteModel(TinyMatMulModel(), dir / "1" / "model.onnx"), config);
+  EXPECT_TRUE(runner.ok()) << runner.status();
+  return runner.ok() ? *std::move(runner) : nullptr;
+}
+
+TEST(ModelRunner, BadRequestsAreRefusedBeforeQueueing) {
+  ModelConfig config;
+  config.threads = 1;
+  config.max_batch_size = 2;
+  auto runner = Load(config);
+  ASSERT_NE(runner, nullptr);
+  auto refuse = [&](InferRequest request) {
+    std::string message;
+    runner->Submit(std::move(request), [&](absl::StatusOr<NamedTensors> r) {  // called before Submit returns
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+      message = std::string(r.status().message());
+    });
+    return message;
+  };
+  InferRequest renamed = Ones(1);
+  renamed.inputs[0].first = "image";
+  EXPECT_THAT(refuse(renamed), HasSubstr("model 'tiny' has no input 'image' (its inputs: x)"));
+  EXPECT_THAT(refuse(InferRequest{}), HasSubstr("missing input 'x'"));
+  InferRequest twice = Ones(1);
+  twice.inputs.push_back(twice.inputs[0]);
+  EXPECT_THAT(refuse(twice), HasSubstr("input 'x' is given twice"));
+  InferRequest unknown_output = Ones(1);
+  unknown_output.outputs = {"z"};
+  EXPECT_THAT(refuse(unknown_output), HasSubstr("no output 'z' (its outputs: y)"));
+  EXPECT_THAT(refuse(Ones(1, 3)), HasSubstr("batch size 3 exceeds the model's max_batch_size 2"));
+}
+
+TEST(ModelRunner, FullQueueRefusesAtOnceAndEveryAcceptedRequestIsAnswered) {
+  ModelConfig config;
+  config.threads = 1;
+  config.max_queue_size = 1;
+  auto runner = Load(config);
+  ASSERT_NE(runner, nullptr);
+  std::promise<void> a_running, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<absl::StatusOr<NamedTensors>> b_result;
+  // A holds the runner's thread inside its callback until released.
+  runner->Submit(Ones(1), [&](absl::StatusOr<NamedTensors> r) {
+    ExpectRow(r, 1);
+    a_running.set_value();
+    released.wait();
+  });
+  a_running.get_future().wait();
+  // B waits in the queue; C finds it full and is refused on this thread, at once.
+  runner->Submit(Ones(2), [&](absl::StatusOr<NamedTensors> r) { b_result.set_value(std::move(r)); });
+  absl::Status c = absl::OkStatus();
+  runner->Submit(Ones(3), [&](absl::StatusOr<NamedTensors> r) { c = r.status(); });
+  EXPECT_EQ(c.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(c.message()), HasSubstr("queue full (1 requests waiting)"));
+  release.set_value();
+  ExpectRow(b_result.get_future().get(), 2);
+}
+
+TEST(ModelRunner, DestructionAnswersQueuedRequests) {
+  ModelConfig config;
+  config.threads = 2;
+  auto runner = Load(config);
+  ASSERT_NE(runner, nullptr);
+  std::vector<absl::StatusOr<NamedTensors>> results(8, absl::UnknownError("not answered"));
+  for (int i = 0; i < 8; ++i) {
+    runner->Submit(Ones(static_cast<float>(i)), [&results, i](absl::StatusOr<NamedTensors> r) { results[i] = std::move(r); });
+  }
+  runner.reset();
+  for (int i = 0; i < 8; ++i) ExpectRow(results[i], static_cast<float>(i));
+}
+
+}  // namespace
+}  // namespace coreserve
