@@ -52,4 +52,14 @@ Tensor Tensor::Reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::Rows(int64_t begin, int64_t end) const {
+  assert(rank() > 0 && 0 <= begin && begin <= end && end <= dim(0));
+  Tensor t = *this;
+  t.shape_[0] = end - begin;
+  t.elements_ = ElementCount(t.shape_);
+  const int64_t row = dim(0) > 0 ? elements_ / dim(0) : 0;
+  t.data_ = static_cast<char*>(data_) + static_cast<std::size_t>(begin * row) * DataTypeSize(type_);
+  return t;
+}
+
 }  // namespace coreserve::runtime

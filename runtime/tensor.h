@@ -57,6 +57,9 @@ class Tensor {
 
   // The same storage under another shape with the same element count.
   Tensor Reshaped(Shape shape) const;
+  // Rows [begin, end) of the first dimension: a view sharing the storage (the server splits a batch's outputs
+  // back into its requests this way). Requires rank >= 1 and 0 <= begin <= end <= dim(0).
+  Tensor Rows(int64_t begin, int64_t end) const;
 
  private:
   DataType type_ = DataType::kUndefined;

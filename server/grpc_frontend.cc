@@ -102,6 +102,13 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
     }
     absl::StatusOr<InferRequest> infer = InferRequestFromProto(*request);
     if (!infer.ok()) return Finish(context, infer.status());
+    // The client's deadline bounds the request's time in the queue, and a request whose client has gone (deadline
+    // passed or cancelled) is not computed. The context stays valid until the reactor finishes.
+    if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+      infer->deadline = BatchClock::now() + std::chrono::duration_cast<BatchClock::duration>(
+                                                context->deadline() - std::chrono::system_clock::now());
+    }
+    infer->cancelled = [context] { return context->IsCancelled(); };
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     // The callback holds the repository snapshot, so the entry (and its runner) outlive the request.
     e.runner->Submit(*std::move(infer), [reactor, response, hold = found->repository, entry = &e,

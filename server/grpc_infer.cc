@@ -82,6 +82,20 @@ absl::StatusOr<InferRequest> InferRequestFromProto(const inference::ModelInferRe
     out.inputs.emplace_back(in.name(), std::move(tensor));
   }
   for (const auto& o : request.outputs()) out.outputs.push_back(o.name());
+  // Triton's scheduling parameters (tritonclient sends priority as uint64, timeout as int64).
+  for (auto [key, field] : {std::pair<const char*, int64_t*>{"priority", &out.priority},
+                            std::pair<const char*, int64_t*>{"timeout", &out.timeout_us}}) {
+    auto it = request.parameters().find(key);
+    if (it == request.parameters().end()) continue;
+    const inference::InferParameter& p = it->second;
+    if (p.has_int64_param() && p.int64_param() >= 0) {
+      *field = p.int64_param();
+    } else if (p.has_uint64_param() && p.uint64_param() <= static_cast<uint64_t>(INT64_MAX)) {
+      *field = static_cast<int64_t>(p.uint64_param());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("parameter '", key, "' must be a non-negative integer"));
+    }
+  }
   return out;
 }
 

@@ -57,6 +57,18 @@ absl::StatusOr<HttpInferRequest> ParseHttpInferRequest(std::string_view body, in
     out.id = doc["id"].GetString();
   }
   ASSIGN_OR_RETURN(out.all_binary, BoolParameter(doc, "binary_data_output", ""));
+  // Triton's scheduling parameters: priority (a level) and timeout (microseconds in the queue).
+  if (doc.HasMember("parameters") && doc["parameters"].IsObject()) {
+    const rapidjson::Value& params = doc["parameters"];
+    for (auto [key, field] : {std::pair<const char*, int64_t*>{"priority", &out.request.priority},
+                              std::pair<const char*, int64_t*>{"timeout", &out.request.timeout_us}}) {
+      if (!params.HasMember(key)) continue;
+      if (!params[key].IsInt64() || params[key].GetInt64() < 0) {
+        return Malformed(absl::StrCat("parameters.", key, " must be a non-negative integer"));
+      }
+      *field = params[key].GetInt64();
+    }
+  }
   if (!doc.HasMember("inputs") || !doc["inputs"].IsArray()) return Malformed("'inputs' must be an array");
   for (const rapidjson::Value& in : doc["inputs"].GetArray()) {
     if (!in.IsObject()) return Malformed("each input must be an object");

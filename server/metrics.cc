@@ -71,13 +71,28 @@ class StateCollector : public prometheus::Collectable {
 
     MetricFamily models = Family("coreserve_model_ready", "1 when the model version is loaded and ready, else 0.",
                                  MetricType::Gauge);
+    // Requests computed and model executions (a dynamic batch is one execution of several requests).
+    MetricFamily inferences = Family("coreserve_inference_count_total",
+                                     "Inference requests computed by the model version.", MetricType::Counter);
+    MetricFamily executions = Family("coreserve_execution_count_total",
+                                     "Model executions; one execution computes a whole dynamic batch.",
+                                     MetricType::Counter);
     if (const auto repo = state_->repository()) {
       for (const ModelEntry& e : repo->models()) {
-        models.metric.push_back(
-            Gauge(e.ready ? 1 : 0, {{"model", e.name}, {"version", std::to_string(e.version)}}));
+        const std::vector<ClientMetric::Label> labels = {{"model", e.name}, {"version", std::to_string(e.version)}};
+        models.metric.push_back(Gauge(e.ready ? 1 : 0, labels));
+        if (e.runner == nullptr) continue;
+        ClientMetric count;
+        count.label = labels;
+        count.counter.value = static_cast<double>(e.runner->computed_requests());
+        inferences.metric.push_back(count);
+        count.counter.value = static_cast<double>(e.runner->executions());
+        executions.metric.push_back(count);
       }
     }
     out.push_back(std::move(models));
+    out.push_back(std::move(inferences));
+    out.push_back(std::move(executions));
     return out;
   }
 

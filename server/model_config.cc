@@ -34,7 +34,8 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   }
   const std::string prefix = where.empty() ? "" : where + ".";
   try {
-    RETURN_IF_ERROR(CheckKeys(node, source, where, {"precision", "threads", "max_batch_size", "max_queue_size"}));
+    RETURN_IF_ERROR(CheckKeys(node, source, where,
+                              {"precision", "threads", "max_batch_size", "max_queue_size", "dynamic_batching"}));
     if (const YAML::Node p = node["precision"]) {
       ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
       auto precision = ParsePrecision(name);
@@ -50,8 +51,60 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     if (const YAML::Node q = node["max_queue_size"]) {
       ASSIGN_OR_RETURN(config.max_queue_size, ReadInt(q, source, prefix + "max_queue_size", 0, 1 << 20));
     }
+    if (const YAML::Node b = node["dynamic_batching"]) {
+      const std::string key = prefix + "dynamic_batching";
+      config.dynamic_batching = true;
+      if (!b.IsNull()) {  // `dynamic_batching: {}` or an empty value: batching with every default
+        if (!b.IsMap()) return KeyError(source, key, absl::StrCat("expected a mapping, got ", Describe(b)));
+        RETURN_IF_ERROR(CheckKeys(b, source, key,
+                                  {"preferred_batch_sizes", "max_queue_delay_us", "default_timeout_us",
+                                   "priority_levels", "default_priority_level"}));
+        if (const YAML::Node p = b["preferred_batch_sizes"]) {
+          if (!p.IsSequence()) {
+            return KeyError(source, key + ".preferred_batch_sizes", absl::StrCat("expected a list, got ", Describe(p)));
+          }
+          config.preferred_batch_sizes.clear();
+          for (std::size_t i = 0; i < p.size(); ++i) {
+            ASSIGN_OR_RETURN(int64_t size,
+                             ReadInt(p[i], source, absl::StrCat(key, ".preferred_batch_sizes[", i, "]"), 1, 1 << 20));
+            config.preferred_batch_sizes.push_back(size);
+          }
+        }
+        const int64_t kMinute = int64_t{60} * 1000 * 1000;
+        if (b["max_queue_delay_us"]) {
+          ASSIGN_OR_RETURN(config.max_queue_delay_us, ReadInt(b["max_queue_delay_us"], source, key + ".max_queue_delay_us", 0, kMinute));
+        }
+        if (b["default_timeout_us"]) {
+          ASSIGN_OR_RETURN(config.default_timeout_us,
+                           ReadInt(b["default_timeout_us"], source, key + ".default_timeout_us", 0, 60 * kMinute));
+        }
+        if (b["priority_levels"]) {
+          ASSIGN_OR_RETURN(config.priority_levels, ReadInt(b["priority_levels"], source, key + ".priority_levels", 0, 1000));
+        }
+        if (b["default_priority_level"]) {
+          ASSIGN_OR_RETURN(config.default_priority_level,
+                           ReadInt(b["default_priority_level"], source, key + ".default_priority_level", 0, 1000));
+        }
+      }
+    }
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
+  }
+  // Rules across keys.
+  const std::string batching = prefix + "dynamic_batching";
+  if (config.dynamic_batching && config.max_batch_size == 0) {
+    return KeyError(source, batching, "needs max_batch_size > 0 (the largest batch it may form)");
+  }
+  for (int64_t size : config.preferred_batch_sizes) {
+    if (size > config.max_batch_size) {
+      return KeyError(source, batching + ".preferred_batch_sizes",
+                      absl::StrCat(size, " is larger than max_batch_size ", config.max_batch_size));
+    }
+  }
+  if (config.default_priority_level > config.priority_levels) {
+    return KeyError(source, batching + ".default_priority_level",
+                    absl::StrCat("expected 0 to priority_levels (", config.priority_levels, "), got ",
+                                 config.default_priority_level));
   }
   return config;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -24,6 +25,14 @@ struct ModelConfig {
   int64_t max_batch_size = 0;
   // Requests waiting behind the one running; one more is refused at once (HTTP 429, RESOURCE_EXHAUSTED).
   int64_t max_queue_size = 64;
+  // Dynamic batching (the `dynamic_batching` mapping; needs max_batch_size > 0): queued requests whose inputs
+  // agree beyond the first dimension run as one batch, concatenated on it, with server/batch_policy.h's rules.
+  bool dynamic_batching = false;
+  std::vector<int64_t> preferred_batch_sizes;
+  int64_t max_queue_delay_us = 0;
+  int64_t default_timeout_us = 0;      // a request's deadline when it gives none; 0: none
+  int64_t priority_levels = 0;         // > 0: requests may ask for priority 1 (first) .. priority_levels
+  int64_t default_priority_level = 0;  // the level of a request that asks none; 0: the middle level
 };
 
 absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name);

@@ -1,6 +1,7 @@
 #include "server/model_runner.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,6 +36,11 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   ASSIGN_OR_RETURN(runner->session_, runtime::Session::Load(path, options));
   const int threads = config.threads > 0 ? static_cast<int>(config.threads) : AvailableCpus();
   runner->pool_ = std::make_unique<runtime::ThreadPool>(threads);
+  if (config.dynamic_batching) {
+    runner->policy_.max_batch_size = config.max_batch_size;
+    runner->policy_.preferred_batch_sizes = config.preferred_batch_sizes;
+    runner->policy_.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
+  }
   runner->thread_ = std::thread([r = runner.get()] { r->Loop(); });
   return runner;
 }
@@ -82,6 +88,35 @@ absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) cons
   if (request.outputs.empty()) {
     for (std::size_t o = 0; o < outputs.size(); ++o) job.outputs.push_back(static_cast<int>(o));
   }
+  QueuedRequest& q = job.queued;
+  const int64_t levels = config_.priority_levels;
+  if (request.priority < 0 || request.priority > levels) {
+    return absl::InvalidArgumentError(
+        levels == 0 ? absl::StrCat("priority ", request.priority, " requested, but model '", name_,
+                                   "' has no priority levels")
+                    : absl::StrCat("priority ", request.priority, " is not a level of model '", name_, "' (1 to ",
+                                   levels, ")"));
+  }
+  q.priority = request.priority > 0 ? request.priority
+                                    : (config_.default_priority_level > 0 ? config_.default_priority_level
+                                                                          : (levels + 1) / 2);
+  if (request.timeout_us < 0) return absl::InvalidArgumentError("timeout must be >= 0 microseconds");
+  q.arrival = BatchClock::now();
+  const int64_t timeout_us = request.timeout_us > 0 ? request.timeout_us : config_.default_timeout_us;
+  if (timeout_us > 0) q.deadline = q.arrival + std::chrono::microseconds(timeout_us);
+  if (request.deadline) q.deadline = q.deadline ? std::min(*q.deadline, *request.deadline) : *request.deadline;
+  // Requests batch together when every input agrees beyond the first dimension and all inputs share that
+  // first dimension (the batch); anything else gets a key of its own and runs alone.
+  bool batchable = !job.inputs.empty() && job.inputs[0].rank() > 0;
+  for (const runtime::Tensor& t : job.inputs) {
+    batchable = batchable && t.rank() > 0 && t.dim(0) == job.inputs[0].dim(0);
+    absl::StrAppend(&q.shape_key, static_cast<int>(t.type()), ":");
+    for (int64_t d = 1; d < t.rank(); ++d) absl::StrAppend(&q.shape_key, t.dim(d), ",");
+    absl::StrAppend(&q.shape_key, "r", t.rank(), ";");
+  }
+  q.batch = batchable ? job.inputs[0].dim(0) : 1;
+  if (!batchable) absl::StrAppend(&q.shape_key, "#", next_solo_++);  // a key of its own: runs alone
+  job.cancelled = std::move(request.cancelled);
   return job;
 }
 
@@ -112,28 +147,111 @@ void ModelRunner::Submit(InferRequest request, InferCallback done) {
 }
 
 void ModelRunner::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every accepted request answered
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      running_ = true;
+    if (queue_.empty()) {
+      if (stopping_) return;  // every accepted request answered
+      wake_.wait(lock);
+      continue;
     }
+    std::vector<QueuedRequest> view;
+    view.reserve(queue_.size());
+    for (const Job& j : queue_) view.push_back(j.queued);
+    BatchPolicy policy = policy_;
+    if (stopping_) policy.max_queue_delay = std::chrono::microseconds(0);  // nothing more will arrive: do not wait
+    const BatchDecision d = DecideBatch(view, policy, BatchClock::now());
+    std::vector<Job> expired, batch;
+    std::vector<bool> taken(queue_.size(), false);
+    for (std::size_t i : d.expired) {
+      expired.push_back(std::move(queue_[i]));
+      taken[i] = true;
+    }
+    for (std::size_t i : d.run) {
+      batch.push_back(std::move(queue_[i]));
+      taken[i] = true;
+    }
+    if (expired.empty() && batch.empty()) {
+      if (d.wake) {
+        wake_.wait_until(lock, *d.wake);
+      } else {
+        wake_.wait(lock);
+      }
+      continue;
+    }
+    std::vector<Job> rest;
+    for (std::size_t i = 0; i < queue_.size(); ++i) {
+      if (!taken[i]) rest.push_back(std::move(queue_[i]));
+    }
+    queue_ = std::move(rest);
+    running_ = !batch.empty();
+    lock.unlock();
+    for (Job& job : expired) {
+      job.done(absl::UnavailableError(absl::StrCat("model '", name_, "': the request's timeout expired in the queue")));
+    }
+    if (!batch.empty()) Execute(std::move(batch));
+    lock.lock();
+    running_ = false;
+  }
+}
+
+void ModelRunner::Execute(std::vector<Job> jobs) {
+  // A client that has gone is not computed for.
+  std::vector<Job> live;
+  for (Job& job : jobs) {
+    if (job.cancelled && job.cancelled()) {
+      job.done(absl::CancelledError("the client cancelled the request"));
+    } else {
+      live.push_back(std::move(job));
+    }
+  }
+  if (live.empty()) return;
+  executions_.fetch_add(1);
+  computed_.fetch_add(static_cast<int64_t>(live.size()));
+  const std::vector<runtime::TensorInfo>& infos = session_->outputs();
+  if (live.size() == 1) {
+    Job& job = live[0];
     absl::StatusOr<std::vector<runtime::Tensor>> outputs = session_->Run(job.inputs, pool_.get());
+    if (!outputs.ok()) return job.done(outputs.status());
+    NamedTensors result;
+    for (int o : job.outputs) result.emplace_back(infos[o].name, (*outputs)[o]);  // shares storage
+    return job.done(std::move(result));
+  }
+  // A batch: every input concatenated on the first dimension, in the jobs' order.
+  std::vector<runtime::Tensor> inputs;
+  int64_t total = 0;
+  for (const Job& job : live) total += job.inputs[0].dim(0);
+  for (std::size_t i = 0; i < live[0].inputs.size(); ++i) {
+    runtime::Shape shape = live[0].inputs[i].shape();
+    shape[0] = total;
+    runtime::Tensor t = runtime::Tensor::Allocate(live[0].inputs[i].type(), shape);
+    char* dst = static_cast<char*>(t.raw());
+    for (const Job& job : live) {
+      std::memcpy(dst, job.inputs[i].raw(), job.inputs[i].bytes());
+      dst += job.inputs[i].bytes();
+    }
+    inputs.push_back(std::move(t));
+  }
+  absl::StatusOr<std::vector<runtime::Tensor>> outputs = session_->Run(inputs, pool_.get());
+  for (std::size_t o = 0; outputs.ok() && o < outputs->size(); ++o) {
+    const runtime::Tensor& t = (*outputs)[o];
+    if (t.rank() == 0 || t.dim(0) != total) {
+      outputs = absl::InternalError(absl::StrCat("model '", name_, "': output '", infos[o].name, "' has shape ",
+                                                 runtime::ShapeString(t.shape()), ", not a first dimension of ",
+                                                 total, " for a batch of ", total,
+                                                 "; this model cannot be batched (drop dynamic_batching)"));
+    }
+  }
+  int64_t row = 0;
+  for (Job& job : live) {
+    const int64_t rows = job.inputs[0].dim(0);
     if (!outputs.ok()) {
       job.done(outputs.status());
-      std::lock_guard<std::mutex> lock(mu_);
-      running_ = false;
       continue;
     }
     NamedTensors result;
-    for (int o : job.outputs) result.emplace_back(session_->outputs()[o].name, (*outputs)[o]);  // shares storage
+    for (int o : job.outputs) result.emplace_back(infos[o].name, (*outputs)[o].Rows(row, row + rows));
     job.done(std::move(result));
-    std::lock_guard<std::mutex> lock(mu_);
-    running_ = false;
+    row += rows;
   }
 }
 

@@ -1,15 +1,18 @@
 // One loaded model version and the thread that runs it: the Session, its intra-op ThreadPool (`threads` cores)
-// and a bounded queue of requests, run one at a time in arrival order.
+// and a bounded queue of requests. Without dynamic batching requests run one at a time, by priority then
+// arrival; with it, the batcher (server/batch_policy.h) concatenates compatible requests on their first
+// dimension, runs them as one, and splits the outputs back.
 //
 // The front ends never compute: they convert a request into runtime tensors, Submit it and return; the result
-// comes back through the callback on the runner's thread. (This queue is where the dynamic batcher goes.)
+// comes back through the callback on the runner's thread.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -18,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "runtime/session.h"
 #include "runtime/thread_pool.h"
+#include "server/batch_policy.h"
 #include "server/model_config.h"
 
 namespace coreserve {
@@ -27,6 +31,10 @@ using NamedTensors = std::vector<std::pair<std::string, runtime::Tensor>>;
 struct InferRequest {
   NamedTensors inputs;               // every model input once, in any order
   std::vector<std::string> outputs;  // the outputs to return, in this order; empty: all, in the model's order
+  int64_t priority = 0;              // 1 (first) .. the model's priority_levels; 0: its default level
+  int64_t timeout_us = 0;            // time it may wait in the queue; 0: the model's default_timeout_us
+  std::optional<BatchClock::time_point> deadline;  // the client's own (a gRPC deadline), if any
+  std::function<bool()> cancelled;   // true once the client has gone (checked before computing); may be empty
 };
 
 using InferCallback = std::function<void(absl::StatusOr<NamedTensors>)>;
@@ -42,6 +50,9 @@ class ModelRunner {
   const runtime::Session& session() const { return *session_; }
   const ModelConfig& config() const { return config_; }
   int threads() const { return pool_->threads(); }
+  // Session runs so far (a batch counts once) and requests they computed: executions < requests means batching.
+  int64_t executions() const { return executions_.load(); }
+  int64_t computed_requests() const { return computed_.load(); }
 
   // Checks the request against the model's inputs and outputs and the config's batch limit, then queues it.
   // `done` is called exactly once: at once (on this thread) with InvalidArgument for a bad request or
@@ -53,20 +64,27 @@ class ModelRunner {
     std::vector<runtime::Tensor> inputs;  // in the session's input order
     std::vector<int> outputs;             // indices into the session's outputs
     InferCallback done;
+    std::function<bool()> cancelled;
+    QueuedRequest queued;  // what the batch policy sees
   };
   ModelRunner() = default;
   absl::StatusOr<Job> Prepare(InferRequest request) const;
   void Loop();
+  // Runs `jobs` (one, or a batch of compatible ones) and answers each.
+  void Execute(std::vector<Job> jobs);
 
   std::string name_;
   ModelConfig config_;
   std::unique_ptr<runtime::Session> session_;
   std::unique_ptr<runtime::ThreadPool> pool_;
+  BatchPolicy policy_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<Job> queue_;
+  std::vector<Job> queue_;  // in arrival order
   bool stopping_ = false;
-  bool running_ = false;  // a request is between being taken from the queue and its callback returning
+  bool running_ = false;
+  mutable std::atomic<uint64_t> next_solo_{0};
+  std::atomic<int64_t> executions_{0}, computed_{0};  // numbers the shape keys of requests that cannot batch  // a request is between being taken from the queue and its callback returning
   std::thread thread_;
 };
 

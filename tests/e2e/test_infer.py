@@ -2,13 +2,14 @@
 plain JSON over HTTP (flat and nested data), the per-model config.yaml, and every request error the front ends
 refuse. ONNX Runtime running the same file is the numerical reference."""
 import json
-import struct
+import time
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from conftest import RunningServer, write_config
@@ -209,5 +210,67 @@ def test_model_config_precision_and_limits(models_dir, tmp_path):
         with pytest.raises(InferenceServerException) as e:
             thttp.InferenceServerClient(s.http).infer("fast", http_inputs(bert_feeds(3, 8)))
         assert "batch size 3 exceeds the model's max_batch_size 2" in e.value.message()
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def metric_values(address, model):
+    """This model's samples from /metrics, parsed by the Prometheus client's own parser."""
+    _, _, text = get(address, "/metrics")
+    return {sample.name: sample.value for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples if sample.labels.get("model") == model}
+
+
+def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
+    """Concurrent clients of a batching model (several requests are merged on the first dimension and split
+    back): each gets the outputs of its own input, over HTTP and gRPC; Triton's priority and timeout parameters
+    reach the scheduler."""
+    repo = tmp_path / "repo"
+    (repo / "resnet_tiny" / "1").mkdir(parents=True)
+    (repo / "resnet_tiny" / "1" / "model.onnx").write_bytes(
+        (models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
+    (repo / "resnet_tiny" / "config.yaml").write_text(
+        "max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_us: 100000\n  preferred_batch_sizes: [4, 8]\n")
+    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        path = models_dir / "resnet_tiny" / "1" / "model.onnx"
+        feeds = [image_feeds(1 + i % 2, seed=10 + i) for i in range(12)]
+        want = [reference(path, f)[0] for f in feeds]
+        http = thttp.InferenceServerClient(s.http, concurrency=12)
+        pending = [http.async_infer("resnet_tiny", http_inputs(f)) for f in feeds]
+        for p, w in zip(pending, want):
+            assert_close(p.get_result().as_numpy("logits"), w)
+        grpc_client = tgrpc.InferenceServerClient(s.grpc)
+        done = []
+        for i, f in enumerate(feeds):
+            grpc_client.async_infer("resnet_tiny", grpc_inputs(f), lambda result, error: done.append((result, error)),
+                                    request_id=str(i))
+        deadline = time.monotonic() + 30
+        while len(done) < len(feeds) and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling for the callbacks, not timing anything
+        assert len(done) == len(feeds)
+        for r, e in done:  # in completion order; the echoed id names the request
+            assert e is None, e
+            assert_close(r.as_numpy("logits"), want[int(r.get_response().id)])
+        # 24 requests computed in fewer executions: some were batched (12 concurrent clients, a 100 ms window).
+        counts = metric_values(s.metrics, "resnet_tiny")
+        assert counts["coreserve_inference_count_total"] == 24
+        assert counts["coreserve_execution_count_total"] < 24, counts
+        with pytest.raises(InferenceServerException) as e:
+            thttp.InferenceServerClient(s.http).infer("resnet_tiny", http_inputs(feeds[0]), priority=3)
+        assert "priority 3 requested, but model 'resnet_tiny' has no priority levels" in e.value.message()
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_dynamic_batching_config_errors(models_dir, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    (repo / "m" / "1" / "model.onnx").write_bytes((models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
+    (repo / "m" / "config.yaml").write_text("dynamic_batching: {max_queue_delay_us: 100}\n")
+    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        status, body = get_json(s.http, "/v2/models/m")
+        assert status == 400 and "dynamic_batching: needs max_batch_size > 0" in body["error"]
     finally:
         assert s.stop() == 0, s.log()

@@ -125,6 +125,42 @@ TEST(ModelConfig, ServerDefaultsThenTheModelsOwnFile) {
   EXPECT_EQ(own->max_queue_size, 0);
 }
 
+TEST(ModelConfig, DynamicBatching) {
+  auto c = Parse(R"(
+model_defaults:
+  max_batch_size: 16
+  dynamic_batching:
+    preferred_batch_sizes: [4, 8]
+    max_queue_delay_us: 500
+    default_timeout_us: 100000
+    priority_levels: 3
+    default_priority_level: 2
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const ModelConfig& m = c->model_defaults;
+  EXPECT_TRUE(m.dynamic_batching);
+  EXPECT_EQ(m.preferred_batch_sizes, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(m.max_queue_delay_us, 500);
+  EXPECT_EQ(m.default_timeout_us, 100000);
+  EXPECT_EQ(m.priority_levels, 3);
+  EXPECT_EQ(m.default_priority_level, 2);
+  auto empty = Parse("model_defaults: {max_batch_size: 4, dynamic_batching: {}}\n");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->model_defaults.dynamic_batching);
+  EXPECT_FALSE(Parse("model_defaults: {}\n")->model_defaults.dynamic_batching);
+  EXPECT_THAT(Error("model_defaults: {dynamic_batching: {}}\n"),
+              HasSubstr("model_defaults.dynamic_batching: needs max_batch_size > 0"));
+  EXPECT_THAT(Error("model_defaults: {max_batch_size: 4, dynamic_batching: {preferred_batch_sizes: [2, 6]}}\n"),
+              HasSubstr("model_defaults.dynamic_batching.preferred_batch_sizes: 6 is larger than max_batch_size 4"));
+  EXPECT_THAT(Error("model_defaults: {max_batch_size: 4, dynamic_batching: {preferred_batch_sizes: [0]}}\n"),
+              HasSubstr("preferred_batch_sizes[0]: expected an integer from 1 to"));
+  EXPECT_THAT(Error("model_defaults: {max_batch_size: 4, dynamic_batching: {priority_levels: 2, "
+                    "default_priority_level: 3}}\n"),
+              HasSubstr("default_priority_level: expected 0 to priority_levels (2), got 3"));
+  EXPECT_THAT(Error("model_defaults: {max_batch_size: 4, dynamic_batching: {delay: 1}}\n"),
+              HasSubstr("unknown key 'model_defaults.dynamic_batching.delay'"));
+}
+
 TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
   EXPECT_THAT(Error("model_defaults: {precision: fp16}\n"),
               HasSubstr("test.yaml: model_defaults.precision: 'fp16' is not a precision (allowed: fp32, bf16, int8)"));

@@ -22,7 +22,9 @@ using coreserve::testing::WriteModel;
 InferRequest Ones(float value, int64_t batch = 1) {
   runtime::Tensor x = runtime::Tensor::Allocate(runtime::DataType::kFloat32, {batch, 4});
   for (int64_t i = 0; i < x.elements(); ++i) x.data<float>()[i] = value;
-  return InferRequest{{{"x", x}}, {}};
+  InferRequest r;
+  r.inputs = {{"x", x}};
+  return r;
 }
 
 // The tiny model computes y = x * W with W[k][n] = 0.5 * (2k + n): a row of v gives [6v, 8v].
@@ -105,6 +107,98 @@ TEST(ModelRunner, DestructionAnswersQueuedRequests) {
   }
   runner.reset();
   for (int i = 0; i < 8; ++i) ExpectRow(results[i], static_cast<float>(i));
+}
+
+// Holds the runner's thread inside a first request's callback, so that what is submitted meanwhile queues up
+// deterministically; Release() lets it go.
+struct Hold {
+  std::promise<void> running, release;
+  std::shared_future<void> released = release.get_future().share();
+  explicit Hold(ModelRunner& runner) {
+    runner.Submit(Ones(0), [this](absl::StatusOr<NamedTensors>) {
+      running.set_value();
+      released.wait();
+    });
+    running.get_future().wait();
+  }
+  void Release() { release.set_value(); }
+};
+
+TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
+  ModelConfig config;
+  config.threads = 1;
+  config.max_batch_size = 8;
+  config.dynamic_batching = true;
+  auto runner = Load(config);
+  ASSERT_NE(runner, nullptr);
+  Hold hold(*runner);
+  // Batch sizes 1, 2, 1, 3 (= 7 rows), each row of request i filled with a value of its own.
+  const std::vector<int64_t> sizes = {1, 2, 1, 3};
+  std::vector<std::promise<absl::StatusOr<NamedTensors>>> results(sizes.size());
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    InferRequest r = Ones(0, sizes[i]);
+    for (int64_t row = 0; row < sizes[i]; ++row) {
+      for (int k = 0; k < 4; ++k) r.inputs[0].second.data<float>()[row * 4 + k] = static_cast<float>(10 * i + row);
+    }
+    runner->Submit(std::move(r), [&results, i](absl::StatusOr<NamedTensors> out) { results[i].set_value(std::move(out)); });
+  }
+  hold.Release();
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    absl::StatusOr<NamedTensors> out = results[i].get_future().get();
+    ASSERT_TRUE(out.ok()) << out.status();
+    const runtime::Tensor& y = (*out)[0].second;
+    ASSERT_EQ(y.shape(), (runtime::Shape{sizes[i], 2}));
+    for (int64_t row = 0; row < sizes[i]; ++row) {
+      const float v = static_cast<float>(10 * i + row);
+      EXPECT_EQ(y.data<float>()[row * 2], 6 * v);
+      EXPECT_EQ(y.data<float>()[row * 2 + 1], 8 * v);
+    }
+  }
+  EXPECT_EQ(runner->computed_requests(), 5);
+  EXPECT_EQ(runner->executions(), 2);  // the held request, then the four as one batch
+}
+
+TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
+  ModelConfig config;
+  config.threads = 1;
+  config.priority_levels = 2;
+  auto runner = Load(config);
+  ASSERT_NE(runner, nullptr);
+  Hold hold(*runner);
+  std::vector<std::string> order;  // written by the runner's thread only
+  std::promise<void> all_done;
+  int remaining = 4;
+  auto record = [&](std::string what) {
+    return [&, what](absl::StatusOr<NamedTensors> r) {
+      order.push_back(what + ":" + (r.ok() ? "ok" : std::string(absl::StatusCodeToString(r.status().code()))));
+      if (--remaining == 0) all_done.set_value();
+    };
+  };
+  InferRequest low = Ones(1);
+  low.priority = 2;
+  runner->Submit(std::move(low), record("low"));
+  InferRequest high = Ones(1);
+  high.priority = 1;
+  runner->Submit(std::move(high), record("high"));
+  InferRequest gone = Ones(1);
+  gone.priority = 1;
+  gone.cancelled = [] { return true; };
+  runner->Submit(std::move(gone), record("gone"));
+  InferRequest hurried = Ones(1);
+  hurried.priority = 1;
+  hurried.timeout_us = 1;
+  runner->Submit(std::move(hurried), record("hurried"));
+  const auto submitted = BatchClock::now();  // after its arrival was stamped
+  while (BatchClock::now() < submitted + std::chrono::microseconds(2)) {
+  }  // its timeout has certainly passed before the runner looks at the queue again
+  hold.Release();
+  all_done.get_future().wait();
+  EXPECT_THAT(order, ::testing::ElementsAre("hurried:UNAVAILABLE", "high:ok", "gone:CANCELLED", "low:ok"));
+  InferRequest bad = Ones(1);
+  bad.priority = 3;
+  absl::Status status;
+  runner->Submit(std::move(bad), [&](absl::StatusOr<NamedTensors> r) { status = r.status(); });
+  EXPECT_THAT(std::string(status.message()), HasSubstr("priority 3 is not a level of model 'tiny' (1 to 2)"));
 }
 
 }  // namespace
