@@ -45,6 +45,7 @@ else
 endif
 
 e2e-test: build
+	@if [ "$$(uname -m)" = x86_64 ]; then scripts/setup-perf-analyzer.sh; fi
 	@CORESERVE_BIN=$(CURDIR)/$(BUILD_DIR)/coreserve $(PYTHON) -m pytest tests/e2e
 
 # Unit tests (native, then arm64 under qemu), then the end-to-end tests against the real binary; pytest's

@@ -31,7 +31,8 @@ test_packages=(
 # anchor bench_gemm_onednn measures the GEMM kernels against (`make bench-kernels`; only that benchmark links it,
 # and it still builds, loudly without its anchor, where the package is missing).
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
-  test_packages+=(g++-aarch64-linux-gnu qemu-user-static libdnnl-dev)
+  # libb64-0d: a library of perf_analyzer, the load generator (scripts/setup-perf-analyzer.sh).
+  test_packages+=(g++-aarch64-linux-gnu qemu-user-static libdnnl-dev libb64-0d)
 fi
 packages=("${build_packages[@]}")
 $build_only || packages+=("${test_packages[@]}")

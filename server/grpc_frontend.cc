@@ -9,6 +9,7 @@
 #include "inference.grpc.pb.h"
 #include "server/grpc_infer.h"
 #include "server/http_listener.h"
+#include "server/triton_config.h"
 #include "server/v2_datatype.h"
 #include "server/version.h"
 
@@ -62,6 +63,7 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
                                            inference::ServerMetadataResponse* response) override {
     response->set_name("coreserve");
     response->set_version(CORESERVE_VERSION);
+    for (const char* e : kServerExtensions) response->add_extensions(e);
     return Finish(context, absl::OkStatus());
   }
 
@@ -86,6 +88,18 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
     response->set_platform("onnx_onnxv1");
     FillTensors(e.info.inputs, response->mutable_inputs());
     FillTensors(e.info.outputs, response->mutable_outputs());
+    return Finish(context, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context, const inference::ModelConfigRequest* request,
+                                        inference::ModelConfigResponse* response) override {
+    auto found = Find(request->name(), request->version());
+    if (!found.ok()) return Finish(context, found.status());
+    const ModelEntry& e = *found->entry;
+    if (!e.ready) {
+      return Finish(context, absl::UnavailableError(absl::StrCat("model '", e.name, "' is not ready: ", e.error)));
+    }
+    FillModelConfig(e, response->mutable_config());
     return Finish(context, absl::OkStatus());
   }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/http_infer.h"
+#include "server/triton_config.h"
 #include "server/json_writer.h"
 #include "server/log.h"
 #include "server/v2_datatype.h"
@@ -54,6 +55,7 @@ std::string ServerMetadataJson() {
   w.String(CORESERVE_VERSION);
   w.Key("extensions");
   w.StartArray();
+  for (const char* e : kServerExtensions) w.String(e);
   w.EndArray();
   w.EndObject();
   return buffer.GetString();
@@ -152,6 +154,15 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
     } else {
       res.set_content(std::move(body), kJson);
     }
+  });
+  s.Get(model + "/config", [state](const httplib::Request& req, httplib::Response& res) {
+    std::shared_ptr<const ModelRepository> hold;
+    const ModelEntry* e = FindModel(state, req, res, &hold);
+    if (e == nullptr) return;
+    if (!e->ready) return SendError(res, 400, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+    inference::ModelConfig config;
+    FillModelConfig(*e, &config);
+    res.set_content(ModelConfigJson(config), kJson);
   });
   s.Get(model, [state](const httplib::Request& req, httplib::Response& res) {
     std::shared_ptr<const ModelRepository> hold;

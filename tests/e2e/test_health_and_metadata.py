@@ -58,7 +58,11 @@ def test_triton_grpc_client(server):
     assert client.is_model_ready("bert_tiny")
     meta = client.get_server_metadata(as_json=True)
     assert meta["name"] == "coreserve"
-    assert meta["version"] == get_json(server.http, "/v2")[1]["version"]
+    http_meta = get_json(server.http, "/v2")[1]
+    assert meta["version"] == http_meta["version"]
+    # The extensions each protocol announces are the same, and each is exercised by tests/e2e/test_infer.py.
+    assert meta["extensions"] == http_meta["extensions"] == ["binary_tensor_data", "model_configuration",
+                                                             "schedule_policy"]
 
 
 @pytest.mark.parametrize("model", ["bert_tiny", "resnet_tiny"])

@@ -274,3 +274,34 @@ def test_dynamic_batching_config_errors(models_dir, tmp_path):
         assert status == 400 and "dynamic_batching: needs max_batch_size > 0" in body["error"]
     finally:
         assert s.stop() == 0, s.log()
+
+
+def test_model_config_extension_over_http_and_grpc(server, models_dir, tmp_path):
+    """Triton's model configuration, as its clients read it: the same fields over both protocols; with
+    max_batch_size > 0 the dims leave out the batch dimension."""
+    http_cfg = thttp.InferenceServerClient(server.http).get_model_config("resnet_tiny")
+    grpc_cfg = tgrpc.InferenceServerClient(server.grpc).get_model_config("resnet_tiny", as_json=True)["config"]
+    for cfg in (http_cfg, grpc_cfg):
+        assert cfg["name"] == "resnet_tiny" and cfg.get("max_batch_size", 0) == 0
+        (inp,) = cfg["input"]
+        assert inp["name"] == "pixel_values" and inp["data_type"] == "TYPE_FP32"
+        assert [int(d) for d in inp["dims"]] == [-1, 3, 32, 32]
+        assert cfg["parameters"]["precision"]["string_value"] == "fp32"
+    with pytest.raises(InferenceServerException) as e:
+        tgrpc.InferenceServerClient(server.grpc).get_model_config("nope")
+    assert e.value.status() == "StatusCode.NOT_FOUND"
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    (repo / "m" / "1" / "model.onnx").write_bytes((models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
+    (repo / "m" / "config.yaml").write_text("max_batch_size: 4\ndynamic_batching: {preferred_batch_sizes: [2, 4]}\n")
+    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        cfg = thttp.InferenceServerClient(s.http).get_model_config("m")
+        assert cfg["max_batch_size"] == 4 and cfg["input"][0]["dims"] == [3, 32, 32]
+        assert cfg["output"][0]["dims"] == [10]
+        assert cfg["dynamic_batching"]["preferred_batch_size"] == [2, 4]
+        grpc_cfg = tgrpc.InferenceServerClient(s.grpc).get_model_config("m", as_json=True)["config"]
+        assert [int(d) for d in grpc_cfg["input"][0]["dims"]] == [3, 32, 32]
+        assert grpc_cfg["dynamic_batching"]["preferred_batch_size"] == [2, 4]
+    finally:
+        assert s.stop() == 0, s.log()
