@@ -103,6 +103,21 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
     return Finish(context, absl::OkStatus());
   }
 
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* context,
+                                            const inference::ModelStatisticsRequest* request,
+                                            inference::ModelStatisticsResponse* response) override {
+    if (request->name().empty()) {
+      const auto repo = state_->repository();
+      if (repo == nullptr) return Finish(context, absl::UnavailableError("the model repository is still loading"));
+      for (const ModelEntry& e : repo->models()) FillModelStatistics(e, response->add_model_stats());
+      return Finish(context, absl::OkStatus());
+    }
+    auto found = Find(request->name(), request->version());
+    if (!found.ok()) return Finish(context, found.status());
+    FillModelStatistics(*found->entry, response->add_model_stats());
+    return Finish(context, absl::OkStatus());
+  }
+
   // Converts and queues the request; the runner finishes the RPC from its own thread when the outputs are
   // ready, so no gRPC thread waits on compute.
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context, const inference::ModelInferRequest* request,

@@ -110,7 +110,23 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
     res.set_content(ServerMetadataJson(), kJson);
   });
 
+  // Triton's statistics extension; registered before the model routes, which would take "stats" for a name.
+  s.Get("/v2/models/stats", [state](const httplib::Request&, httplib::Response& res) {
+    const auto repo = state->repository();
+    if (repo == nullptr) return SendError(res, 503, "the model repository is still loading");
+    inference::ModelStatisticsResponse stats;
+    for (const ModelEntry& e : repo->models()) FillModelStatistics(e, stats.add_model_stats());
+    res.set_content(ModelStatsJson(stats), kJson);
+  });
   const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
+  s.Get(model + "/stats", [state](const httplib::Request& req, httplib::Response& res) {
+    std::shared_ptr<const ModelRepository> hold;
+    const ModelEntry* e = FindModel(state, req, res, &hold);
+    if (e == nullptr) return;
+    inference::ModelStatisticsResponse stats;
+    FillModelStatistics(*e, stats.add_model_stats());
+    res.set_content(ModelStatsJson(stats), kJson);
+  });
   s.Get(model + "/ready", [state](const httplib::Request& req, httplib::Response& res) {
     std::shared_ptr<const ModelRepository> hold;
     if (const ModelEntry* e = FindModel(state, req, res, &hold)) res.status = e->ready ? 200 : 400;

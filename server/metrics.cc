@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +35,22 @@ ClientMetric Gauge(double value, std::vector<ClientMetric::Label> labels = {}) {
   ClientMetric m;
   m.gauge.value = value;
   m.label = std::move(labels);
+  return m;
+}
+
+// A runner's histogram as a Prometheus one (cumulative buckets; the +Inf bucket is the serializer's).
+template <std::size_t N>
+ClientMetric HistogramMetric(const Histogram<N>& h, std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.histogram.sample_count = static_cast<std::uint64_t>(h.count);
+  m.histogram.sample_sum = h.sum;
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < N; ++i) {
+    cumulative += static_cast<std::uint64_t>(h.counts[i]);
+    m.histogram.bucket.push_back({cumulative, h.bounds[i]});
+  }
+  m.histogram.bucket.push_back({static_cast<std::uint64_t>(h.count), std::numeric_limits<double>::infinity()});
   return m;
 }
 
@@ -77,6 +94,21 @@ class StateCollector : public prometheus::Collectable {
     MetricFamily executions = Family("coreserve_execution_count_total",
                                      "Model executions; one execution computes a whole dynamic batch.",
                                      MetricType::Counter);
+    MetricFamily failures = Family("coreserve_inference_failure_total",
+                                   "Requests that got an error, by reason: invalid_argument, queue_full, timeout, "
+                                   "cancelled, unavailable, internal.",
+                                   MetricType::Counter);
+    MetricFamily pending = Family("coreserve_pending_requests", "Requests waiting in the model's queue.",
+                                  MetricType::Gauge);
+    MetricFamily request_seconds = Family("coreserve_request_duration_seconds",
+                                          "Time from a request's arrival at the model to its answer, successful "
+                                          "requests.", MetricType::Histogram);
+    MetricFamily queue_seconds = Family("coreserve_queue_duration_seconds",
+                                        "Time successful requests waited in the model's queue.", MetricType::Histogram);
+    MetricFamily compute_seconds = Family("coreserve_compute_duration_seconds",
+                                          "Time of each model execution (one batch).", MetricType::Histogram);
+    MetricFamily batch_rows = Family("coreserve_batch_size", "Rows (first-dimension size) of each model execution.",
+                                     MetricType::Histogram);
     if (const auto repo = state_->repository()) {
       for (const ModelEntry& e : repo->models()) {
         const std::vector<ClientMetric::Label> labels = {{"model", e.name}, {"version", std::to_string(e.version)}};
@@ -84,15 +116,29 @@ class StateCollector : public prometheus::Collectable {
         if (e.runner == nullptr) continue;
         ClientMetric count;
         count.label = labels;
-        count.counter.value = static_cast<double>(e.runner->computed_requests());
+        const RunnerStats stats = e.runner->stats();
+        count.counter.value = static_cast<double>(stats.inference_count);
         inferences.metric.push_back(count);
-        count.counter.value = static_cast<double>(e.runner->executions());
+        count.counter.value = static_cast<double>(stats.execution_count);
         executions.metric.push_back(count);
+        for (const auto& [reason, n] : stats.failures) {
+          ClientMetric f;
+          f.label = labels;
+          f.label.push_back({"reason", reason});
+          f.counter.value = static_cast<double>(n);
+          failures.metric.push_back(std::move(f));
+        }
+        pending.metric.push_back(Gauge(static_cast<double>(e.runner->pending()), labels));
+        request_seconds.metric.push_back(HistogramMetric(stats.request_seconds, labels));
+        queue_seconds.metric.push_back(HistogramMetric(stats.queue_seconds, labels));
+        compute_seconds.metric.push_back(HistogramMetric(stats.compute_seconds, labels));
+        batch_rows.metric.push_back(HistogramMetric(stats.batch_rows, labels));
       }
     }
-    out.push_back(std::move(models));
-    out.push_back(std::move(inferences));
-    out.push_back(std::move(executions));
+    for (MetricFamily* f : {&models, &inferences, &executions, &failures, &pending, &request_seconds, &queue_seconds,
+                            &compute_seconds, &batch_rows}) {
+      out.push_back(std::move(*f));
+    }
     return out;
   }
 

@@ -120,9 +120,15 @@ absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) cons
   return job;
 }
 
+int64_t ModelRunner::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
 void ModelRunner::Submit(InferRequest request, InferCallback done) {
   absl::StatusOr<Job> job = Prepare(std::move(request));
   if (!job.ok()) {
+    stats_.Failure("invalid_argument", {});
     done(job.status());
     return;
   }
@@ -131,12 +137,14 @@ void ModelRunner::Submit(InferRequest request, InferCallback done) {
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
       lock.unlock();
+      stats_.Failure("unavailable", {});
       job->done(absl::UnavailableError(absl::StrCat("model '", name_, "' is unloading")));
       return;
     }
     // max_queue_size counts requests waiting behind a running one: an idle runner takes one more.
     if (static_cast<int64_t>(queue_.size()) >= config_.max_queue_size + (running_ ? 0 : 1)) {
       lock.unlock();
+      stats_.Failure("queue_full", {});
       job->done(absl::ResourceExhaustedError(absl::StrCat("model '", name_, "': queue full (", config_.max_queue_size,
                                                            " requests waiting)")));
       return;
@@ -186,6 +194,7 @@ void ModelRunner::Loop() {
     running_ = !batch.empty();
     lock.unlock();
     for (Job& job : expired) {
+      stats_.Failure("timeout", BatchClock::now() - job.queued.arrival);
       job.done(absl::UnavailableError(absl::StrCat("model '", name_, "': the request's timeout expired in the queue")));
     }
     if (!batch.empty()) Execute(std::move(batch));
@@ -196,62 +205,68 @@ void ModelRunner::Loop() {
 
 void ModelRunner::Execute(std::vector<Job> jobs) {
   // A client that has gone is not computed for.
+  const BatchClock::time_point dispatched = BatchClock::now();
   std::vector<Job> live;
   for (Job& job : jobs) {
     if (job.cancelled && job.cancelled()) {
+      stats_.Failure("cancelled", dispatched - job.queued.arrival);
       job.done(absl::CancelledError("the client cancelled the request"));
     } else {
       live.push_back(std::move(job));
     }
   }
   if (live.empty()) return;
-  executions_.fetch_add(1);
-  computed_.fetch_add(static_cast<int64_t>(live.size()));
-  const std::vector<runtime::TensorInfo>& infos = session_->outputs();
-  if (live.size() == 1) {
-    Job& job = live[0];
-    absl::StatusOr<std::vector<runtime::Tensor>> outputs = session_->Run(job.inputs, pool_.get());
-    if (!outputs.ok()) return job.done(outputs.status());
-    NamedTensors result;
-    for (int o : job.outputs) result.emplace_back(infos[o].name, (*outputs)[o]);  // shares storage
-    return job.done(std::move(result));
-  }
-  // A batch: every input concatenated on the first dimension, in the jobs' order.
-  std::vector<runtime::Tensor> inputs;
   int64_t total = 0;
   for (const Job& job : live) total += job.inputs[0].dim(0);
-  for (std::size_t i = 0; i < live[0].inputs.size(); ++i) {
-    runtime::Shape shape = live[0].inputs[i].shape();
-    shape[0] = total;
-    runtime::Tensor t = runtime::Tensor::Allocate(live[0].inputs[i].type(), shape);
-    char* dst = static_cast<char*>(t.raw());
-    for (const Job& job : live) {
-      std::memcpy(dst, job.inputs[i].raw(), job.inputs[i].bytes());
-      dst += job.inputs[i].bytes();
+  absl::StatusOr<std::vector<runtime::Tensor>> outputs;
+  if (live.size() == 1) {
+    outputs = session_->Run(live[0].inputs, pool_.get());
+  } else {
+    // A batch: every input concatenated on the first dimension, in the jobs' order.
+    std::vector<runtime::Tensor> inputs;
+    for (std::size_t i = 0; i < live[0].inputs.size(); ++i) {
+      runtime::Shape shape = live[0].inputs[i].shape();
+      shape[0] = total;
+      runtime::Tensor t = runtime::Tensor::Allocate(live[0].inputs[i].type(), shape);
+      char* dst = static_cast<char*>(t.raw());
+      for (const Job& job : live) {
+        std::memcpy(dst, job.inputs[i].raw(), job.inputs[i].bytes());
+        dst += job.inputs[i].bytes();
+      }
+      inputs.push_back(std::move(t));
     }
-    inputs.push_back(std::move(t));
-  }
-  absl::StatusOr<std::vector<runtime::Tensor>> outputs = session_->Run(inputs, pool_.get());
-  for (std::size_t o = 0; outputs.ok() && o < outputs->size(); ++o) {
-    const runtime::Tensor& t = (*outputs)[o];
-    if (t.rank() == 0 || t.dim(0) != total) {
-      outputs = absl::InternalError(absl::StrCat("model '", name_, "': output '", infos[o].name, "' has shape ",
-                                                 runtime::ShapeString(t.shape()), ", not a first dimension of ",
-                                                 total, " for a batch of ", total,
-                                                 "; this model cannot be batched (drop dynamic_batching)"));
+    outputs = session_->Run(inputs, pool_.get());
+    for (std::size_t o = 0; outputs.ok() && o < outputs->size(); ++o) {
+      const runtime::Tensor& t = (*outputs)[o];
+      if (t.rank() == 0 || t.dim(0) != total) {
+        outputs = absl::InternalError(absl::StrCat(
+            "model '", name_, "': output '", session_->outputs()[o].name, "' has shape ",
+            runtime::ShapeString(t.shape()), ", not a first dimension of ", total, " for a batch of ", total,
+            " rows; this model cannot be batched (drop dynamic_batching)"));
+      }
     }
   }
+  const BatchClock::time_point computed = BatchClock::now();
+  if (outputs.ok()) stats_.Execution(total, static_cast<int64_t>(live.size()), computed - dispatched);
+  // Each request: a failure with its reason, or its outputs (one request: the outputs themselves, sharing
+  // storage; a batch: each request's rows, as views).
   int64_t row = 0;
   for (Job& job : live) {
     const int64_t rows = job.inputs[0].dim(0);
     if (!outputs.ok()) {
+      stats_.Failure(outputs.status().code() == absl::StatusCode::kInvalidArgument ? "invalid_argument" : "internal",
+                     computed - job.queued.arrival);
       job.done(outputs.status());
       continue;
     }
     NamedTensors result;
-    for (int o : job.outputs) result.emplace_back(infos[o].name, (*outputs)[o].Rows(row, row + rows));
-    job.done(std::move(result));
+    for (int o : job.outputs) {
+      const runtime::Tensor& t = (*outputs)[o];
+      result.emplace_back(session_->outputs()[o].name, live.size() == 1 ? t : t.Rows(row, row + rows));
+    }
     row += rows;
+    stats_.Success(dispatched - job.queued.arrival, BatchClock::now() - job.queued.arrival);
+    job.done(std::move(result));
   }
 }
 

@@ -23,6 +23,7 @@
 #include "runtime/thread_pool.h"
 #include "server/batch_policy.h"
 #include "server/model_config.h"
+#include "server/runner_stats.h"
 
 namespace coreserve {
 
@@ -50,9 +51,10 @@ class ModelRunner {
   const runtime::Session& session() const { return *session_; }
   const ModelConfig& config() const { return config_; }
   int threads() const { return pool_->threads(); }
-  // Session runs so far (a batch counts once) and requests they computed: executions < requests means batching.
-  int64_t executions() const { return executions_.load(); }
-  int64_t computed_requests() const { return computed_.load(); }
+  // Counts, durations and histograms of everything this runner did (server/runner_stats.h).
+  RunnerStats stats() const { return stats_.Snapshot(); }
+  // Requests waiting in the queue now.
+  int64_t pending() const;
 
   // Checks the request against the model's inputs and outputs and the config's batch limit, then queues it.
   // `done` is called exactly once: at once (on this thread) with InvalidArgument for a bad request or
@@ -78,13 +80,13 @@ class ModelRunner {
   std::unique_ptr<runtime::Session> session_;
   std::unique_ptr<runtime::ThreadPool> pool_;
   BatchPolicy policy_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable wake_;
   std::vector<Job> queue_;  // in arrival order
   bool stopping_ = false;
-  bool running_ = false;
-  mutable std::atomic<uint64_t> next_solo_{0};
-  std::atomic<int64_t> executions_{0}, computed_{0};  // numbers the shape keys of requests that cannot batch  // a request is between being taken from the queue and its callback returning
+  bool running_ = false;  // a request is between being taken from the queue and its callback returning
+  mutable std::atomic<uint64_t> next_solo_{0};  // numbers the shape keys of requests that cannot batch
+  RunnerStatsRecorder stats_;
   std::thread thread_;
 };
 

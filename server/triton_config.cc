@@ -123,4 +123,93 @@ std::string ModelConfigJson(const inference::ModelConfig& c) {
   return buffer.GetString();
 }
 
+void FillModelStatistics(const ModelEntry& e, inference::ModelStatistics* out) {
+  const RunnerStats s = e.runner ? e.runner->stats() : RunnerStats{};
+  auto set = [](inference::StatisticDuration* d, const Duration& from) {
+    d->set_count(static_cast<uint64_t>(from.count));
+    d->set_ns(static_cast<uint64_t>(from.ns));
+  };
+  out->set_name(e.name);
+  out->set_version(std::to_string(e.version));
+  out->set_last_inference(static_cast<uint64_t>(s.last_inference_ms));
+  out->set_inference_count(static_cast<uint64_t>(s.inference_count));
+  out->set_execution_count(static_cast<uint64_t>(s.execution_count));
+  auto* is = out->mutable_inference_stats();
+  set(is->mutable_success(), s.success);
+  set(is->mutable_fail(), s.fail);
+  set(is->mutable_queue(), s.queue);
+  // The runtime reads request tensors in place and hands outputs over without copies: input and output handling
+  // is inside compute_infer, and compute_input / compute_output count the executions with 0 ns.
+  set(is->mutable_compute_input(), Duration{s.compute.count, 0});
+  set(is->mutable_compute_infer(), s.compute);
+  set(is->mutable_compute_output(), Duration{s.compute.count, 0});
+  is->mutable_cache_hit();
+  is->mutable_cache_miss();
+  for (const auto& [rows, d] : s.batches) {
+    auto* b = out->add_batch_stats();
+    b->set_batch_size(static_cast<uint64_t>(rows));
+    set(b->mutable_compute_input(), Duration{d.count, 0});
+    set(b->mutable_compute_infer(), d);
+    set(b->mutable_compute_output(), Duration{d.count, 0});
+  }
+}
+
+std::string ModelStatsJson(const inference::ModelStatisticsResponse& response) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  auto duration = [&w](const char* key, const inference::StatisticDuration& d) {
+    w.Key(key);
+    w.StartObject();
+    w.Key("count");
+    w.Uint64(d.count());
+    w.Key("ns");
+    w.Uint64(d.ns());
+    w.EndObject();
+  };
+  w.StartObject();
+  w.Key("model_stats");
+  w.StartArray();
+  for (const inference::ModelStatistics& m : response.model_stats()) {
+    w.StartObject();
+    w.Key("name");
+    WriteString(w, m.name());
+    w.Key("version");
+    WriteString(w, m.version());
+    w.Key("last_inference");
+    w.Uint64(m.last_inference());
+    w.Key("inference_count");
+    w.Uint64(m.inference_count());
+    w.Key("execution_count");
+    w.Uint64(m.execution_count());
+    const inference::InferStatistics& is = m.inference_stats();
+    w.Key("inference_stats");
+    w.StartObject();
+    duration("success", is.success());
+    duration("fail", is.fail());
+    duration("queue", is.queue());
+    duration("compute_input", is.compute_input());
+    duration("compute_infer", is.compute_infer());
+    duration("compute_output", is.compute_output());
+    duration("cache_hit", is.cache_hit());
+    duration("cache_miss", is.cache_miss());
+    w.EndObject();
+    w.Key("batch_stats");
+    w.StartArray();
+    for (const inference::InferBatchStatistics& b : m.batch_stats()) {
+      w.StartObject();
+      w.Key("batch_size");
+      w.Uint64(b.batch_size());
+      duration("compute_input", b.compute_input());
+      duration("compute_infer", b.compute_infer());
+      duration("compute_output", b.compute_output());
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return buffer.GetString();
+}
+
 }  // namespace coreserve

@@ -62,7 +62,7 @@ def test_triton_grpc_client(server):
     assert meta["version"] == http_meta["version"]
     # The extensions each protocol announces are the same, and each is exercised by tests/e2e/test_infer.py.
     assert meta["extensions"] == http_meta["extensions"] == ["binary_tensor_data", "model_configuration",
-                                                             "schedule_policy"]
+                                                             "schedule_policy", "statistics"]
 
 
 @pytest.mark.parametrize("model", ["bert_tiny", "resnet_tiny"])

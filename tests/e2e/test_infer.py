@@ -259,6 +259,24 @@ def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
         with pytest.raises(InferenceServerException) as e:
             thttp.InferenceServerClient(s.http).infer("resnet_tiny", http_inputs(feeds[0]), priority=3)
         assert "priority 3 requested, but model 'resnet_tiny' has no priority levels" in e.value.message()
+        # The statistics extension and the Prometheus metrics count the same things: 24 successes of 36 rows in
+        # all (12 requests of 1 or 2 rows, twice), in fewer executions, and one refused request.
+        (st,) = thttp.InferenceServerClient(s.http).get_inference_statistics("resnet_tiny")["model_stats"]
+        assert st["inference_count"] == 24 and st["execution_count"] == counts["coreserve_execution_count_total"]
+        assert st["inference_stats"]["success"]["count"] == 24 and st["inference_stats"]["fail"]["count"] == 1
+        assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in st["batch_stats"]) == 36
+        assert st["last_inference"] > 0
+        counts = metric_values(s.metrics, "resnet_tiny")
+        assert counts["coreserve_batch_size_sum"] == 36
+        assert counts["coreserve_batch_size_count"] == st["execution_count"]
+        assert counts["coreserve_request_duration_seconds_count"] == 24
+        assert counts["coreserve_inference_failure_total"] == 1  # reason="invalid_argument"
+        assert counts["coreserve_pending_requests"] == 0
+        every = thttp.InferenceServerClient(s.http).get_inference_statistics()["model_stats"]
+        assert [m["name"] for m in every] == ["resnet_tiny"]
+        (g,) = tgrpc.InferenceServerClient(s.grpc).get_inference_statistics("resnet_tiny", as_json=True)["model_stats"]
+        assert int(g["inference_count"]) == 24 and int(g["execution_count"]) == st["execution_count"]
+        assert int(g["inference_stats"]["fail"]["count"]) == 1
     finally:
         assert s.stop() == 0, s.log()
 

@@ -154,8 +154,13 @@ TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
       EXPECT_EQ(y.data<float>()[row * 2 + 1], 8 * v);
     }
   }
-  EXPECT_EQ(runner->computed_requests(), 5);
-  EXPECT_EQ(runner->executions(), 2);  // the held request, then the four as one batch
+  const RunnerStats stats = runner->stats();
+  EXPECT_EQ(stats.inference_count, 5);
+  EXPECT_EQ(stats.execution_count, 2);  // the held request, then the four as one batch
+  EXPECT_EQ(stats.batches.at(7).count, 1);  // of 1 + 2 + 1 + 3 rows
+  EXPECT_EQ(stats.batch_rows.count, 2);
+  EXPECT_EQ(stats.success.count, 5);
+  EXPECT_EQ(stats.queue.count, 5);
 }
 
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
@@ -199,6 +204,10 @@ TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
   absl::Status status;
   runner->Submit(std::move(bad), [&](absl::StatusOr<NamedTensors> r) { status = r.status(); });
   EXPECT_THAT(std::string(status.message()), HasSubstr("priority 3 is not a level of model 'tiny' (1 to 2)"));
+  const RunnerStats stats = runner->stats();
+  EXPECT_EQ(stats.failures, (std::map<std::string, int64_t>{{"cancelled", 1}, {"invalid_argument", 1}, {"timeout", 1}}));
+  EXPECT_EQ(stats.fail.count, 3);
+  EXPECT_EQ(stats.success.count, 3);  // the held one, high and low
 }
 
 }  // namespace
