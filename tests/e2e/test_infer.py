@@ -57,6 +57,17 @@ def grpc_inputs(feeds):
     return out
 
 
+def serve_copies(models_dir, tmp_path, models):
+    """A server over a fresh repository: {name: (default model to copy, config.yaml text or None)}."""
+    repo = tmp_path / "repo"
+    for name, (source, config) in models.items():
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "1" / "model.onnx").write_bytes((models_dir / source / "1" / "model.onnx").read_bytes())
+        if config is not None:
+            (repo / name / "config.yaml").write_text(config)
+    return RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+
+
 @pytest.mark.parametrize("model,feeds", [("bert_tiny", bert_feeds(2, 16)), ("bert_tiny", bert_feeds(1, 7)),
                                          ("resnet_tiny", image_feeds(3))])
 def test_tritonclient_http_and_grpc_match_onnxruntime(server, models_dir, model, feeds):
@@ -192,12 +203,8 @@ def test_unknown_model_and_grpc_errors(server):
 def test_model_config_precision_and_limits(models_dir, tmp_path):
     """config.yaml per model: bf16 fastmath stays within its rounding of fp32; max_batch_size is enforced; a bad
     key makes only that model not ready, with the file and key in the reason."""
-    repo = tmp_path / "repo"
-    for name, config in [("fast", "precision: bf16\nthreads: 1\nmax_batch_size: 2\n"), ("typo", "precison: bf16\n")]:
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "1" / "model.onnx").write_bytes((models_dir / "bert_tiny" / "1" / "model.onnx").read_bytes())
-        (repo / name / "config.yaml").write_text(config)
-    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    s = serve_copies(models_dir, tmp_path, {"fast": ("bert_tiny", "precision: bf16\nthreads: 1\nmax_batch_size: 2\n"),
+                                            "typo": ("bert_tiny", "precison: bf16\n")})
     try:
         assert "model fast version 1 loaded: 3 inputs, 1 outputs, precision bf16, 1 threads" in s.log()
         status, body = get_json(s.http, "/v2/models/typo")
@@ -225,13 +232,8 @@ def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
     """Concurrent clients of a batching model (several requests are merged on the first dimension and split
     back): each gets the outputs of its own input, over HTTP and gRPC; Triton's priority and timeout parameters
     reach the scheduler."""
-    repo = tmp_path / "repo"
-    (repo / "resnet_tiny" / "1").mkdir(parents=True)
-    (repo / "resnet_tiny" / "1" / "model.onnx").write_bytes(
-        (models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
-    (repo / "resnet_tiny" / "config.yaml").write_text(
-        "max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_us: 100000\n  preferred_batch_sizes: [4, 8]\n")
-    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    s = serve_copies(models_dir, tmp_path, {"resnet_tiny": (
+        "resnet_tiny", "max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_us: 100000\n  preferred_batch_sizes: [4, 8]\n")})
     try:
         path = models_dir / "resnet_tiny" / "1" / "model.onnx"
         feeds = [image_feeds(1 + i % 2, seed=10 + i) for i in range(12)]
@@ -282,11 +284,7 @@ def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
 
 
 def test_dynamic_batching_config_errors(models_dir, tmp_path):
-    repo = tmp_path / "repo"
-    (repo / "m" / "1").mkdir(parents=True)
-    (repo / "m" / "1" / "model.onnx").write_bytes((models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
-    (repo / "m" / "config.yaml").write_text("dynamic_batching: {max_queue_delay_us: 100}\n")
-    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    s = serve_copies(models_dir, tmp_path, {"m": ("resnet_tiny", "dynamic_batching: {max_queue_delay_us: 100}\n")})
     try:
         status, body = get_json(s.http, "/v2/models/m")
         assert status == 400 and "dynamic_batching: needs max_batch_size > 0" in body["error"]
@@ -308,11 +306,8 @@ def test_model_config_extension_over_http_and_grpc(server, models_dir, tmp_path)
     with pytest.raises(InferenceServerException) as e:
         tgrpc.InferenceServerClient(server.grpc).get_model_config("nope")
     assert e.value.status() == "StatusCode.NOT_FOUND"
-    repo = tmp_path / "repo"
-    (repo / "m" / "1").mkdir(parents=True)
-    (repo / "m" / "1" / "model.onnx").write_bytes((models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
-    (repo / "m" / "config.yaml").write_text("max_batch_size: 4\ndynamic_batching: {preferred_batch_sizes: [2, 4]}\n")
-    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    s = serve_copies(models_dir, tmp_path, {"m": (
+        "resnet_tiny", "max_batch_size: 4\ndynamic_batching: {preferred_batch_sizes: [2, 4]}\n")})
     try:
         cfg = thttp.InferenceServerClient(s.http).get_model_config("m")
         assert cfg["max_batch_size"] == 4 and cfg["input"][0]["dims"] == [3, 32, 32]

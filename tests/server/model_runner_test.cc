@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <future>
 
 #include "tests/onnx_builder.h"
@@ -36,7 +37,11 @@ void ExpectRow(const absl::StatusOr<NamedTensors>& result, float v) {
   EXPECT_EQ((*result)[0].second.data<float>()[1], 8 * v);
 }
 
-std::unique_ptr<ModelRunner> Load(const ModelConfig& config) {
+// The tiny model's runner on one thread, with `configure` applied to its config.
+std::unique_ptr<ModelRunner> Load(const std::function<void(ModelConfig&)>& configure = {}) {
+  ModelConfig config;
+  config.threads = 1;
+  if (configure) configure(config);
   const auto dir = TempDir("runner");
   auto runner = ModelRunner::Load("tiny", WriteModel(TinyMatMulModel(), dir / "1" / "model.onnx"), config);
   EXPECT_TRUE(runner.ok()) << runner.status();
@@ -44,10 +49,7 @@ std::unique_ptr<ModelRunner> Load(const ModelConfig& config) {
 }
 
 TEST(ModelRunner, BadRequestsAreRefusedBeforeQueueing) {
-  ModelConfig config;
-  config.threads = 1;
-  config.max_batch_size = 2;
-  auto runner = Load(config);
+  auto runner = Load([](ModelConfig& c) { c.max_batch_size = 2; });
   ASSERT_NE(runner, nullptr);
   auto refuse = [&](InferRequest request) {
     std::string message;
@@ -71,10 +73,7 @@ TEST(ModelRunner, BadRequestsAreRefusedBeforeQueueing) {
 }
 
 TEST(ModelRunner, FullQueueRefusesAtOnceAndEveryAcceptedRequestIsAnswered) {
-  ModelConfig config;
-  config.threads = 1;
-  config.max_queue_size = 1;
-  auto runner = Load(config);
+  auto runner = Load([](ModelConfig& c) { c.max_queue_size = 1; });
   ASSERT_NE(runner, nullptr);
   std::promise<void> a_running, release;
   std::shared_future<void> released = release.get_future().share();
@@ -97,9 +96,7 @@ TEST(ModelRunner, FullQueueRefusesAtOnceAndEveryAcceptedRequestIsAnswered) {
 }
 
 TEST(ModelRunner, DestructionAnswersQueuedRequests) {
-  ModelConfig config;
-  config.threads = 2;
-  auto runner = Load(config);
+  auto runner = Load([](ModelConfig& c) { c.threads = 2; });
   ASSERT_NE(runner, nullptr);
   std::vector<absl::StatusOr<NamedTensors>> results(8, absl::UnknownError("not answered"));
   for (int i = 0; i < 8; ++i) {
@@ -125,11 +122,7 @@ struct Hold {
 };
 
 TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
-  ModelConfig config;
-  config.threads = 1;
-  config.max_batch_size = 8;
-  config.dynamic_batching = true;
-  auto runner = Load(config);
+  auto runner = Load([](ModelConfig& c) { c.max_batch_size = 8; c.dynamic_batching = true; });
   ASSERT_NE(runner, nullptr);
   Hold hold(*runner);
   // Batch sizes 1, 2, 1, 3 (= 7 rows), each row of request i filled with a value of its own.
@@ -164,10 +157,7 @@ TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
 }
 
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
-  ModelConfig config;
-  config.threads = 1;
-  config.priority_levels = 2;
-  auto runner = Load(config);
+  auto runner = Load([](ModelConfig& c) { c.priority_levels = 2; });
   ASSERT_NE(runner, nullptr);
   Hold hold(*runner);
   std::vector<std::string> order;  // written by the runner's thread only
