@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/http_infer.h"
+#include "server/tfs_rest.h"
 #include "server/triton_config.h"
 #include "server/json_writer.h"
 #include "server/log.h"
@@ -81,7 +82,18 @@ std::string ModelMetadataJson(const ModelEntry& e) {
   return buffer.GetString();
 }
 
-// The model named by a /v2/models/{name}[/versions/{version}] route, or an error response already written.
+// Queues the request on the model's runner and waits for its result (httplib answers on the thread that read
+// the request; the compute runs on the runner's threads).
+absl::StatusOr<NamedTensors> RunAndWait(const ModelEntry& e, InferRequest request) {
+  std::promise<absl::StatusOr<NamedTensors>> promise;
+  std::future<absl::StatusOr<NamedTensors>> future = promise.get_future();
+  e.runner->Submit(std::move(request),
+                   [&promise](absl::StatusOr<NamedTensors> result) { promise.set_value(std::move(result)); });
+  return future.get();
+}
+
+// The model named by a /v2/models/{name}[/versions/{version}] (or /v1/models/...) route, or an error response
+// already written.
 const ModelEntry* FindModel(const ServerState* state, const httplib::Request& req, httplib::Response& res,
                             std::shared_ptr<const ModelRepository>* hold) {
   *hold = state->repository();
@@ -156,11 +168,7 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
     }
     auto parsed = ParseHttpInferRequest(request_body, header_length);
     if (!parsed.ok()) return SendError(res, HttpStatusFor(parsed.status()), std::string(parsed.status().message()));
-    std::promise<absl::StatusOr<NamedTensors>> promise;
-    std::future<absl::StatusOr<NamedTensors>> future = promise.get_future();
-    e->runner->Submit(std::move(parsed->request),
-                      [&promise](absl::StatusOr<NamedTensors> result) { promise.set_value(std::move(result)); });
-    absl::StatusOr<NamedTensors> result = future.get();
+    absl::StatusOr<NamedTensors> result = RunAndWait(*e, std::move(parsed->request));
     if (!result.ok()) return SendError(res, HttpStatusFor(result.status()), std::string(result.status().message()));
     std::size_t json_length = 0;
     std::string body = HttpInferResponse(e->name, e->version, *parsed, *result, &json_length);
@@ -171,6 +179,35 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
       res.set_content(std::move(body), kJson);
     }
   });
+  // TensorFlow Serving's REST API (server/tfs_rest.h).
+  const std::string tfs_model = R"(/v1/models/([^/:]+)(?:/versions/([^/:]+))?)";
+  s.Post(tfs_model + ":predict", [state](const httplib::Request& req, httplib::Response& res,
+                                         const httplib::ContentReader& content_reader) {
+    std::string request_body;
+    content_reader([&](const char* data, std::size_t length) {
+      request_body.append(data, length);
+      return true;
+    });
+    std::shared_ptr<const ModelRepository> hold;
+    const ModelEntry* e = FindModel(state, req, res, &hold);
+    if (e == nullptr) return;
+    if (state->shutting_down()) return SendError(res, 503, "the server is shutting down");
+    if (!e->ready) return SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+    auto parsed = ParseTfsPredict(request_body, e->info.inputs);
+    if (!parsed.ok()) return SendError(res, HttpStatusFor(parsed.status()), std::string(parsed.status().message()));
+    absl::StatusOr<NamedTensors> result = RunAndWait(*e, std::move(parsed->request));
+    if (!result.ok()) return SendError(res, HttpStatusFor(result.status()), std::string(result.status().message()));
+    res.set_content(TfsPredictResponse(*result, parsed->rows), kJson);
+  });
+  s.Get(tfs_model + "/metadata", [state](const httplib::Request& req, httplib::Response& res) {
+    std::shared_ptr<const ModelRepository> hold;
+    if (const ModelEntry* e = FindModel(state, req, res, &hold)) res.set_content(TfsMetadataJson(*e), kJson);
+  });
+  s.Get(tfs_model, [state](const httplib::Request& req, httplib::Response& res) {
+    std::shared_ptr<const ModelRepository> hold;
+    if (const ModelEntry* e = FindModel(state, req, res, &hold)) res.set_content(TfsStatusJson(*e), kJson);
+  });
+
   s.Get(model + "/config", [state](const httplib::Request& req, httplib::Response& res) {
     std::shared_ptr<const ModelRepository> hold;
     const ModelEntry* e = FindModel(state, req, res, &hold);

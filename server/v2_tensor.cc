@@ -143,31 +143,35 @@ absl::StatusOr<runtime::Tensor> TensorFromJson(const std::string& name, DataType
   return t;
 }
 
+void WriteJsonElement(JsonWriter& w, const runtime::Tensor& t, int64_t i) {
+  switch (t.type()) {
+    case DataType::kBool: w.Bool(t.data<bool>()[i]); break;
+    case DataType::kUInt8: w.Uint(t.data<uint8_t>()[i]); break;
+    case DataType::kUInt16: w.Uint(t.data<uint16_t>()[i]); break;
+    case DataType::kUInt32: w.Uint(t.data<uint32_t>()[i]); break;
+    case DataType::kUInt64: w.Uint64(t.data<uint64_t>()[i]); break;
+    case DataType::kInt8: w.Int(t.data<int8_t>()[i]); break;
+    case DataType::kInt16: w.Int(t.data<int16_t>()[i]); break;
+    case DataType::kInt32: w.Int(t.data<int32_t>()[i]); break;
+    case DataType::kInt64: w.Int64(t.data<int64_t>()[i]); break;
+    // JSON has no NaN or infinity: such values are written as null rather than making the body invalid.
+    case DataType::kFloat32: {
+      const float v = t.data<float>()[i];
+      std::isfinite(v) ? w.Double(v) : w.Null();
+      break;
+    }
+    case DataType::kFloat64: {
+      const double v = t.data<double>()[i];
+      std::isfinite(v) ? w.Double(v) : w.Null();
+      break;
+    }
+    default: w.Null(); break;  // FP16 / BF16 outputs are sent as binary data by the callers
+  }
+}
+
 void WriteJsonData(JsonWriter& w, const runtime::Tensor& t) {
   w.StartArray();
-  const int64_t n = t.elements();
-  auto each = [&](auto* p, auto write) {
-    for (int64_t i = 0; i < n; ++i) write(p[i]);
-  };
-  switch (t.type()) {
-    case DataType::kBool: each(t.data<bool>(), [&](bool v) { w.Bool(v); }); break;
-    case DataType::kUInt8: each(t.data<uint8_t>(), [&](uint8_t v) { w.Uint(v); }); break;
-    case DataType::kUInt16: each(t.data<uint16_t>(), [&](uint16_t v) { w.Uint(v); }); break;
-    case DataType::kUInt32: each(t.data<uint32_t>(), [&](uint32_t v) { w.Uint(v); }); break;
-    case DataType::kUInt64: each(t.data<uint64_t>(), [&](uint64_t v) { w.Uint64(v); }); break;
-    case DataType::kInt8: each(t.data<int8_t>(), [&](int8_t v) { w.Int(v); }); break;
-    case DataType::kInt16: each(t.data<int16_t>(), [&](int16_t v) { w.Int(v); }); break;
-    case DataType::kInt32: each(t.data<int32_t>(), [&](int32_t v) { w.Int(v); }); break;
-    case DataType::kInt64: each(t.data<int64_t>(), [&](int64_t v) { w.Int64(v); }); break;
-    // JSON has no NaN or infinity: such values are written as null rather than making the body invalid.
-    case DataType::kFloat32:
-      each(t.data<float>(), [&](float v) { std::isfinite(v) ? w.Double(v) : w.Null(); });
-      break;
-    case DataType::kFloat64:
-      each(t.data<double>(), [&](double v) { std::isfinite(v) ? w.Double(v) : w.Null(); });
-      break;
-    default: break;  // FP16 / BF16 outputs are sent as binary data by the callers
-  }
+  for (int64_t i = 0; i < t.elements(); ++i) WriteJsonElement(w, t, i);
   w.EndArray();
 }
 

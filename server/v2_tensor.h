@@ -37,5 +37,7 @@ absl::StatusOr<runtime::Tensor> TensorFromJson(const std::string& name, runtime:
 
 // The tensor's elements as one flat JSON array.
 void WriteJsonData(JsonWriter& w, const runtime::Tensor& t);
+// Element i (row-major) of the tensor as a JSON value; non-finite floats as null (JSON has no NaN).
+void WriteJsonElement(JsonWriter& w, const runtime::Tensor& t, int64_t i);
 
 }  // namespace coreserve
