@@ -110,6 +110,34 @@ const ModelEntry* FindModel(const ServerState* state, const httplib::Request& re
   return *entry;
 }
 
+void SendStatus(httplib::Response& res, const absl::Status& status) {
+  SendError(res, HttpStatusFor(status), std::string(status.message()));
+}
+
+// For an inference route: reads the body into *body (through the content reader: httplib's own reading would
+// refuse (413) any body over 8 KB sent as application/x-www-form-urlencoded, which is what `curl -d` sends — the
+// Debian library is built with that limit — while the reader is bounded by the payload limit like any body),
+// and returns the model if it can take requests, else writes the error and returns null.
+const ModelEntry* InferenceTarget(const ServerState* state, const httplib::Request& req, httplib::Response& res,
+                                  const httplib::ContentReader& content_reader, std::string* body,
+                                  std::shared_ptr<const ModelRepository>* hold) {
+  content_reader([body](const char* data, std::size_t length) {
+    body->append(data, length);
+    return true;
+  });
+  const ModelEntry* e = FindModel(state, req, res, hold);
+  if (e == nullptr) return nullptr;
+  if (state->shutting_down()) {
+    SendError(res, 503, "the server is shutting down");
+    return nullptr;
+  }
+  if (!e->ready) {
+    SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+    return nullptr;
+  }
+  return e;
+}
+
 void AddRoutes(httplib::Server& s, const ServerState* state) {
   s.Get("/v2/health/live", [state](const httplib::Request&, httplib::Response& res) {
     res.status = state->live() ? 200 : 400;
@@ -145,21 +173,12 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
   });
   // Inference: the handler parses, queues the request on the model's runner and waits for its result; the
   // compute runs on the runner's threads.
-  // The body is read through a content reader: httplib's own reading would refuse (413) any body over 8 KB sent
-  // as application/x-www-form-urlencoded, which is what `curl -d` sends (the Debian library is built with that
-  // limit); the reader is bounded by the payload limit like any body.
   s.Post(model + "/infer", [state](const httplib::Request& req, httplib::Response& res,
                                    const httplib::ContentReader& content_reader) {
     std::string request_body;
-    content_reader([&](const char* data, std::size_t length) {
-      request_body.append(data, length);
-      return true;
-    });
     std::shared_ptr<const ModelRepository> hold;
-    const ModelEntry* e = FindModel(state, req, res, &hold);
+    const ModelEntry* e = InferenceTarget(state, req, res, content_reader, &request_body, &hold);
     if (e == nullptr) return;
-    if (state->shutting_down()) return SendError(res, 503, "the server is shutting down");
-    if (!e->ready) return SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
     int64_t header_length = -1;
     if (req.has_header("Inference-Header-Content-Length") &&
         (!absl::SimpleAtoi(req.get_header_value("Inference-Header-Content-Length"), &header_length) ||
@@ -167,9 +186,9 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
       return SendError(res, 400, "Inference-Header-Content-Length must be a non-negative integer");
     }
     auto parsed = ParseHttpInferRequest(request_body, header_length);
-    if (!parsed.ok()) return SendError(res, HttpStatusFor(parsed.status()), std::string(parsed.status().message()));
+    if (!parsed.ok()) return SendStatus(res, parsed.status());
     absl::StatusOr<NamedTensors> result = RunAndWait(*e, std::move(parsed->request));
-    if (!result.ok()) return SendError(res, HttpStatusFor(result.status()), std::string(result.status().message()));
+    if (!result.ok()) return SendStatus(res, result.status());
     std::size_t json_length = 0;
     std::string body = HttpInferResponse(e->name, e->version, *parsed, *result, &json_length);
     if (json_length < body.size()) {
@@ -184,19 +203,13 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
   s.Post(tfs_model + ":predict", [state](const httplib::Request& req, httplib::Response& res,
                                          const httplib::ContentReader& content_reader) {
     std::string request_body;
-    content_reader([&](const char* data, std::size_t length) {
-      request_body.append(data, length);
-      return true;
-    });
     std::shared_ptr<const ModelRepository> hold;
-    const ModelEntry* e = FindModel(state, req, res, &hold);
+    const ModelEntry* e = InferenceTarget(state, req, res, content_reader, &request_body, &hold);
     if (e == nullptr) return;
-    if (state->shutting_down()) return SendError(res, 503, "the server is shutting down");
-    if (!e->ready) return SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
     auto parsed = ParseTfsPredict(request_body, e->info.inputs);
-    if (!parsed.ok()) return SendError(res, HttpStatusFor(parsed.status()), std::string(parsed.status().message()));
+    if (!parsed.ok()) return SendStatus(res, parsed.status());
     absl::StatusOr<NamedTensors> result = RunAndWait(*e, std::move(parsed->request));
-    if (!result.ok()) return SendError(res, HttpStatusFor(result.status()), std::string(result.status().message()));
+    if (!result.ok()) return SendStatus(res, result.status());
     res.set_content(TfsPredictResponse(*result, parsed->rows), kJson);
   });
   s.Get(tfs_model + "/metadata", [state](const httplib::Request& req, httplib::Response& res) {
