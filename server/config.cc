@@ -58,7 +58,7 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
   try {
     RETURN_IF_ERROR(CheckKeys(root, source, "",
                               {"http", "grpc", "metrics", "model_repository", "log_level",
-                               "shutdown_grace_seconds", "model_defaults"}));
+                               "shutdown_grace_seconds", "model_defaults", "model_control", "model_poll_seconds"}));
     if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http)); }
     if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc)); }
     if (root["metrics"]) {
@@ -93,6 +93,26 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
                         absl::StrCat("expected a number of seconds from 0 to 3600, got ", Describe(grace)));
       }
       config.shutdown_grace_seconds = seconds;
+    }
+    if (const YAML::Node control = root["model_control"]) {
+      ASSIGN_OR_RETURN(std::string mode, ReadString(control, source, "model_control"));
+      if (mode == "none") {
+        config.model_control = ModelControlMode::kNone;
+      } else if (mode == "explicit") {
+        config.model_control = ModelControlMode::kExplicit;
+      } else if (mode == "poll") {
+        config.model_control = ModelControlMode::kPoll;
+      } else {
+        return KeyError(source, "model_control", absl::StrCat("expected none, explicit or poll, got '", mode, "'"));
+      }
+    }
+    if (const YAML::Node poll = root["model_poll_seconds"]) {
+      double seconds = -1;
+      if (!poll.IsScalar() || !YAML::convert<double>::decode(poll, seconds) || !(seconds >= 0.1) || seconds > 86400) {
+        return KeyError(source, "model_poll_seconds",
+                        absl::StrCat("expected a number of seconds from 0.1 to 86400, got ", Describe(poll)));
+      }
+      config.model_poll_seconds = seconds;
     }
     if (const YAML::Node defaults = root["model_defaults"]) {
       ASSIGN_OR_RETURN(config.model_defaults, ReadModelConfig(defaults, source, "model_defaults", config.model_defaults));

@@ -19,6 +19,10 @@ struct ListenerConfig {
   int port = 0;  // 0 asks the OS for a free port; the bound port is logged at start
 };
 
+// How the repository may change while serving (server/model_control.h): not at all, by the repository API's
+// load and unload requests, or also by polling the repository folders for new versions and configs.
+enum class ModelControlMode { kNone, kExplicit, kPoll };
+
 struct ServerConfig {
   ListenerConfig http{"127.0.0.1", 8000};
   ListenerConfig grpc{"127.0.0.1", 8001};
@@ -31,6 +35,8 @@ struct ServerConfig {
   double shutdown_grace_seconds = 30.0;
   // What a model's config.yaml does not say (its keys, under `model_defaults`).
   ModelConfig model_defaults;
+  ModelControlMode model_control = ModelControlMode::kNone;
+  double model_poll_seconds = 10.0;  // with model_control: poll, the period of the repository scan
 };
 
 // Reads and validates the YAML file at `path`.

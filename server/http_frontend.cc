@@ -7,8 +7,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/http_infer.h"
+#include "server/model_control.h"
 #include "server/tfs_rest.h"
 #include "server/triton_config.h"
+#include "rapidjson/document.h"
 #include "server/json_writer.h"
 #include "server/log.h"
 #include "server/v2_datatype.h"
@@ -138,6 +140,58 @@ const ModelEntry* InferenceTarget(const ServerState* state, const httplib::Reque
   return e;
 }
 
+std::string RepositoryIndexJson(const std::vector<ModelControl::IndexEntry>& index, bool ready_only) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartArray();
+  for (const ModelControl::IndexEntry& e : index) {
+    if (ready_only && e.state != "READY") continue;
+    w.StartObject();
+    w.Key("name");
+    WriteString(w, e.name);
+    if (!e.version.empty()) {
+      w.Key("version");
+      WriteString(w, e.version);
+    }
+    w.Key("state");
+    WriteString(w, e.state);
+    w.Key("reason");
+    WriteString(w, e.reason);
+    w.EndObject();
+  }
+  w.EndArray();
+  return buffer.GetString();
+}
+
+// The repository extension: index, load, unload (server/model_control.h). A load runs on this handler's thread
+// while every model keeps serving on its own runner.
+void AddRepositoryRoutes(httplib::Server& s, ModelControl* control) {
+  s.Post("/v2/repository/index", [control](const httplib::Request& req, httplib::Response& res) {
+    bool ready_only = false;
+    if (!req.body.empty()) {
+      rapidjson::Document doc;
+      doc.Parse(req.body.data(), req.body.size());
+      if (doc.HasParseError() || !doc.IsObject()) return SendError(res, 400, "the index request must be a JSON object");
+      if (doc.HasMember("ready")) {
+        if (!doc["ready"].IsBool()) return SendError(res, 400, "'ready' must be true or false");
+        ready_only = doc["ready"].GetBool();
+      }
+    }
+    res.set_content(RepositoryIndexJson(control->Index(), ready_only), kJson);
+  });
+  const std::string repo_model = R"(/v2/repository/models/([^/]+))";
+  s.Post(repo_model + "/load", [control](const httplib::Request& req, httplib::Response& res) {
+    const absl::Status status = control->Load(req.matches[1].str());
+    if (!status.ok()) return SendStatus(res, status);
+    res.set_content("{}", kJson);
+  });
+  s.Post(repo_model + "/unload", [control](const httplib::Request& req, httplib::Response& res) {
+    const absl::Status status = control->Unload(req.matches[1].str());
+    if (!status.ok()) return SendStatus(res, status);
+    res.set_content("{}", kJson);
+  });
+}
+
 void AddRoutes(httplib::Server& s, const ServerState* state) {
   s.Get("/v2/health/live", [state](const httplib::Request&, httplib::Response& res) {
     res.status = state->live() ? 200 : 400;
@@ -245,10 +299,11 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const ListenerConfig& listener,
-                                                                   const ServerState* state) {
+                                                                   const ServerState* state, ModelControl* control) {
   auto server = std::make_unique<httplib::Server>();
   httplib::Server& s = *server;
   AddRoutes(s, state);
+  AddRepositoryRoutes(s, control);
   s.set_payload_max_length(kMaxRequestBytes);
   // Unmatched routes and methods: httplib leaves status 404 and no body; give them the JSON error. (The
   // handler also sees our own 4xx responses; those carry a body already, or are empty by protocol.)

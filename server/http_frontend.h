@@ -15,11 +15,14 @@
 
 namespace coreserve {
 
+class ModelControl;
+
 class HttpFrontend {
  public:
-  // Binds the listener and starts serving on a background thread. `state` must outlive the front end.
+  // Binds the listener and starts serving on a background thread. `state` and `control` must outlive the front
+  // end.
   static absl::StatusOr<std::unique_ptr<HttpFrontend>> Start(const ListenerConfig& listener,
-                                                             const ServerState* state);
+                                                             const ServerState* state, ModelControl* control);
 
   int port() const { return listener_->port(); }
   // Stops accepting, waits for handlers in flight, joins the listener thread. Idempotent.

@@ -14,17 +14,39 @@ namespace {
 
 namespace fs = std::filesystem;
 
+}  // namespace
+
 // Model names appear in URLs and metric labels: keep them to a safe, unambiguous alphabet.
-bool IsValidModelName(const std::string& name) {
+bool ModelRepository::IsValidName(const std::string& name) {
   if (name.empty() || name[0] == '.') return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
   });
 }
 
-ModelEntry LoadEntry(const fs::path& dir, const ModelConfig& defaults) {
+std::string ModelRepository::Fingerprint(const std::string& dir_name) {
+  const fs::path dir(dir_name);
+  std::error_code ec;
+  int64_t newest = 0;
+  for (const auto& child : fs::directory_iterator(dir, ec)) {
+    int64_t v = 0;
+    if (child.is_directory() && absl::SimpleAtoi(child.path().filename().string(), &v)) newest = std::max(newest, v);
+  }
+  auto mtime = [](const fs::path& p) {
+    std::error_code e;
+    const auto t = fs::last_write_time(p, e);
+    return e ? std::string("-") : std::to_string(t.time_since_epoch().count());
+  };
+  return absl::StrCat("v", newest, " m", mtime(dir / std::to_string(newest) / "model.onnx"), " c",
+                      mtime(dir / "config.yaml"));
+}
+
+ModelEntry ModelRepository::LoadEntry(const std::string& dir_name, const ModelConfig& defaults) {
+  const fs::path dir(dir_name);
   ModelEntry entry;
   entry.name = dir.filename().string();
+  entry.dir = dir.string();
+  entry.fingerprint = Fingerprint(dir_name);
   std::error_code ec;
   for (const auto& child : fs::directory_iterator(dir, ec)) {
     int64_t v = 0;
@@ -65,8 +87,6 @@ ModelEntry LoadEntry(const fs::path& dir, const ModelConfig& defaults) {
   return entry;
 }
 
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(const std::vector<std::string>& roots,
                                                                             const ModelConfig& defaults) {
   std::map<std::string, std::string> root_of;  // model name -> the root it came from
@@ -81,7 +101,7 @@ absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(con
     std::sort(dirs.begin(), dirs.end());
     for (const fs::path& dir : dirs) {
       const std::string name = dir.filename().string();
-      if (!IsValidModelName(name)) {
+      if (!IsValidName(name)) {
         LOG_WARNING("model repository ", root, ": skipping folder '", name,
                     "': model names use letters, digits, '_', '-' and '.', and do not start with '.'");
         continue;
@@ -90,7 +110,7 @@ absl::StatusOr<std::unique_ptr<const ModelRepository>> ModelRepository::Load(con
         return absl::InvalidArgumentError(
             absl::StrCat("model '", name, "' is in two repositories: ", it->second, " and ", root));
       }
-      repo->models_.push_back(LoadEntry(dir, defaults));
+      repo->models_.push_back(LoadEntry(dir.string(), defaults));
       const ModelEntry& e = repo->models_.back();
       if (e.ready) {
         LOG_INFO("model ", e.name, " version ", e.version, " loaded: ", e.info.inputs.size(), " inputs, ",
@@ -119,7 +139,19 @@ absl::StatusOr<const ModelEntry*> ModelRepository::Find(const std::string& name,
 }
 
 bool ModelRepository::AllReady() const {
-  return std::all_of(models_.begin(), models_.end(), [](const ModelEntry& e) { return e.ready; });
+  return std::all_of(models_.begin(), models_.end(), [](const ModelEntry& e) { return e.ready || e.unloaded; });
+}
+
+std::shared_ptr<const ModelRepository> ModelRepository::With(ModelEntry entry) const {
+  auto repo = std::shared_ptr<ModelRepository>(new ModelRepository(*this));
+  auto it = std::lower_bound(repo->models_.begin(), repo->models_.end(), entry.name,
+                             [](const ModelEntry& e, const std::string& n) { return e.name < n; });
+  if (it != repo->models_.end() && it->name == entry.name) {
+    *it = std::move(entry);
+  } else {
+    repo->models_.insert(it, std::move(entry));
+  }
+  return repo;
 }
 
 }  // namespace coreserve

@@ -20,11 +20,14 @@ namespace coreserve {
 
 struct ModelEntry {
   std::string name;
+  std::string dir;                     // the model's folder (<root>/<name>)
   int64_t version = 0;                 // the version being served
   std::vector<int64_t> versions;       // every numeric version folder found, ascending
   std::string path;                    // of the served version's model.onnx
   bool ready = false;
+  bool unloaded = false;               // unloaded on request (model control): not counted against readiness
   std::string error;                   // why it is not ready
+  std::string fingerprint;             // what the folder looked like when read (ModelRepository::Fingerprint)
   runtime::ModelInfo info;             // valid when ready
   ModelConfig config;                  // <model>/config.yaml over the server's model_defaults
   std::shared_ptr<ModelRunner> runner;  // set when ready
@@ -44,8 +47,23 @@ class ModelRepository {
   // missing.
   absl::StatusOr<const ModelEntry*> Find(const std::string& name, const std::string& version) const;
 
-  // True when every model is ready (and also for an empty repository).
+  // Model names appear in URLs and metric labels: letters, digits, '_', '-' and '.', not starting with '.'.
+  static bool IsValidName(const std::string& name);
+
+  // True when every model is ready, except those unloaded on request (and also for an empty repository).
   bool AllReady() const;
+
+  // Reads one model folder: its versions, its config.yaml over `defaults`, and, when both are usable, its
+  // newest version loaded into a runner. A failure is an entry that is not ready, with the reason.
+  static ModelEntry LoadEntry(const std::string& dir, const ModelConfig& defaults);
+
+  // The newest version folder and the modification times of its model.onnx and of config.yaml: a change in
+  // any of them changes this string (model control's polling reloads the model then).
+  static std::string Fingerprint(const std::string& dir);
+
+  // A copy of this repository with `entry` in place of the model of the same name (or added). Entries share
+  // their runners with this repository, so requests in flight on either finish on the runner they started on.
+  std::shared_ptr<const ModelRepository> With(ModelEntry entry) const;
 
  private:
   std::vector<ModelEntry> models_;  // sorted by name

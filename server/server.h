@@ -12,6 +12,7 @@
 #include "server/grpc_frontend.h"
 #include "server/http_frontend.h"
 #include "server/metrics.h"
+#include "server/model_control.h"
 #include "server/server_state.h"
 
 namespace coreserve {
@@ -34,6 +35,7 @@ class Server {
   Server() = default;
   ServerConfig config_;
   std::unique_ptr<ServerState> state_;
+  std::unique_ptr<ModelControl> control_;
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<HttpFrontend> http_;
   std::unique_ptr<GrpcFrontend> grpc_;

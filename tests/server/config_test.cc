@@ -125,6 +125,18 @@ TEST(ModelConfig, ServerDefaultsThenTheModelsOwnFile) {
   EXPECT_EQ(own->max_queue_size, 0);
 }
 
+TEST(ServerConfig, ModelControl) {
+  EXPECT_EQ(Parse("")->model_control, ModelControlMode::kNone);
+  auto c = Parse("model_control: poll\nmodel_poll_seconds: 2.5\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_control, ModelControlMode::kPoll);
+  EXPECT_EQ(c->model_poll_seconds, 2.5);
+  EXPECT_EQ(Parse("model_control: explicit\n")->model_control, ModelControlMode::kExplicit);
+  EXPECT_THAT(Error("model_control: auto\n"),
+              HasSubstr("test.yaml: model_control: expected none, explicit or poll, got 'auto'"));
+  EXPECT_THAT(Error("model_poll_seconds: 0\n"), HasSubstr("model_poll_seconds: expected a number of seconds"));
+}
+
 TEST(ModelConfig, DynamicBatching) {
   auto c = Parse(R"(
 model_defaults:

@@ -1,0 +1,143 @@
+"""The repository extension (index, load, unload) and polling: a reload under load loses no request and
+switches to the new version; a failed reload keeps the old version serving and says why; unloading a model
+leaves the server ready; the API is refused when model control is off."""
+import json
+import shutil
+import threading
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tritonclient.http as thttp
+from onnx import numpy_helper
+from tritonclient.utils import InferenceServerException
+
+from conftest import RunningServer
+from http_util import get, get_json
+
+
+def scaled_copy(src, dst, scale):
+    """`src` with its last node's weights scaled: the same inputs and outputs, other logits."""
+    m = onnx.load(str(src))
+    w = next(i for i in m.graph.initializer if i.name == m.graph.node[-1].input[1])
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * scale, w.name))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(dst))
+
+
+def reference(path, x):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x})[0]
+
+
+def infer(client, x):
+    i = thttp.InferInput("pixel_values", list(x.shape), "FP32")
+    i.set_data_from_numpy(x)
+    return client.infer("m", [i]).as_numpy("logits")
+
+
+def close(a, b):
+    return a.shape == b.shape and np.all(np.abs(a - b) <= 1e-4 * np.maximum(1.0, np.abs(b)))
+
+
+def post(server, path, body=b""):
+    status, _, data = get(server.http, path, method="POST", body=body)
+    return status, json.loads(data) if data else None
+
+
+def start(tmp_path, mode, extra=""):
+    config = tmp_path / "server.yaml"
+    config.write_text(f"model_repository: [{tmp_path / 'repo'}]\nmodel_control: {mode}\n{extra}")
+    return RunningServer(config)
+
+
+def test_reload_under_load_and_failed_reload(models_dir, tmp_path):
+    src = models_dir / "resnet_tiny" / "1" / "model.onnx"
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    shutil.copy(src, repo / "m" / "1" / "model.onnx")
+    shutil.copytree(models_dir / "bert_tiny", repo / "bert_tiny")
+    s = start(tmp_path, "explicit")
+    try:
+        x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        v1 = reference(src, x)
+        status, index = post(s, "/v2/repository/index")
+        assert status == 200 and [(m["name"], m["version"], m["state"]) for m in index] == [
+            ("bert_tiny", "1", "READY"), ("m", "1", "READY")]
+
+        # Requests keep flowing while version 2 is loaded: none fails, each gets version 1's or 2's answer.
+        scaled_copy(src, repo / "m" / "2" / "model.onnx", 2.0)
+        v2 = reference(repo / "m" / "2" / "model.onnx", x)
+        results, errors, stop = [], [], threading.Event()
+
+        def load_loop():
+            client = thttp.InferenceServerClient(s.http)
+            while not stop.is_set():
+                try:
+                    results.append(infer(client, x))
+                except Exception as e:  # noqa: BLE001 -- every failure is recorded and asserted on
+                    errors.append(e)
+
+        worker = threading.Thread(target=load_loop)
+        worker.start()
+        while len(results) < 20 and not errors:
+            pass
+        status, body = post(s, "/v2/repository/models/m/load")
+        after = len(results)
+        while len(results) < after + 20 and not errors:
+            pass
+        stop.set()
+        worker.join()
+        assert status == 200, body
+        assert not errors, errors
+        assert all(close(r, v1) or close(r, v2) for r in results)
+        assert close(results[-1], v2) and any(close(r, v1) for r in results)
+        assert get_json(s.http, "/v2/models/m")[1]["versions"] == ["2"]
+
+        # A version 3 that does not load: the call says why, version 2 keeps serving.
+        (repo / "m" / "3").mkdir()
+        (repo / "m" / "3" / "model.onnx").write_bytes(b"not a model")
+        status, body = post(s, "/v2/repository/models/m/load")
+        assert status == 400 and "failed to load (version 2 keeps serving)" in body["error"]
+        assert close(infer(thttp.InferenceServerClient(s.http), x), v2)
+        assert get(s.http, "/v2/health/ready")[0] == 200
+
+        # Unload: the model stops serving, the server stays ready; load brings it back.
+        assert post(s, "/v2/repository/models/bert_tiny/unload")[0] == 200
+        status, index = post(s, "/v2/repository/index", b'{"ready": true}')
+        assert [m["name"] for m in index] == ["m"]
+        assert get(s.http, "/v2/models/bert_tiny/ready")[0] == 400
+        assert get(s.http, "/v2/health/ready")[0] == 200
+        with pytest.raises(InferenceServerException) as e:
+            thttp.InferenceServerClient(s.http).infer("bert_tiny", [])
+        assert "unloaded" in e.value.message()
+        assert post(s, "/v2/repository/models/bert_tiny/load")[0] == 200
+        assert get(s.http, "/v2/models/bert_tiny/ready")[0] == 200
+
+        # Names that are not model folders.
+        assert post(s, "/v2/repository/models/nope/load")[0] == 404
+        status, body = post(s, "/v2/repository/models/..hidden/load")
+        assert status == 400 and "is not a model name" in body["error"]
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_polling_picks_up_a_new_version(models_dir, tmp_path):
+    src = models_dir / "resnet_tiny" / "1" / "model.onnx"
+    (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
+    shutil.copy(src, tmp_path / "repo" / "m" / "1" / "model.onnx")
+    s = start(tmp_path, "poll", "model_poll_seconds: 0.2\n")
+    try:
+        scaled_copy(src, tmp_path / "repo" / "m" / "2" / "model.onnx", 3.0)
+        with s._cv:  # wait for the poller's log line, not for a time
+            assert s._cv.wait_for(lambda: "model m version 2 loaded" in "".join(s.lines), timeout=30), s.log()
+        assert get_json(s.http, "/v2/models/m")[1]["versions"] == ["2"]
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_model_control_off_by_default(server):
+    status, body = post(server, "/v2/repository/models/bert_tiny/load")
+    assert status == 400 and "model control is disabled" in body["error"]
+    status, index = post(server, "/v2/repository/index")
+    assert status == 200 and {m["name"] for m in index} == {"bert_tiny", "resnet_tiny"}
