@@ -58,7 +58,8 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
   try {
     RETURN_IF_ERROR(CheckKeys(root, source, "",
                               {"http", "grpc", "metrics", "model_repository", "log_level",
-                               "shutdown_grace_seconds", "model_defaults", "model_control", "model_poll_seconds"}));
+                               "shutdown_grace_seconds", "model_defaults", "model_control", "model_poll_seconds",
+                               "max_request_bytes"}));
     if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http)); }
     if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc)); }
     if (root["metrics"]) {
@@ -93,6 +94,9 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
                         absl::StrCat("expected a number of seconds from 0 to 3600, got ", Describe(grace)));
       }
       config.shutdown_grace_seconds = seconds;
+    }
+    if (const YAML::Node limit = root["max_request_bytes"]) {
+      ASSIGN_OR_RETURN(config.max_request_bytes, ReadInt(limit, source, "max_request_bytes", 1024, int64_t{16} << 30));
     }
     if (const YAML::Node control = root["model_control"]) {
       ASSIGN_OR_RETURN(std::string mode, ReadString(control, source, "model_control"));

@@ -35,6 +35,8 @@ struct ServerConfig {
   double shutdown_grace_seconds = 30.0;
   // What a model's config.yaml does not say (its keys, under `model_defaults`).
   ModelConfig model_defaults;
+  // The largest HTTP request body; a larger Content-Length is refused with 413 before the body is read.
+  int64_t max_request_bytes = int64_t{512} << 20;
   ModelControlMode model_control = ModelControlMode::kNone;
   double model_poll_seconds = 10.0;  // with model_control: poll, the period of the repository scan
 };

@@ -23,8 +23,6 @@ constexpr char kJson[] = "application/json";
 // Connection threads of the REST listener (each keep-alive connection holds one while open). Handlers only
 // parse and answer from memory, so a few serve many clients; compute never runs on them.
 constexpr int kHttpThreads = 8;
-// The largest request body; a larger Content-Length is refused with 413 before the body is read.
-constexpr std::size_t kMaxRequestBytes = std::size_t{512} << 20;
 
 void SendError(httplib::Response& res, int status, std::string_view message) {
   res.status = status;
@@ -123,10 +121,15 @@ void SendStatus(httplib::Response& res, const absl::Status& status) {
 const ModelEntry* InferenceTarget(const ServerState* state, const httplib::Request& req, httplib::Response& res,
                                   const httplib::ContentReader& content_reader, std::string* body,
                                   std::shared_ptr<const ModelRepository>* hold) {
-  content_reader([body](const char* data, std::size_t length) {
+  const bool read = content_reader([body](const char* data, std::size_t length) {
     body->append(data, length);
     return true;
   });
+  if (!read) {  // httplib set 413 when the body exceeds the payload limit; else the client went away mid-body
+    SendError(res, res.status == 413 ? 413 : 400,
+              res.status == 413 ? "the request body is larger than max_request_bytes" : "the request body was cut short");
+    return nullptr;
+  }
   const ModelEntry* e = FindModel(state, req, res, hold);
   if (e == nullptr) return nullptr;
   if (state->shutting_down()) {
@@ -299,12 +302,26 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const ListenerConfig& listener,
-                                                                   const ServerState* state, ModelControl* control) {
+                                                                   int64_t max_request_bytes, const ServerState* state,
+                                                                   ModelControl* control) {
   auto server = std::make_unique<httplib::Server>();
   httplib::Server& s = *server;
   AddRoutes(s, state);
   AddRepositoryRoutes(s, control);
-  s.set_payload_max_length(kMaxRequestBytes);
+  s.set_payload_max_length(static_cast<std::size_t>(max_request_bytes));
+  // A Content-Length over the limit is answered before any of the body is read (httplib's own check would first
+  // read and discard the whole announced body), and the connection is closed, since the body is still unread.
+  s.set_pre_routing_handler([max_request_bytes](const httplib::Request& req, httplib::Response& res) {
+    int64_t length = 0;
+    if (req.has_header("Content-Length") &&
+        absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) && length > max_request_bytes) {
+      SendError(res, 413, absl::StrCat("the request body (", length, " bytes) is larger than max_request_bytes (",
+                                       max_request_bytes, ")"));
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   // Unmatched routes and methods: httplib leaves status 404 and no body; give them the JSON error. (The
   // handler also sees our own 4xx responses; those carry a body already, or are empty by protocol.)
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -21,7 +21,8 @@ class HttpFrontend {
  public:
   // Binds the listener and starts serving on a background thread. `state` and `control` must outlive the front
   // end.
-  static absl::StatusOr<std::unique_ptr<HttpFrontend>> Start(const ListenerConfig& listener,
+  // Bodies over `max_request_bytes` are refused with 413.
+  static absl::StatusOr<std::unique_ptr<HttpFrontend>> Start(const ListenerConfig& listener, int64_t max_request_bytes,
                                                              const ServerState* state, ModelControl* control);
 
   int port() const { return listener_->port(); }

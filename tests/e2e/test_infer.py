@@ -318,3 +318,27 @@ def test_model_config_extension_over_http_and_grpc(server, models_dir, tmp_path)
         assert grpc_cfg["dynamic_batching"]["preferred_batch_size"] == [2, 4]
     finally:
         assert s.stop() == 0, s.log()
+
+
+def test_request_size_limit(models_dir, tmp_path):
+    """Bodies over max_request_bytes get 413 before they are read — also a 2 GB Content-Length announced with no
+    body at all — and the server keeps serving."""
+    import socket
+    config = tmp_path / "limited.yaml"
+    config.write_text(f"model_repository: [{models_dir}]\nmax_request_bytes: 20000\n")
+    s = RunningServer(config)
+    try:
+        x = image_feeds(1)["pixel_values"]
+        big = {"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                           "data": x.flatten().tolist()}]}  # ~60 KB of JSON
+        status, _ = post(s, "resnet_tiny", big)
+        assert status == 413
+        host, port = s.http.split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v2/models/resnet_tiny/infer HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 2147483648\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 413")
+        small = thttp.InferenceServerClient(s.http).infer("resnet_tiny", http_inputs(image_feeds(1)))
+        assert small.as_numpy("logits").shape == (1, 10)
+    finally:
+        assert s.stop() == 0, s.log()

@@ -125,6 +125,12 @@ TEST(ModelConfig, ServerDefaultsThenTheModelsOwnFile) {
   EXPECT_EQ(own->max_queue_size, 0);
 }
 
+TEST(ServerConfig, RequestLimit) {
+  EXPECT_EQ(Parse("")->max_request_bytes, int64_t{512} << 20);
+  EXPECT_EQ(Parse("max_request_bytes: 4096\n")->max_request_bytes, 4096);
+  EXPECT_THAT(Error("max_request_bytes: 10\n"), HasSubstr("max_request_bytes: expected an integer from 1024 to"));
+}
+
 TEST(ServerConfig, ModelControl) {
   EXPECT_EQ(Parse("")->model_control, ModelControlMode::kNone);
   auto c = Parse("model_control: poll\nmodel_poll_seconds: 2.5\n");
