@@ -295,6 +295,22 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     auto gemm = [&](const float* a, int64_t lda, int64_t row0, int64_t rows) {
       ParallelGemm(ctx, 1, rows, co, [&](int64_t) { return args(a, lda, row0, rows); });
     };
+    // The GEMM over indirect A (SgemmArgs::a_rows): `taps` pointers per output pixel r, written by fill(r, dst)
+    // into a table kept per calling thread (the pool's threads read this thread's table).
+    auto indirect_gemm = [&](int64_t taps, const auto& fill) {
+      thread_local std::vector<const float*> table;
+      if (table.size() < static_cast<std::size_t>(m * taps)) table.resize(static_cast<std::size_t>(m * taps));
+      const float** rows = table.data();
+      Parallel(ctx, m, RowGrain(taps), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) fill(r, rows + r * taps);
+      });
+      ParallelGemm(ctx, 1, m, co, [&](int64_t) {
+        kernels::SgemmArgs p = args(nullptr, 0, 0, m);
+        p.a_rows = rows;
+        p.a_taps = taps;
+        return p;
+      });
+    };
     auto im2col = [&](int64_t pixel, float* dst) {
       const int64_t img = pixel / pixels, oy = pixel % pixels / win.ow, ox = pixel % win.ow;
       Im2colRow(x.data<float>(), h, w, c, win, img, oy, ox, dst);
@@ -305,49 +321,24 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     if (pointwise) {
       gemm(x.data<float>(), c, 0, m);
     } else if (c >= kIndirectMinChannels && weights->kh * weights->kw > 1) {
-      // The GEMM reads each output pixel's taps where they lie in X, through a table of pointers (one per pixel
-      // and tap): no im2col copy, and the rows split over the pool like a 1x1 convolution's.
-      const int64_t taps = weights->kh * weights->kw;
-      thread_local std::vector<const float*> table;
+      // The GEMM reads each output pixel's taps where they lie in X, one pointer per tap: no im2col copy, and
+      // the rows split over the pool like a 1x1 convolution's.
       thread_local std::vector<float> zeros;
-      if (table.size() < static_cast<std::size_t>(m * taps)) table.resize(static_cast<std::size_t>(m * taps));
       if (zeros.size() < static_cast<std::size_t>(c)) zeros.assign(static_cast<std::size_t>(c), 0.0f);
-      const float** rows = table.data();  // the pool's threads must see this thread's table, not their own
-      const float* zero_run = zeros.data();
-      Parallel(ctx, m, RowGrain(taps), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          IndirectRow(x.data<float>(), h, w, c, win, r / pixels, r % pixels / win.ow, r % win.ow, zero_run,
-                      rows + r * taps);
-        }
-      });
-      ParallelGemm(ctx, 1, m, co, [&](int64_t) {
-        kernels::SgemmArgs p = args(nullptr, 0, 0, m);
-        p.a_rows = rows;
-        p.a_taps = taps;
-        return p;
+      const float* zero_run = zeros.data();  // the pool's threads must see this thread's buffer, not their own
+      indirect_gemm(weights->kh * weights->kw, [&](int64_t r, const float** dst) {
+        IndirectRow(x.data<float>(), h, w, c, win, r / pixels, r % pixels / win.ow, r % win.ow, zero_run, dst);
       });
     } else if (win.dw == 1 && weights->kh > 1) {
       // Few channels (a 3-channel stem): a pointer per kernel row, into a copy of X with its padding made
       // explicit, so each tap run is kw * C floats (21 for a 7x7 stem) rather than C.
       thread_local std::vector<float> padded_storage;
-      thread_local std::vector<const float*> table;
       const PaddedInput xp = PadInput(ctx, x.data<float>(), n, h, w, c, win, padded_storage);
-      const int64_t taps = weights->kh;
-      if (table.size() < static_cast<std::size_t>(m * taps)) table.resize(static_cast<std::size_t>(m * taps));
-      const float** rows = table.data();
-      Parallel(ctx, m, RowGrain(taps), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t img = r / pixels, oy = r % pixels / win.ow, ox = r % win.ow;
-          for (int64_t i = 0; i < taps; ++i) {
-            rows[r * taps + i] = xp.data + ((img * xp.ph + oy * win.sh + i * win.dh) * xp.pw + ox * win.sw) * c;
-          }
+      indirect_gemm(weights->kh, [&](int64_t r, const float** dst) {
+        const int64_t img = r / pixels, oy = r % pixels / win.ow, ox = r % win.ow;
+        for (int64_t i = 0; i < weights->kh; ++i) {
+          dst[i] = xp.data + ((img * xp.ph + oy * win.sh + i * win.dh) * xp.pw + ox * win.sw) * c;
         }
-      });
-      ParallelGemm(ctx, 1, m, co, [&](int64_t) {
-        kernels::SgemmArgs p = args(nullptr, 0, 0, m);
-        p.a_rows = rows;
-        p.a_taps = taps;
-        return p;
       });
     } else if (m >= 2 * threads * kTaskRows && k * co * static_cast<int64_t>(sizeof(float)) <= kL2Bytes) {
       // Many pixels and weights that fit in L2 (ResNet's first stages, its 7x7 stem): each task builds the
