@@ -10,7 +10,6 @@
 #include "server/model_control.h"
 #include "server/tfs_rest.h"
 #include "server/triton_config.h"
-#include "rapidjson/document.h"
 #include "server/json_writer.h"
 #include "server/log.h"
 #include "server/v2_datatype.h"
@@ -173,8 +172,9 @@ void AddRepositoryRoutes(httplib::Server& s, ModelControl* control) {
     bool ready_only = false;
     if (!req.body.empty()) {
       rapidjson::Document doc;
-      doc.Parse(req.body.data(), req.body.size());
-      if (doc.HasParseError() || !doc.IsObject()) return SendError(res, 400, "the index request must be a JSON object");
+      if (absl::Status parsed = ParseJsonObject(req.body, &doc); !parsed.ok()) {
+        return SendError(res, 400, absl::StrCat("malformed index request: ", parsed.message()));
+      }
       if (doc.HasMember("ready")) {
         if (!doc["ready"].IsBool()) return SendError(res, 400, "'ready' must be true or false");
         ready_only = doc["ready"].GetBool();

@@ -3,8 +3,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "rapidjson/document.h"
-#include "rapidjson/error/en.h"
 #include "runtime/status_macros.h"
 #include "server/json_writer.h"
 #include "server/v2_datatype.h"
@@ -44,13 +42,7 @@ absl::StatusOr<HttpInferRequest> ParseHttpInferRequest(std::string_view body, in
   const std::string_view json = header_length >= 0 ? body.substr(0, static_cast<std::size_t>(header_length)) : body;
   std::string_view binary = header_length >= 0 ? body.substr(static_cast<std::size_t>(header_length)) : std::string_view();
   rapidjson::Document doc;
-  // Iterative parsing: nesting depth costs heap, not stack, whatever the body.
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag>(json.data(), json.size());
-  if (doc.HasParseError()) {
-    return Malformed(absl::StrCat("invalid JSON at offset ", doc.GetErrorOffset(), ": ",
-                                  rapidjson::GetParseError_En(doc.GetParseError())));
-  }
-  if (!doc.IsObject()) return Malformed("the body must be a JSON object");
+  if (absl::Status parsed = ParseJsonObject(json, &doc); !parsed.ok()) return Malformed(std::string(parsed.message()));
   HttpInferRequest out;
   if (doc.HasMember("id")) {
     if (!doc["id"].IsString()) return Malformed("'id' must be a string");

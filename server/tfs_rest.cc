@@ -1,8 +1,6 @@
 #include "server/tfs_rest.h"
 
 #include "absl/strings/str_cat.h"
-#include "rapidjson/document.h"
-#include "rapidjson/error/en.h"
 #include "runtime/status_macros.h"
 #include "server/json_writer.h"
 #include "server/v2_tensor.h"
@@ -111,12 +109,9 @@ void WriteTensorInfo(JsonWriter& w, const runtime::TensorInfo& t) {
 
 absl::StatusOr<TfsPredictRequest> ParseTfsPredict(std::string_view body, const std::vector<runtime::TensorInfo>& inputs) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNanAndInfFlag>(body.data(), body.size());
-  if (doc.HasParseError()) {
-    return Bad(absl::StrCat("malformed predict request: invalid JSON at offset ", doc.GetErrorOffset(), ": ",
-                            rapidjson::GetParseError_En(doc.GetParseError())));
+  if (absl::Status parsed = ParseJsonObject(body, &doc, /*nan_and_inf=*/true); !parsed.ok()) {
+    return Bad(absl::StrCat("malformed predict request: ", parsed.message()));
   }
-  if (!doc.IsObject()) return Bad("malformed predict request: the body must be a JSON object");
   const bool rows = doc.HasMember("instances"), columns = doc.HasMember("inputs");
   if (rows == columns) return Bad("a predict request has exactly one of 'instances' (rows) and 'inputs' (columns)");
   if (doc.HasMember("signature_name") &&

@@ -141,3 +141,5 @@ def test_model_control_off_by_default(server):
     assert status == 400 and "model control is disabled" in body["error"]
     status, index = post(server, "/v2/repository/index")
     assert status == 200 and {m["name"] for m in index} == {"bert_tiny", "resnet_tiny"}
+    status, body = post(server, "/v2/repository/index", b'{"ready": tru')
+    assert status == 400 and "malformed index request: invalid JSON at offset" in body["error"]
