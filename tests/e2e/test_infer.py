@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from conftest import RunningServer, write_config
 from http_util import get, get_json
+from metrics_util import scrape, value
 
 RTOL = 1e-4  # the runtime's agreement with ONNX Runtime: |diff| <= 1e-4 * max(1, |reference|)
 
@@ -221,13 +221,6 @@ def test_model_config_precision_and_limits(models_dir, tmp_path):
         assert s.stop() == 0, s.log()
 
 
-def metric_values(address, model):
-    """This model's samples from /metrics, parsed by the Prometheus client's own parser."""
-    _, _, text = get(address, "/metrics")
-    return {sample.name: sample.value for family in text_string_to_metric_families(text.decode())
-            for sample in family.samples if sample.labels.get("model") == model}
-
-
 def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
     """Concurrent clients of a batching model (several requests are merged on the first dimension and split
     back): each gets the outputs of its own input, over HTTP and gRPC; Triton's priority and timeout parameters
@@ -255,25 +248,26 @@ def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
             assert e is None, e
             assert_close(r.as_numpy("logits"), want[int(r.get_response().id)])
         # 24 requests computed in fewer executions: some were batched (12 concurrent clients, a 100 ms window).
-        counts = metric_values(s.metrics, "resnet_tiny")
-        assert counts["coreserve_inference_count_total"] == 24
-        assert counts["coreserve_execution_count_total"] < 24, counts
+        m = {"model": "resnet_tiny", "version": "1"}
+        executions = value(scrape(s), "coreserve_execution_count_total", **m)
+        assert value(scrape(s), "coreserve_inference_count_total", **m) == 24
+        assert executions < 24
         with pytest.raises(InferenceServerException) as e:
             thttp.InferenceServerClient(s.http).infer("resnet_tiny", http_inputs(feeds[0]), priority=3)
         assert "priority 3 requested, but model 'resnet_tiny' has no priority levels" in e.value.message()
         # The statistics extension and the Prometheus metrics count the same things: 24 successes of 36 rows in
         # all (12 requests of 1 or 2 rows, twice), in fewer executions, and one refused request.
         (st,) = thttp.InferenceServerClient(s.http).get_inference_statistics("resnet_tiny")["model_stats"]
-        assert st["inference_count"] == 24 and st["execution_count"] == counts["coreserve_execution_count_total"]
+        assert st["inference_count"] == 24 and st["execution_count"] == executions
         assert st["inference_stats"]["success"]["count"] == 24 and st["inference_stats"]["fail"]["count"] == 1
         assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in st["batch_stats"]) == 36
         assert st["last_inference"] > 0
-        counts = metric_values(s.metrics, "resnet_tiny")
-        assert counts["coreserve_batch_size_sum"] == 36
-        assert counts["coreserve_batch_size_count"] == st["execution_count"]
-        assert counts["coreserve_request_duration_seconds_count"] == 24
-        assert counts["coreserve_inference_failure_total"] == 1  # reason="invalid_argument"
-        assert counts["coreserve_pending_requests"] == 0
+        families = scrape(s)
+        assert value(families, "coreserve_batch_size_sum", **m) == 36
+        assert value(families, "coreserve_batch_size_count", **m) == st["execution_count"]
+        assert value(families, "coreserve_request_duration_seconds_count", **m) == 24
+        assert value(families, "coreserve_inference_failure_total", reason="invalid_argument", **m) == 1
+        assert value(families, "coreserve_pending_requests", **m) == 0
         every = thttp.InferenceServerClient(s.http).get_inference_statistics()["model_stats"]
         assert [m["name"] for m in every] == ["resnet_tiny"]
         (g,) = tgrpc.InferenceServerClient(s.grpc).get_inference_statistics("resnet_tiny", as_json=True)["model_stats"]
