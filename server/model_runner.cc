@@ -217,7 +217,7 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
   }
   if (live.empty()) return;
   int64_t total = 0;
-  for (const Job& job : live) total += job.inputs[0].dim(0);
+  for (const Job& job : live) total += job.queued.batch;  // rows (1 for a request that cannot batch)
   absl::StatusOr<std::vector<runtime::Tensor>> outputs;
   if (live.size() == 1) {
     outputs = session_->Run(live[0].inputs, pool_.get());
@@ -252,7 +252,7 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
   // storage; a batch: each request's rows, as views).
   int64_t row = 0;
   for (Job& job : live) {
-    const int64_t rows = job.inputs[0].dim(0);
+    const int64_t rows = job.queued.batch;
     if (!outputs.ok()) {
       stats_.Failure(outputs.status().code() == absl::StatusCode::kInvalidArgument ? "invalid_argument" : "internal",
                      computed - job.queued.arrival);

@@ -49,7 +49,6 @@ class ModelRunner {
   ~ModelRunner();
 
   const runtime::Session& session() const { return *session_; }
-  const ModelConfig& config() const { return config_; }
   int threads() const { return pool_->threads(); }
   // Counts, durations and histograms of everything this runner did (server/runner_stats.h).
   RunnerStats stats() const { return stats_.Snapshot(); }

@@ -200,5 +200,40 @@ TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
   EXPECT_EQ(stats.success.count, 3);  // the held one, high and low
 }
 
+// A request whose first input is a scalar cannot batch: it runs alone, as one row, also with batching on.
+TEST(ModelRunner, ScalarInputRunsAloneAsOneRow) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("scale");
+  // Scalars: a shape with no dimensions (the checker wants the field present).
+  coreserve::testing::AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {});
+  g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  coreserve::testing::AddFloatInitializer(g, "three", {}, {3.0f});
+  coreserve::testing::AddOnnxNode(g, "Mul", {"x", "three"}, "y");
+  coreserve::testing::AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {});
+  g->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  const auto dir = TempDir("runner-scalar");
+  ModelConfig config;
+  config.threads = 1;
+  config.max_batch_size = 4;
+  config.dynamic_batching = true;
+  auto runner = ModelRunner::Load("scale", WriteModel(m, dir / "1" / "model.onnx"), config);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  runtime::Tensor x = runtime::Tensor::Allocate(runtime::DataType::kFloat32, {});
+  x.data<float>()[0] = 2.0f;
+  std::promise<absl::StatusOr<NamedTensors>> result;
+  InferRequest request;
+  request.inputs = {{"x", x}};
+  (*runner)->Submit(std::move(request), [&](absl::StatusOr<NamedTensors> r) { result.set_value(std::move(r)); });
+  absl::StatusOr<NamedTensors> y = result.get_future().get();
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ((*y)[0].second.data<float>()[0], 6.0f);
+  const RunnerStats stats = (*runner)->stats();
+  EXPECT_EQ(stats.batches.size(), 1u);
+  EXPECT_EQ(stats.batches.count(1), 1u);
+}
+
 }  // namespace
 }  // namespace coreserve
