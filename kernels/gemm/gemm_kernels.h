@@ -2,6 +2,7 @@
 // that tie each kernel to the layout it reads (as MLAS does). Internal to kernels/, tests and benchmarks.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -97,6 +98,32 @@ inline void RowQuantParams(float lo, float hi, float* scale, float* zero_point) 
 // Quantizes one row of fp32 A (length k) to u8 as sgemm.h specifies; returns s_i and z_i. The scalar definition
 // the vector quantizers match bit for bit.
 void QuantizeRowU8Reference(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
+
+// Row i of A as every int8 kernel reads it, in q (u8 values as T: uint8_t, or int16_t for AVX2's vpmaddwd): fp32 A
+// quantized by `quantize` (the kernel's form of QuantizeRowU8Reference), or integer A copied with its flip to
+// u8; zero past k up to `padded` (the padding meets zero B). Returns the row's parameters, with the row term
+// only when B has zero points (the sums are exact in int32: K <= 65536 values <= 255).
+template <typename T, typename Quantize>
+QgemmRow PrepareQuantizedRow(const QgemmProblem& p, int64_t i, int64_t padded, bool b_zero_points, T* q,
+                             Quantize quantize) {
+  const int64_t k = p.k;
+  QgemmRow row{p.alpha, p.a_zero_point, 0};
+  if (p.a_f32 != nullptr) {
+    float s;
+    quantize(p.a_f32 + i * p.lda, k, q, &s, &row.zero_point);
+    row.scale = p.alpha * s;
+  } else {
+    const uint8_t* src = p.a_u8 + i * p.lda;
+    for (int64_t l = 0; l < k; ++l) q[l] = static_cast<T>(src[l] ^ p.a_flip);
+  }
+  std::fill(q + k, q + padded, T{0});
+  if (b_zero_points) {
+    int32_t sum = 0;
+    for (int64_t l = 0; l < k; ++l) sum += q[l];
+    row.row_term = sum - static_cast<int32_t>(k) * row.zero_point;
+  }
+  return row;
+}
 
 using GemmFn = void (*)(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 using QgemmFn = void (*)(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);

@@ -122,23 +122,7 @@ void QgemmDriver(const QgemmTileKernel& kernel, const QgemmProblem& p, int64_t m
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t r = 0; r < block_rows; ++r) {
-      uint8_t* q = a_block.data() + r * ld;
-      QgemmRow& row = row_params[r];
-      row = QgemmRow{p.alpha, p.a_zero_point, 0};
-      if (p.a_f32 != nullptr) {
-        float s;
-        QuantizeRow(p.a_f32 + (ib + r) * p.lda, k, q, &s, &row.zero_point);
-        row.scale = p.alpha * s;
-      } else {
-        const uint8_t* src = p.a_u8 + (ib + r) * p.lda;
-        for (int64_t l = 0; l < k; ++l) q[l] = src[l] ^ p.a_flip;
-      }
-      std::memset(q + k, 0, static_cast<std::size_t>(ld - k));  // the padding meets zero B
-      if (b_zero_points) {
-        int32_t sum = 0;
-        for (int64_t l = 0; l < k; ++l) sum += q[l];
-        row.row_term = sum - static_cast<int32_t>(k) * row.zero_point;
-      }
+      row_params[r] = PrepareQuantizedRow(p, ib + r, ld, b_zero_points, a_block.data() + r * ld, QuantizeRow);
     }
     for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemmPanel) {
       const int8_t* panel = packed.int8.data() + (j0 / kGemmPanel) * panel_elements;

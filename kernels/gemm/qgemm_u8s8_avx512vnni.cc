@@ -170,23 +170,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t r = 0; r < block_rows; ++r) {
-      uint8_t* q = a_block.data() + r * ld;
-      QgemmRow& row = row_params[r];
-      row = QgemmRow{p.alpha, p.a_zero_point, 0};
-      if (p.a_f32 != nullptr) {
-        float s;
-        QuantizeRow(p.a_f32 + (ib + r) * p.lda, k, q, &s, &row.zero_point);
-        row.scale = p.alpha * s;
-      } else {
-        const uint8_t* src = p.a_u8 + (ib + r) * p.lda;
-        for (int64_t l = 0; l < k; ++l) q[l] = src[l] ^ p.a_flip;
-      }
-      std::memset(q + k, 0, static_cast<std::size_t>(kq * 4 - k));  // the last quad's padding meets zero B
-      if (b_zero_points) {
-        int32_t sum = 0;
-        for (int64_t l = 0; l < k; ++l) sum += q[l];
-        row.row_term = sum - static_cast<int32_t>(k) * row.zero_point;
-      }
+      row_params[r] = PrepareQuantizedRow(p, ib + r, kq * 4, b_zero_points, a_block.data() + r * ld, QuantizeRow);
     }
     // The epilogue of panel j0 for rows [i0, i0 + rows), from a tile with rows tile_ld apart.
     auto finish = [&](const int32_t* tile, int64_t tile_ld, int64_t i0, int64_t rows, int64_t j0) {

@@ -20,19 +20,7 @@ void qgemm_u8s8_portable(const QgemmProblem& p, int64_t m_begin, int64_t m_end, 
   thread_local std::vector<uint8_t> qa;
   qa.resize(static_cast<std::size_t>(k));
   for (int64_t i = m_begin; i < m_end; ++i) {
-    QgemmRow row{p.alpha, p.a_zero_point, 0};
-    if (p.a_f32 != nullptr) {
-      float s;
-      QuantizeRowU8Reference(p.a_f32 + i * p.lda, k, qa.data(), &s, &row.zero_point);
-      row.scale = p.alpha * s;
-    } else {
-      for (int64_t l = 0; l < k; ++l) qa[l] = p.a_u8[i * p.lda + l] ^ p.a_flip;
-    }
-    if (b_zero_points) {
-      int64_t sum = 0;
-      for (int64_t l = 0; l < k; ++l) sum += qa[l];
-      row.row_term = static_cast<int32_t>(sum - k * row.zero_point);
-    }
+    const QgemmRow row = PrepareQuantizedRow(p, i, k, b_zero_points, qa.data(), QuantizeRowU8Reference);
     for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemmPanel) {
       const int64_t cols = std::min(kGemmPanel, n_end - j0);
       const int8_t* panel = b.int8.data() + (j0 / kGemmPanel) * k * kGemmPanel;
