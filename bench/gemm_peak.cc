@@ -24,6 +24,17 @@ volatile float g_sink;
 // Each loop keeps 12 accumulators in registers (the pragma makes GCC scalarize the array, see
 // kernels/gemm/qgemm_u8s8_avx512vnni.cc), starting from different values so the compiler cannot merge the
 // chains, and sums them at the end so nothing is dead.
+// Keeps the 12 chains alive: their first lanes summed into g_sink.
+__attribute__((target("avx2,fma,avx512f"))) void Sink(const __m512 (&acc)[12]) {
+  alignas(64) float out[16];
+  float s = 0;
+  for (const __m512& a : acc) {
+    _mm512_store_ps(out, a);
+    s += out[0];
+  }
+  g_sink = s;
+}
+
 __attribute__((target("avx2,fma,avx512f"))) void Fp32Loop(int64_t n) {
   __m512 acc[12];
   const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
@@ -33,14 +44,7 @@ __attribute__((target("avx2,fma,avx512f"))) void Fp32Loop(int64_t n) {
 #pragma GCC unroll 12
     for (auto& a : acc) a = _mm512_fmadd_ps(a, x, y);
   }
-  alignas(64) float out[16];
-  float s = 0;
-#pragma GCC unroll 12
-  for (auto& a : acc) {
-    _mm512_store_ps(out, a);
-    s += out[0];
-  }
-  g_sink = s;
+  Sink(acc);
 }
 
 __attribute__((target("avx2,fma,avx512f,avx512bf16"))) void Bf16Loop(int64_t n) {
@@ -52,14 +56,7 @@ __attribute__((target("avx2,fma,avx512f,avx512bf16"))) void Bf16Loop(int64_t n) 
 #pragma GCC unroll 12
     for (auto& a : acc) a = _mm512_dpbf16_ps(a, x, x);
   }
-  alignas(64) float out[16];
-  float s = 0;
-#pragma GCC unroll 12
-  for (auto& a : acc) {
-    _mm512_store_ps(out, a);
-    s += out[0];
-  }
-  g_sink = s;
+  Sink(acc);
 }
 
 __attribute__((target("avx2,fma,avx512f,avx512vnni"))) void Int8Loop(int64_t n) {
