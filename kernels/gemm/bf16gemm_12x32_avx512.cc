@@ -121,20 +121,16 @@ void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t 
 }
 
 void bf16gemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+  if (DoneWithoutProducts(p, m_begin, m_end, n_begin, n_end)) return;
   const SgemmPackedB& packed = *p.packed_b;
   assert(packed.format == PackedFormat::kBf16Pairs32 && !p.trans_a && n_begin % kNr == 0);
   const int64_t k = p.k;
-  if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
-    return;
-  }
   // Even (whole pairs), plus a cache line so rows 4 KB apart (K >= 1024) do not share one L1 set.
   const int64_t ld = (std::min(k, kKc) + 1) / 2 * 2 + 16;
   thread_local std::vector<float, Aligned64Allocator<float>> a_block;
   if (a_block.size() < static_cast<std::size_t>(kMc * ld)) a_block.resize(static_cast<std::size_t>(kMc * ld));
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);
-  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = HasEpilogue(p);
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t k0 = 0; k0 < k; k0 += kKc) {

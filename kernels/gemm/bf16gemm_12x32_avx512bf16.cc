@@ -108,21 +108,17 @@ void ConvertA(const float* a, int64_t lda, int64_t rows, int64_t kc, uint16_t* d
 
 void bf16gemm_12x32_avx512bf16(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                                int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+  if (DoneWithoutProducts(p, m_begin, m_end, n_begin, n_end)) return;
   const SgemmPackedB& packed = *p.packed_b;
   assert(packed.format == PackedFormat::kBf16Pairs32 && !p.trans_a && n_begin % kNr == 0);
   const int64_t k = p.k;
-  if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
-    return;
-  }
   // Rows padded by one cache line past a multiple of 32: at K >= 1024 a 2 KB stride would put the 12 broadcast
   // rows of a tile in two L1 sets.
   const int64_t ld = (std::min(k, kKc) + 31) / 32 * 32 + 32;
   thread_local std::vector<uint16_t, Aligned64Allocator<uint16_t>> a_block;
   if (a_block.size() < static_cast<std::size_t>(kMc * ld)) a_block.resize(static_cast<std::size_t>(kMc * ld));
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);
-  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = HasEpilogue(p);
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t k0 = 0; k0 < k; k0 += kKc) {

@@ -72,19 +72,14 @@ void Run(const Bf16TileKernel& kernel, const SgemmArgs& p, int64_t m_begin, int6
   // One row more than a block holds: the partner of a strip's odd last row is always readable.
   thread_local std::vector<T, Aligned64Allocator<T>> a_block;
   if (a_block.size() < static_cast<std::size_t>((kMc + 1) * ld)) a_block.resize(static_cast<std::size_t>((kMc + 1) * ld));
-  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = HasEpilogue(p);
   alignas(64) float tile[kMaxRows * kGemmPanel];
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t k0 = 0; k0 < k; k0 += kKc) {
       const int64_t kc = std::min(kKc, k - k0);
       ConvertA(p.a + ib * p.lda + k0, p.lda, block_rows, kc, a_block.data(), ld);
-      neon::RowEpilogue e;
-      e.alpha = p.alpha;
-      e.beta = p.beta;
-      e.accumulate = k0 > 0;
-      e.last = k0 + kc == k && has_epilogue;
-      e.act = p.activation;
+      neon::RowEpilogue e = neon::BlockEpilogue(p, k0, kc, has_epilogue);
       for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemmPanel) {
         // Row k0 of the panel at j0 (k0 is a multiple of 4: a whole quad in kBf16Quads32).
         const uint16_t* panel = packed.bf16.data() + PackedOffset(kernel.format, k, k0, j0);
@@ -108,13 +103,9 @@ void Run(const Bf16TileKernel& kernel, const SgemmArgs& p, int64_t m_begin, int6
 
 void Bf16Driver(const Bf16TileKernel& kernel, const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                 int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+  if (DoneWithoutProducts(p, m_begin, m_end, n_begin, n_end)) return;
   assert(p.packed_b->format == kernel.format && kernel.mr <= kMaxRows && !p.trans_a && n_begin % kGemmPanel == 0);
   assert((kernel.tile != nullptr) != (kernel.tile_f32 != nullptr));
-  if (p.k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
-    return;
-  }
   if (kernel.tile_f32 != nullptr) {
     Run<float>(kernel, p, m_begin, m_end, n_begin, n_end);
   } else {

@@ -38,4 +38,20 @@ inline void GemmEpilogueOnly(float* c, int64_t ldc, int64_t m_begin, int64_t m_e
   }
 }
 
+// Whether the arguments (SgemmArgs or QgemmProblem) ask for more than alpha and beta: a bias, a residual or an
+// activation, which the kernels apply on the last K block.
+template <typename Args>
+inline bool HasEpilogue(const Args& p) {
+  return p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+}
+
+// The start every fp32/bf16 driver shares: true when there is nothing left to do — an empty range, or K == 0,
+// whose whole result (beta * C through the epilogue) GemmEpilogueOnly writes here.
+inline bool DoneWithoutProducts(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  if (m_end <= m_begin || n_end <= n_begin) return true;
+  if (p.k != 0) return false;
+  GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
+  return true;
+}
+
 }  // namespace coreserve::kernels

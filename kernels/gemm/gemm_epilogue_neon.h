@@ -104,6 +104,19 @@ struct RowEpilogue {
   SgemmActivation act = SgemmActivation::kNone;
 };
 
+// The epilogue of K block [k0, k0 + kc) of p's product: beta on the first block, accumulation onto C after it,
+// and on the last the bias, residual and activation when `has_epilogue`. Callers point bias and residual at
+// each tile.
+inline RowEpilogue BlockEpilogue(const SgemmArgs& p, int64_t k0, int64_t kc, bool has_epilogue) {
+  RowEpilogue e;
+  e.alpha = p.alpha;
+  e.beta = p.beta;
+  e.accumulate = k0 > 0;
+  e.last = k0 + kc == p.k && has_epilogue;
+  e.act = p.activation;
+  return e;
+}
+
 // c[0:cols] from t[0:cols] (t readable up to the next multiple of 4). C is read only when accumulating or when
 // beta != 0, so NaN in C does not propagate with beta == 0. The last cols % 4 columns go through a 4-lane buffer
 // and the same vector code, so a column's result never depends on where a tile edge falls.

@@ -166,7 +166,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   row_params.resize(kMc);
   const bool b_zero_points = !packed.col_zero_point.empty();
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kInt8Quad32, k);
-  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = HasEpilogue(p);
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t r = 0; r < block_rows; ++r) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/gemm/gemm_epilogue.h"
 #include "kernels/gemm/gemm_epilogue_avx512.h"
 #include "kernels/gemm/gemm_kernels.h"
 
@@ -108,13 +109,9 @@ constexpr auto kIndirectHalfKernels = IndirectTable<true>(std::make_index_sequen
 }  // namespace
 
 void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+  if (DoneWithoutProducts(p, m_begin, m_end, n_begin, n_end)) return;
   const int64_t k = p.k;
-  if (k == 0) {
-    // No products: the epilogue still applies to beta * C (the portable path does exactly that).
-    sgemm_portable(p, m_begin, m_end, n_begin, n_end);
-    return;
-  }
+  const bool has_epilogue = HasEpilogue(p);
   int64_t first_panel = 0;
   const float* panels = Panel32For(p, n_begin, n_end, &first_panel);
   // Indirect A: K blocks are whole taps (as many as fit in kKc), or kKc-long pieces of one tap's run.
@@ -137,7 +134,6 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
     const int64_t kc = p.a_rows ? (t1 - t0) * per_tap : std::min(kKc, k - k0);
     const bool accumulate = k0 > 0;
     const bool last_block = k0 + kc == k;
-    const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
     if (aliased) {
       for (int64_t i = m_begin; i < m_end; ++i) {
         std::memcpy(a_copy.data() + (i - m_begin) * a_copy_ld, p.a + i * p.lda + k0,

@@ -56,15 +56,11 @@ constexpr AccumulateFn kAccumulate[kMr + 1] = {nullptr,       Accumulate<1>, Acc
 }  // namespace
 
 void sgemm_6x16_avx2(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+  if (DoneWithoutProducts(p, m_begin, m_end, n_begin, n_end)) return;
   const int64_t k = p.k;
-  if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
-    return;
-  }
   int64_t first_panel = 0;
   const float* panels = Panel32For(p, n_begin, n_end, &first_panel);
-  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = HasEpilogue(p);
   alignas(32) float tile[kMr * 16];
   for (int64_t k0 = 0; k0 < k; k0 += kKc) {
     const int64_t kc = std::min(kKc, k - k0);

@@ -16,24 +16,15 @@ constexpr int64_t kKc = 512;
 
 void SgemmDriver(SgemmTileFn tile_fn, int64_t mr, const SgemmArgs& p, int64_t m_begin, int64_t m_end,
                  int64_t n_begin, int64_t n_end) {
-  if (m_end <= m_begin || n_end <= n_begin) return;
+  if (DoneWithoutProducts(p, m_begin, m_end, n_begin, n_end)) return;
   const int64_t k = p.k;
-  if (k == 0) {
-    GemmEpilogueOnly(p.c, p.ldc, m_begin, m_end, n_begin, n_end, p.beta, p.bias, p.activation, p.residual, p.ldr);
-    return;
-  }
   int64_t first_panel = 0;
   const float* panels = Panel32For(p, n_begin, n_end, &first_panel);
-  const bool has_epilogue = p.bias != nullptr || p.residual != nullptr || p.activation != SgemmActivation::kNone;
+  const bool has_epilogue = HasEpilogue(p);
   alignas(64) float tile[kMaxRows * kGemmPanel];
   for (int64_t k0 = 0; k0 < k; k0 += kKc) {
     const int64_t kc = std::min(kKc, k - k0);
-    neon::RowEpilogue e;
-    e.alpha = p.alpha;
-    e.beta = p.beta;
-    e.accumulate = k0 > 0;
-    e.last = k0 + kc == k && has_epilogue;
-    e.act = p.activation;
+    neon::RowEpilogue e = neon::BlockEpilogue(p, k0, kc, has_epilogue);
     for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemmPanel) {
       const float* panel = panels + ((j0 - n_begin) / kGemmPanel + first_panel) * k * kGemmPanel + k0 * kGemmPanel;
       const int64_t cols = std::min(kGemmPanel, n_end - j0);
