@@ -167,11 +167,20 @@ std::shared_ptr<const kernels::SgemmPackedB> PackConstantIntegerB(const Graph& g
                              zp ? zp->raw() : nullptr, zp && zp->elements() > 1);
 }
 
-// numpy MatMul of (A - a_zp) and (B - b_zp) in int32 into `py` (shape from MatMulIntegerShape). The kernel path
-// covers a 2-D B with a per-tensor A zero point and a per-tensor or per-column B zero point; anything else
-// (batched B, per-row A zero points) takes the exact scalar loop.
-absl::StatusOr<Shape> MatMulIntegerShape(const OpContext& ctx, const Tensor& a, const Tensor& b, const Tensor* azp,
-                                         const Tensor* bzp) {
+// MatMulInteger's operands, inputs 0 to 3 of it and of MatMulIntegerToFloat: A, B and their optional zero points.
+struct IntegerOperands {
+  const Tensor& a;
+  const Tensor& b;
+  const Tensor* azp;
+  const Tensor* bzp;
+  static IntegerOperands Of(const OpContext& ctx) {
+    return {ctx.in(0), ctx.in(1), ctx.has(2) ? ctx.inputs[2] : nullptr, ctx.has(3) ? ctx.inputs[3] : nullptr};
+  }
+};
+
+absl::StatusOr<Shape> MatMulIntegerShape(const OpContext& ctx, const IntegerOperands& in) {
+  const Tensor &a = in.a, &b = in.b;
+  const Tensor *azp = in.azp, *bzp = in.bzp;
   if (!IsByte(a.type()) || !IsByte(b.type())) return ctx.Error("A and B must be uint8 or int8");
   if ((azp && azp->type() != a.type()) || (bzp && bzp->type() != b.type())) {
     return ctx.Error("zero points must have their operand's type");
@@ -191,8 +200,13 @@ absl::StatusOr<Shape> MatMulIntegerShape(const OpContext& ctx, const Tensor& a, 
   return out;
 }
 
-absl::Status MatMulIntegerInto(const OpContext& ctx, const kernels::SgemmPackedB* packed, const Tensor& a,
-                               const Tensor& b, const Tensor* azp, const Tensor* bzp, int32_t* py) {
+// numpy MatMul of (A - a_zp) and (B - b_zp) in int32 into `py` (shape from MatMulIntegerShape). The kernel path
+// covers a 2-D B with a per-tensor A zero point and a per-tensor or per-column B zero point; anything else
+// (batched B, per-row A zero points) takes the exact scalar loop.
+absl::Status MatMulIntegerInto(const OpContext& ctx, const kernels::SgemmPackedB* packed, const IntegerOperands& in,
+                               int32_t* py) {
+  const Tensor &a = in.a, &b = in.b;
+  const Tensor *azp = in.azp, *bzp = in.bzp;
   const int64_t m = a.dim(a.rank() - 2), k = a.shape().back(), n = b.shape().back();
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
   ASSIGN_OR_RETURN(Broadcast bc, PlanBroadcast(ctx, {&a_batch, &b_batch}));
@@ -231,13 +245,10 @@ absl::Status MatMulIntegerInto(const OpContext& ctx, const kernels::SgemmPackedB
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, const Node& node) {
   std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantIntegerB(graph, node, 3);
   return std::unique_ptr<OpKernel>(new FunctionKernel([packed](OpContext& ctx) -> absl::Status {
-    const Tensor& a = ctx.in(0);
-    const Tensor& b = ctx.in(1);
-    const Tensor* azp = ctx.has(2) ? ctx.inputs[2] : nullptr;
-    const Tensor* bzp = ctx.has(3) ? ctx.inputs[3] : nullptr;
-    ASSIGN_OR_RETURN(Shape shape, MatMulIntegerShape(ctx, a, b, azp, bzp));
+    const IntegerOperands in = IntegerOperands::Of(ctx);
+    ASSIGN_OR_RETURN(Shape shape, MatMulIntegerShape(ctx, in));
     Tensor& y = ctx.Output(0, DataType::kInt32, shape);
-    return MatMulIntegerInto(ctx, packed.get(), a, b, azp, bzp, y.data<int32_t>());
+    return MatMulIntegerInto(ctx, packed.get(), in, y.data<int32_t>());
   }));
 }
 
@@ -248,19 +259,16 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulInteger(const Graph& graph, 
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeMatMulIntegerToFloat(const Graph& graph, const Node& node) {
   std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantIntegerB(graph, node, 3);
   return std::unique_ptr<OpKernel>(new FunctionKernel([packed](OpContext& ctx) -> absl::Status {
-    const Tensor& a = ctx.in(0);
-    const Tensor& b = ctx.in(1);
-    const Tensor* azp = ctx.has(2) ? ctx.inputs[2] : nullptr;
-    const Tensor* bzp = ctx.has(3) ? ctx.inputs[3] : nullptr;
+    const IntegerOperands in = IntegerOperands::Of(ctx);
     const Tensor& scale = ctx.in(4);
-    ASSIGN_OR_RETURN(Shape shape, MatMulIntegerShape(ctx, a, b, azp, bzp));
+    ASSIGN_OR_RETURN(Shape shape, MatMulIntegerShape(ctx, in));
     const int64_t n = shape.back();
     if (scale.type() != DataType::kFloat32 || scale.elements() != n) return ctx.Error("scale must be float32 [N]");
     Tensor& y = ctx.Output(0, DataType::kFloat32, shape);
     // The int32 product goes into Y's own storage (same size) and is converted in place.
     float* py = y.data<float>();
     auto* acc = reinterpret_cast<int32_t*>(static_cast<void*>(py));
-    RETURN_IF_ERROR(MatMulIntegerInto(ctx, packed.get(), a, b, azp, bzp, acc));
+    RETURN_IF_ERROR(MatMulIntegerInto(ctx, packed.get(), in, acc));
     const float* ps = scale.data<float>();
     const Tensor* bias = ctx.has(5) ? ctx.inputs[5] : nullptr;
     if (bias && (bias->type() != DataType::kFloat32 || bias->elements() != n)) return ctx.Error("bias must be float32 [N]");
