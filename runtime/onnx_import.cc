@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "onnx/checker.h"
-#include "onnx/shape_inference/implementation.h"
 #include "onnx/defs/schema.h"
 #include "onnx/onnx_pb.h"
+#include "runtime/shape_inference.h"
 #include "runtime/status_macros.h"
 
 namespace coreserve::runtime {
@@ -212,43 +212,6 @@ bool CheckerUnderstands(const onnx::ModelProto& model) {
   return true;
 }
 
-// Fills in the static and symbolic shapes of every value the file does not describe, with the onnx library's
-// inference and its data propagation through shape arithmetic (Shape -> Gather -> Concat -> Reshape). Inference
-// is advice, not validation: a model it cannot follow keeps the shapes its file gives, and the runtime checks
-// every shape when it runs. It works on a copy without the weights' data (only their types and dims, and the
-// values of small ones, such as Reshape targets, matter to it), so BERT-base's 440 MB are not copied.
-void InferValueShapes(onnx::ModelProto& model) {
-  constexpr int64_t kKeepValuesUpTo = 1024;  // elements
-  onnx::ModelProto skeleton;
-  {
-    google::protobuf::RepeatedPtrField<onnx::TensorProto> weights;
-    weights.Swap(model.mutable_graph()->mutable_initializer());
-    skeleton.CopyFrom(model);
-    weights.Swap(model.mutable_graph()->mutable_initializer());
-  }
-  for (const onnx::TensorProto& w : model.graph().initializer()) {
-    int64_t elements = 1;
-    for (int64_t d : w.dims()) elements *= d;
-    onnx::TensorProto* header = skeleton.mutable_graph()->add_initializer();
-    if (elements <= kKeepValuesUpTo && w.data_location() != onnx::TensorProto::EXTERNAL) {
-      *header = w;
-    } else {
-      header->set_name(w.name());
-      header->set_data_type(w.data_type());
-      *header->mutable_dims() = w.dims();
-    }
-  }
-  try {
-    onnx::shape_inference::InferShapes(skeleton, onnx::OpSchemaRegistry::Instance(),
-                                       onnx::ShapeInferenceOptions(/*check_type=*/false, /*error_mode=*/0,
-                                                                   /*enable_data_propagation=*/true));
-  } catch (const std::exception&) {
-    return;  // e.g. a declared shape that contradicts the inferred one: keep the file's
-  }
-  *model.mutable_graph()->mutable_value_info() = skeleton.graph().value_info();
-  *model.mutable_graph()->mutable_output() = skeleton.graph().output();
-}
-
 }  // namespace
 
 absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path) {
@@ -266,7 +229,6 @@ absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path) {
     } catch (const std::exception& e) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ONNX checker: ", e.what()));
     }
-    InferValueShapes(model);
   }
   return model;
 }
@@ -318,6 +280,7 @@ absl::StatusOr<Graph> ImportOnnx(const onnx::ModelProto& model, const std::strin
     g.outputs.push_back(id);
   }
   g.RebuildEdges();
+  InferShapes(g);
   return g;
 }
 

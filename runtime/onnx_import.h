@@ -1,5 +1,6 @@
 // ONNX model file -> Graph. Parsing and checking use the onnx library; initializers (inline or external data)
-// become constant values, Constant nodes are folded into constants, and every node records its domain's opset.
+// become constant values, Constant nodes are folded into constants, every node records its domain's opset, and
+// the runtime's own shape inference (shape_inference.h) completes the values' types and shapes.
 #pragma once
 
 #include <string>
@@ -13,9 +14,9 @@ class ModelProto;
 
 namespace coreserve::runtime {
 
-// Reads and checks the model at `path` and infers the shapes of the values it does not describe (models within
-// the onnx library's IR and opset range; newer ones keep the shapes their file gives). NotFound when unreadable;
-// InvalidArgument (naming the path) when it does not parse or the checker rejects it.
+// Reads and checks the model at `path` (the checker runs on models within the onnx library's IR and opset range;
+// newer ones rely on the session's own validation). NotFound when unreadable; InvalidArgument (naming the path)
+// when it does not parse or the checker rejects it.
 absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path);
 
 // Converts a checked model. `model_dir` resolves external-data files, which must stay inside it.

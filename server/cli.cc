@@ -14,7 +14,7 @@ namespace {
 
 struct FlagSpec {
   const char* name;   // without the leading "--"
-  const char* value;  // placeholder shown in help
+  const char* value;  // placeholder shown in help; nullptr for a switch, which takes no value
   const char* help;
   std::function<absl::Status(CommandLine&, const std::string&)> set;
 };
@@ -94,12 +94,15 @@ const std::vector<CommandSpec>& Commands() {
          }
          return Ok();
        }},
-      {"inspect", "MODEL.onnx", "coreserve inspect MODEL.onnx [--shape NAME=DxD...]", "describe a model and whether it is supported",
+      {"inspect", "MODEL.onnx", "coreserve inspect MODEL.onnx [--shape NAME=DxD...] [--values]",
+       "describe a model and whether it is supported",
        "Prints the model's inputs and outputs (shape -1 where dynamic), opsets, operator counts, whether the\n"
        "runtime implements every operator (listing those it does not) and, when it does, the operators left after\n"
        "optimization (fusions) and the planned peak activation memory for the inputs' shapes (static shapes, or\n"
        "those given with --shape; the model is run once on zeros). Exit code 0 when fully supported, 1 if not.",
        {
+           {"values", nullptr, "also list every value of the graph with the type and shape inferred at load",
+            [](CommandLine& c, const std::string&) { c.inspect.values = true; return Ok(); }},
            {"shape", "NAME=DxD...", "an input's shape for the memory plan, e.g. input_ids=1x128; repeat per input",
             [](CommandLine& c, const std::string& v) {
               const std::size_t eq = v.find('=');
@@ -163,7 +166,9 @@ std::string CommandHelp(const std::string& command) {
   if (c == nullptr) return MainHelp();
   std::string out = absl::StrCat("usage: ", c->usage, "\n\n", c->description, "\n\nflags:\n");
   std::vector<std::pair<std::string, std::string>> rows;
-  for (const FlagSpec& f : c->flags) rows.emplace_back(absl::StrCat("  --", f.name, " ", f.value), f.help);
+  for (const FlagSpec& f : c->flags) {
+    rows.emplace_back(absl::StrCat("  --", f.name, f.value ? " " : "", f.value ? f.value : ""), f.help);
+  }
   rows.emplace_back("  --help", "show this help and exit");
   for (auto& [left, help] : rows) {
     left.resize(std::max<std::size_t>(left.size() + 2, 28), ' ');
@@ -216,6 +221,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
       if (name == f.name) flag = &f;
     }
     if (flag == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag '--", name, "'", hint));
+    if (flag->value == nullptr) {
+      if (eq != std::string::npos) return absl::InvalidArgumentError(absl::StrCat("flag '--", name, "' takes no value"));
+      RETURN_IF_ERROR(flag->set(cl, ""));
+      continue;
+    }
     std::string value;
     if (eq != std::string::npos) {
       value = arg.substr(eq + 1);

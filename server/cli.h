@@ -2,7 +2,7 @@
 //   coreserve [--help | --version]
 //   coreserve serve --config FILE [overrides]
 //   coreserve run MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR [--precision P] [--threads N]
-//   coreserve inspect MODEL.onnx
+//   coreserve inspect MODEL.onnx [--shape NAME=DxD...] [--values]
 //
 // Each command's flags are declared once in a table that both the parser and the help text read, so the help
 // always lists every flag. Parsing is pure (no I/O), so it is tested directly.
@@ -36,6 +36,7 @@ struct RunOptions {
 struct InspectOptions {
   std::string model;
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;  // input name -> shape, for the memory plan
+  bool values = false;  // list every value's inferred type and shape
 };
 
 struct CommandLine {

@@ -131,6 +131,8 @@ int RunModelCommand(const RunOptions& o) {
 int InspectModelCommand(const InspectOptions& o) {
   auto info = runtime::ReadModelInfo(o.model);
   if (!info.ok()) return Fail(1, std::string(info.status().message()));
+  auto graph = runtime::LoadOnnxGraph(o.model);
+  if (!graph.ok()) return Fail(1, std::string(graph.status().message()));
   std::printf("model: %s\n", o.model.c_str());
   std::printf("ir_version: %lld   producer: %s\n", static_cast<long long>(info->ir_version),
               info->producer.empty() ? "(none)" : info->producer.c_str());
@@ -139,18 +141,23 @@ int InspectModelCommand(const InspectOptions& o) {
     opsets.push_back(absl::StrCat(domain.empty() ? "ai.onnx" : domain, " ", version));
   }
   std::printf("opsets: %s\n", absl::StrJoin(opsets, ", ").c_str());
+  // Types and shapes as the graph knows them: the file's declarations completed by the shape inference.
+  auto print_value = [](const runtime::Value& v) {
+    std::printf("  %-24s %-6s %s\n", v.name.c_str(), std::string(V2DataTypeName(v.type)).c_str(),
+                v.shape ? ShapeText(*v.shape).c_str() : "?");
+  };
   std::printf("inputs:\n");
-  for (const auto& t : info->inputs) {
-    std::printf("  %-24s %-6s %s\n", t.name.c_str(), std::string(V2DataTypeName(t.type)).c_str(), ShapeText(t.shape).c_str());
-  }
+  for (int id : graph->inputs) print_value(graph->values[id]);
   std::printf("outputs:\n");
-  for (const auto& t : info->outputs) {
-    std::printf("  %-24s %-6s %s\n", t.name.c_str(), std::string(V2DataTypeName(t.type)).c_str(), ShapeText(t.shape).c_str());
-  }
+  for (int id : graph->outputs) print_value(graph->values[id]);
   std::printf("operators:\n");
   for (const auto& [op, count] : info->op_counts) std::printf("  %-32s %lld\n", op.c_str(), static_cast<long long>(count));
-  auto graph = runtime::LoadOnnxGraph(o.model);
-  if (!graph.ok()) return Fail(1, std::string(graph.status().message()));
+  if (o.values) {
+    std::printf("values:\n");
+    for (const runtime::Value& v : graph->values) {
+      if (!v.constant && !v.graph_input) print_value(v);
+    }
+  }
   const std::vector<std::string> missing = runtime::UnsupportedOperators(*graph);
   if (missing.empty()) {
     std::printf("supported: yes\n");

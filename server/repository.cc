@@ -83,6 +83,9 @@ ModelEntry ModelRepository::LoadEntry(const std::string& dir_name, const ModelCo
     return entry;
   }
   entry.runner = *std::move(runner);
+  // The inputs and outputs as the runtime knows them: the file's declarations completed by its shape inference.
+  entry.info.inputs = entry.runner->session().inputs();
+  entry.info.outputs = entry.runner->session().outputs();
   entry.ready = true;
   return entry;
 }

@@ -3,6 +3,10 @@
 // the runtime implements. Prints pass/fail counts per operator. Fails when a case fails that is not listed, with
 // its reason, in onnx_node_expected_failures.txt, or when a listed case passes (so the list stays true).
 //
+// Each case also checks the runtime's shape inference: the model's declared output types and shapes are removed,
+// and the ones inferred again must agree with the reference outputs (same type, same rank, every dim inferred as
+// static equal to the reference's). A case whose output shape stays unknown is counted, not failed.
+//
 // usage: onnx_node_conformance DATA_DIR EXPECTED_FAILURES_FILE
 #include <cmath>
 #include <cstdlib>
@@ -15,6 +19,7 @@
 #include <sstream>
 #include <string>
 
+#include "onnx/onnx_pb.h"
 #include "runtime/onnx_import.h"
 #include "runtime/session.h"
 
@@ -86,6 +91,48 @@ std::string RunCase(const fs::path& dir) {
   return "";
 }
 
+struct ShapeCount {
+  int static_shape = 0, partial = 0, unknown = 0;
+};
+
+// Infers the outputs of the case's model with their declared types and shapes removed and compares them with the
+// first data set's reference outputs; "" when they agree.
+std::string CheckInferredShapes(const fs::path& dir, ShapeCount& count) {
+  auto model = ParseOnnxFile((dir / "model.onnx").string());
+  if (!model.ok()) return std::string("parse: ") + std::string(model.status().message());
+  for (auto& output : *model->mutable_graph()->mutable_output()) {
+    output.mutable_type()->mutable_tensor_type()->clear_shape();
+    output.mutable_type()->mutable_tensor_type()->set_elem_type(0);
+  }
+  auto graph = ImportOnnx(*model, dir.string());
+  if (!graph.ok()) return std::string("import: ") + std::string(graph.status().message());
+  for (std::size_t i = 0; i < graph->outputs.size(); ++i) {
+    auto want = ReadTensorProtoFile((dir / "test_data_set_0" / ("output_" + std::to_string(i) + ".pb")).string());
+    if (!want.ok()) return "";  // a case without reference data: nothing to compare
+    const Value& v = graph->values[graph->outputs[i]];
+    const std::string where = "inferred output " + std::to_string(i) + ": ";
+    if (v.type != DataType::kUndefined && v.type != want->type()) {
+      return where + "type " + DataTypeName(v.type) + " vs " + DataTypeName(want->type());
+    }
+    if (!v.shape) {
+      if (std::getenv("CONFORMANCE_VERBOSE")) std::fprintf(stderr, "unknown shape: %s\n", dir.filename().c_str());
+      ++count.unknown;
+      continue;
+    }
+    bool all_static = true, agrees = v.shape->size() == want->shape().size();
+    for (std::size_t d = 0; agrees && d < v.shape->size(); ++d) {
+      all_static = all_static && (*v.shape)[d] >= 0;
+      agrees = (*v.shape)[d] < 0 || (*v.shape)[d] == want->shape()[d];
+    }
+    if (!agrees) return where + "shape " + ShapeString(*v.shape) + " vs " + ShapeString(want->shape());
+    if (!all_static && std::getenv("CONFORMANCE_VERBOSE")) {
+      std::fprintf(stderr, "partly static shape: %s %s\n", dir.filename().c_str(), ShapeString(*v.shape).c_str());
+    }
+    ++(all_static ? count.static_shape : count.partial);
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +162,7 @@ int main(int argc, char** argv) {
   struct Count { int pass = 0, fail = 0, expected_fail = 0; };
   std::map<std::string, Count> by_op;
   int unexpected = 0, fixed = 0, skipped = 0;
+  ShapeCount shapes;
   for (const fs::path& dir : cases) {
     const std::string name = dir.filename().string();
     if (std::getenv("CONFORMANCE_VERBOSE")) std::fprintf(stderr, "case %s\n", name.c_str());
@@ -129,7 +177,8 @@ int main(int argc, char** argv) {
     } else {
       ops.insert("(load)");
     }
-    const std::string problem = RunCase(dir);
+    std::string problem = RunCase(dir);
+    if (problem.empty()) problem = CheckInferredShapes(dir, shapes);
     const bool listed = expected.count(name) > 0;
     for (const std::string& op : ops) {
       Count& c = by_op[op];
@@ -151,5 +200,7 @@ int main(int argc, char** argv) {
   for (const auto& [op, c] : by_op) { pass += c.pass; fail += c.fail; xfail += c.expected_fail; }
   std::printf("\ncases: %zu, skipped (unimplemented operators): %d, unexpected failures: %d, listed failures still "
               "failing: %zu\n", cases.size(), skipped, unexpected, expected.size() - fixed);
+  std::printf("inferred output shapes: %d static, %d partly static, %d unknown\n", shapes.static_shape, shapes.partial,
+              shapes.unknown);
   return unexpected == 0 && fixed == 0 ? 0 : 1;
 }

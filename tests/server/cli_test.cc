@@ -53,6 +53,7 @@ TEST(CommandLine, ErrorsAreOneLineAndNameTheProblem) {
   expect_error({"run", "m.onnx", "--output-dir", "d", "--precision", "fp8"}, "'fp8' is not a precision (allowed: fp32, bf16, int8)");
   expect_error({"run", "a.onnx", "b.onnx", "--output-dir", "d"}, "unexpected argument 'b.onnx'");
   expect_error({"inspect"}, "inspect needs a MODEL.onnx");
+  expect_error({"inspect", "m.onnx", "--values=yes"}, "flag '--values' takes no value");
 }
 
 TEST(CommandLine, RunAndInspect) {
@@ -69,6 +70,13 @@ TEST(CommandLine, RunAndInspect) {
   ASSERT_TRUE(inspect.ok());
   EXPECT_EQ(inspect->command, Command::kInspect);
   EXPECT_EQ(inspect->inspect.model, "m.onnx");
+  EXPECT_FALSE(inspect->inspect.values);
+  // A switch takes no value: the next argument stays the positional one.
+  auto values = ParseCommandLine({"inspect", "--values", "m.onnx"});
+  ASSERT_TRUE(values.ok()) << values.status();
+  EXPECT_TRUE(values->inspect.values);
+  EXPECT_EQ(values->inspect.model, "m.onnx");
+  EXPECT_THAT(CommandHelp("inspect"), HasSubstr("  --values  "));
 }
 
 TEST(CommandLine, HelpListsEveryFlag) {
