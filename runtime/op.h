@@ -95,5 +95,6 @@ void RegisterNhwcOps(OpRegistry& r);
 void RegisterContribOps(OpRegistry& r);
 void RegisterAttentionOps(OpRegistry& r);
 void RegisterQuantizeOps(OpRegistry& r);
+void RegisterEinsumOps(OpRegistry& r);
 
 }  // namespace coreserve::runtime

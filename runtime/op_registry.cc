@@ -45,6 +45,7 @@ const OpRegistry& OpRegistry::Builtin() {
     RegisterContribOps(*r);
     RegisterAttentionOps(*r);
     RegisterQuantizeOps(*r);
+    RegisterEinsumOps(*r);
     return r;
   }();
   return *registry;

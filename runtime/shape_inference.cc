@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/ops/einsum.h"
+
 namespace coreserve::runtime {
 namespace {
 
@@ -567,6 +569,12 @@ std::map<std::string, Rule> BuildRules() {
       out.shape = Shape{(*a)[v.Int("transA", 0) ? 1 : 0], (*b)[v.Int("transB", 0) ? 0 : 1]};
     }
     return v.One(std::move(out));
+  };
+  rules["Einsum"] = [](const NodeView& v) {
+    std::vector<std::optional<Shape>> shapes;
+    for (std::size_t i = 0; i < v.node().inputs.size(); ++i) shapes.push_back(v.shape(i));
+    const std::string equation = v.node().attributes.String("equation", "").value_or("");
+    return v.One(Info{v.type(0), EinsumShape(equation, shapes), std::nullopt});
   };
   rules["Conv"] = [](const NodeView& v) { return WindowRule(v, true); };
   rules["MaxPool"] = rules["AveragePool"] = [](const NodeView& v) { return WindowRule(v, false); };

@@ -113,3 +113,54 @@ def test_inspect(models_dir, tmp_path):
     assert "supported: no (unsupported operators: Det (1 node), Hardmax (2 nodes))" in r.stdout
     r = run_coreserve(tmp_path / "bad.onnx", {"x": np.zeros((2, 2), np.float32)}, tmp_path)
     assert r.returncode == 1 and "unsupported operators: Det (1 node), Hardmax (2 nodes)" in r.stderr
+
+
+EINSUM_CASES = [
+    # (equation, operand shapes): attention as exporters write it, batched and plain products, transposes,
+    # diagonals, sums, "..." broadcasting, implicit outputs, upper-case labels and three operands.
+    ("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)]),
+    ("bhqk,bhkd->bhqd", [(2, 3, 5, 7), (2, 3, 7, 8)]),
+    ("bij,bjk->bik", [(4, 33, 17), (4, 17, 40)]),
+    ("ij,jk", [(6, 5), (5, 4)]),
+    ("ij->ji", [(7, 3)]),
+    ("bii->bi", [(3, 4, 4)]),
+    ("ii", [(5, 5)]),
+    ("abc->", [(2, 3, 4)]),
+    ("abc->ca", [(2, 3, 4)]),
+    ("i,i->", [(9,), (9,)]),
+    ("i,j->ij", [(4,), (6,)]),
+    ("...ij,...jk->...ik", [(3, 1, 4, 5), (1, 2, 5, 6)]),
+    ("b...,b->...", [(3, 2, 4), (3,)]),
+    ("Ij,jK->KI", [(3, 4), (4, 5)]),
+    ("bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]),
+    ("bid,bjd->bij", [(1, 1, 1), (1, 1, 1)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+def test_einsum_matches_ort(tmp_path, equation, shapes):
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    out_rank = np.einsum(equation, *[np.zeros(s) for s in shapes]).ndim  # onnx 1.12's checker wants a rank
+    graph = helper.make_graph([node], "einsum",
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(names, shapes)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["d"] * out_rank)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "einsum.onnx"
+    onnx.save(model, str(path))
+    rng = np.random.default_rng(len(equation))
+    assert_matches_ort(path, {n: rng.standard_normal(s).astype(np.float32) for n, s in zip(names, shapes)}, tmp_path)
+
+
+def test_einsum_bad_equation_fails_at_load(tmp_path):
+    node = helper.make_node("Einsum", ["x"], ["y"], equation="ij->k")
+    graph = helper.make_graph([node], "einsum", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["d"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "einsum.onnx"
+    onnx.save(model, str(path))
+    r = run_coreserve(path, {"x": np.zeros((2, 3), np.float32)}, tmp_path)
+    assert r.returncode != 0
+    assert "Einsum" in r.stderr and "output label" in r.stderr, r.stderr
