@@ -58,7 +58,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
         if (!b.IsMap()) return KeyError(source, key, absl::StrCat("expected a mapping, got ", Describe(b)));
         RETURN_IF_ERROR(CheckKeys(b, source, key,
                                   {"preferred_batch_sizes", "max_queue_delay_us", "default_timeout_us",
-                                   "priority_levels", "default_priority_level"}));
+                                   "priority_levels", "default_priority_level", "pad_sequences"}));
         if (const YAML::Node p = b["preferred_batch_sizes"]) {
           if (!p.IsSequence()) {
             return KeyError(source, key + ".preferred_batch_sizes", absl::StrCat("expected a list, got ", Describe(p)));
@@ -80,6 +80,9 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
         }
         if (b["priority_levels"]) {
           ASSIGN_OR_RETURN(config.priority_levels, ReadInt(b["priority_levels"], source, key + ".priority_levels", 0, 1000));
+        }
+        if (b["pad_sequences"]) {
+          ASSIGN_OR_RETURN(config.pad_sequences, ReadBool(b["pad_sequences"], source, key + ".pad_sequences"));
         }
         if (b["default_priority_level"]) {
           ASSIGN_OR_RETURN(config.default_priority_level,

@@ -33,6 +33,9 @@ struct ModelConfig {
   int64_t default_timeout_us = 0;      // a request's deadline when it gives none; 0: none
   int64_t priority_levels = 0;         // > 0: requests may ask for priority 1 (first) .. priority_levels
   int64_t default_priority_level = 0;  // the level of a request that asks none; 0: the middle level
+  // Requests of different sequence lengths batch together, padded to the longest, when the model has an
+  // `attention_mask` input (ModelRunner checks at load which inputs and outputs follow the sequence).
+  bool pad_sequences = true;
 };
 
 absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name);

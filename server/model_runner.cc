@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/status_macros.h"
+#include "server/log.h"
 #include "server/offline_commands.h"
 
 namespace coreserve {
@@ -24,6 +25,49 @@ int IndexOf(const std::vector<runtime::TensorInfo>& tensors, const std::string& 
   return -1;
 }
 
+// A tensor of `shape` whose every element is `value` (0 or 1), in `type`.
+runtime::Tensor Filled(runtime::DataType type, const runtime::Shape& shape, int value) {
+  runtime::Tensor t = runtime::Tensor::Allocate(type, shape);
+  std::memset(t.raw(), 0, t.bytes());
+  for (int64_t i = 0; value != 0 && i < t.elements(); ++i) {
+    switch (type) {
+      case runtime::DataType::kInt64: t.data<int64_t>()[i] = value; break;
+      case runtime::DataType::kInt32: t.data<int32_t>()[i] = value; break;
+      case runtime::DataType::kFloat32: t.data<float>()[i] = static_cast<float>(value); break;
+      case runtime::DataType::kBool: t.data<bool>()[i] = true; break;
+      default: break;
+    }
+  }
+  return t;
+}
+
+// Whether each row of a (rows x positions) attention mask has a position it does not mask.
+bool EveryRowAttends(const runtime::Tensor& mask) {
+  if (mask.rank() != 2) return false;
+  for (int64_t r = 0; r < mask.dim(0); ++r) {
+    bool any = false;
+    for (int64_t p = 0; p < mask.dim(1) && !any; ++p) {
+      const int64_t i = r * mask.dim(1) + p;
+      switch (mask.type()) {
+        case runtime::DataType::kInt64: any = mask.data<int64_t>()[i] != 0; break;
+        case runtime::DataType::kInt32: any = mask.data<int32_t>()[i] != 0; break;
+        case runtime::DataType::kFloat32: any = mask.data<float>()[i] != 0.0f; break;
+        case runtime::DataType::kBool: any = mask.data<bool>()[i]; break;
+        default: return false;
+      }
+    }
+    if (!any) return false;
+  }
+  return true;
+}
+
+// Bytes of one position along dim 1 of `t` (the product of the dims after it, times the element size).
+std::size_t PositionBytes(const runtime::Tensor& t) {
+  std::size_t bytes = runtime::DataTypeSize(t.type());
+  for (int64_t d = 2; d < t.rank(); ++d) bytes *= static_cast<std::size_t>(t.dim(d));
+  return bytes;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& name, const std::string& path,
@@ -40,9 +84,71 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
     runner->policy_.max_batch_size = config.max_batch_size;
     runner->policy_.preferred_batch_sizes = config.preferred_batch_sizes;
     runner->policy_.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
+    if (config.pad_sequences) runner->DetectSequencePadding();
   }
   runner->thread_ = std::thread([r = runner.get()] { r->Loop(); });
   return runner;
+}
+
+void ModelRunner::DetectSequencePadding() {
+  const std::vector<runtime::TensorInfo>& inputs = session_->inputs();
+  const std::vector<runtime::TensorInfo>& outputs = session_->outputs();
+  std::vector<bool> padded(inputs.size(), false);
+  int mask = -1;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    padded[i] = inputs[i].shape.size() >= 2 && inputs[i].shape[1] < 0;
+    if (inputs[i].name == "attention_mask" && padded[i] && inputs[i].shape.size() == 2) mask = static_cast<int>(i);
+  }
+  if (mask < 0) return;
+  // Which outputs follow the sequence: run one row at lengths 1 and 2 (zeros; the mask all ones).
+  std::vector<std::vector<runtime::Tensor>> probes;
+  for (int64_t length : {1, 2}) {
+    std::vector<runtime::Tensor> feeds;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      runtime::Shape shape = inputs[i].shape;
+      for (std::size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] >= 0) continue;
+        if (d > 1 || (d == 1 && !padded[i])) {
+          LOG_INFO("model ", name_, ": no sequence padding (input '", inputs[i].name, "' has another dynamic dim)");
+          return;
+        }
+        shape[d] = d == 0 ? 1 : length;
+      }
+      feeds.push_back(Filled(inputs[i].type, shape, static_cast<int>(i) == mask ? 1 : 0));
+    }
+    auto result = session_->Run(feeds, pool_.get());
+    if (!result.ok()) {
+      LOG_WARNING("model ", name_, ": no sequence padding (a run at sequence length ", length,
+                  " failed: ", result.status().message(), ")");
+      return;
+    }
+    probes.push_back(*std::move(result));
+  }
+  std::vector<bool> sequence(outputs.size(), false);
+  std::vector<std::string> cut;
+  for (std::size_t o = 0; o < outputs.size(); ++o) {
+    const runtime::Shape& a = probes[0][o].shape();
+    const runtime::Shape& b = probes[1][o].shape();
+    bool follows = a.size() == b.size() && a.size() >= 2 && a[1] == 1 && b[1] == 2;
+    for (std::size_t d = 0; d < a.size() && d < b.size(); ++d) {
+      if (a.size() != b.size() || (a[d] != b[d] && !(d == 1 && follows))) {
+        LOG_INFO("model ", name_, ": no sequence padding (output '", outputs[o].name, "' is ",
+                 runtime::ShapeString(a), " at length 1 and ", runtime::ShapeString(b), " at length 2)");
+        return;
+      }
+    }
+    sequence[o] = follows && a != b;
+    if (sequence[o]) cut.push_back(outputs[o].name);
+  }
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (padded[i]) names.push_back(inputs[i].name);
+  }
+  LOG_INFO("model ", name_, ": batches pad ", absl::StrJoin(names, ", "), " to the longest sequence; outputs cut back: ",
+           cut.empty() ? "none" : absl::StrJoin(cut, ", "));
+  padded_inputs_ = std::move(padded);
+  sequence_outputs_ = std::move(sequence);
+  mask_input_ = mask;
 }
 
 ModelRunner::~ModelRunner() {
@@ -105,13 +211,32 @@ absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) cons
   const int64_t timeout_us = request.timeout_us > 0 ? request.timeout_us : config_.default_timeout_us;
   if (timeout_us > 0) q.deadline = q.arrival + std::chrono::microseconds(timeout_us);
   if (request.deadline) q.deadline = q.deadline ? std::min(*q.deadline, *request.deadline) : *request.deadline;
-  // Requests batch together when every input agrees beyond the first dimension and all inputs share that
-  // first dimension (the batch); anything else gets a key of its own and runs alone.
+  // Requests batch together when every input agrees beyond the first dimension (or, for a model that pads
+  // sequences, beyond it and the padded inputs' common length) and all inputs share that first dimension (the
+  // batch); anything else gets a key of its own and runs alone.
   bool batchable = !job.inputs.empty() && job.inputs[0].rank() > 0;
-  for (const runtime::Tensor& t : job.inputs) {
+  bool paddable = !padded_inputs_.empty();
+  for (std::size_t i = 0; paddable && i < job.inputs.size(); ++i) {
+    if (!padded_inputs_[i]) continue;
+    const runtime::Tensor& t = job.inputs[i];
+    paddable = t.rank() >= 2 && (job.sequence < 0 || t.dim(1) == job.sequence);
+    if (paddable) job.sequence = t.dim(1);
+  }
+  // A row whose mask hides every position would attend to the padding too (a softmax over masked scores only is
+  // uniform over all of them): such a request keeps its own length.
+  if (paddable && !EveryRowAttends(job.inputs[mask_input_])) paddable = false;
+  if (!paddable) job.sequence = -1;
+  for (std::size_t i = 0; i < job.inputs.size(); ++i) {
+    const runtime::Tensor& t = job.inputs[i];
     batchable = batchable && t.rank() > 0 && t.dim(0) == job.inputs[0].dim(0);
     absl::StrAppend(&q.shape_key, static_cast<int>(t.type()), ":");
-    for (int64_t d = 1; d < t.rank(); ++d) absl::StrAppend(&q.shape_key, t.dim(d), ",");
+    for (int64_t d = 1; d < t.rank(); ++d) {
+      if (d == 1 && paddable && padded_inputs_[i]) {
+        absl::StrAppend(&q.shape_key, "*,");
+      } else {
+        absl::StrAppend(&q.shape_key, t.dim(d), ",");
+      }
+    }
     absl::StrAppend(&q.shape_key, "r", t.rank(), ";");
   }
   q.batch = batchable ? job.inputs[0].dim(0) : 1;
@@ -218,24 +343,15 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
   if (live.empty()) return;
   int64_t total = 0;
   for (const Job& job : live) total += job.queued.batch;  // rows (1 for a request that cannot batch)
+  // Padded requests run at the longest one's length (-1: nothing is padded).
+  int64_t sequence = -1;
+  for (const Job& job : live) sequence = std::max(sequence, job.sequence);
+  if (live.size() == 1) sequence = -1;
   absl::StatusOr<std::vector<runtime::Tensor>> outputs;
   if (live.size() == 1) {
     outputs = session_->Run(live[0].inputs, pool_.get());
   } else {
-    // A batch: every input concatenated on the first dimension, in the jobs' order.
-    std::vector<runtime::Tensor> inputs;
-    for (std::size_t i = 0; i < live[0].inputs.size(); ++i) {
-      runtime::Shape shape = live[0].inputs[i].shape();
-      shape[0] = total;
-      runtime::Tensor t = runtime::Tensor::Allocate(live[0].inputs[i].type(), shape);
-      char* dst = static_cast<char*>(t.raw());
-      for (const Job& job : live) {
-        std::memcpy(dst, job.inputs[i].raw(), job.inputs[i].bytes());
-        dst += job.inputs[i].bytes();
-      }
-      inputs.push_back(std::move(t));
-    }
-    outputs = session_->Run(inputs, pool_.get());
+    outputs = session_->Run(BatchInputs(live, total, sequence), pool_.get());
     for (std::size_t o = 0; outputs.ok() && o < outputs->size(); ++o) {
       const runtime::Tensor& t = (*outputs)[o];
       if (t.rank() == 0 || t.dim(0) != total) {
@@ -243,6 +359,11 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
             "model '", name_, "': output '", session_->outputs()[o].name, "' has shape ",
             runtime::ShapeString(t.shape()), ", not a first dimension of ", total, " for a batch of ", total,
             " rows; this model cannot be batched (drop dynamic_batching)"));
+      } else if (sequence >= 0 && sequence_outputs_[o] && (t.rank() < 2 || t.dim(1) != sequence)) {
+        outputs = absl::InternalError(absl::StrCat(
+            "model '", name_, "': output '", session_->outputs()[o].name, "' has shape ",
+            runtime::ShapeString(t.shape()), " for inputs padded to ", sequence,
+            "; it does not follow the sequence as at load (set dynamic_batching.pad_sequences: false)"));
       }
     }
   }
@@ -262,12 +383,65 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
     NamedTensors result;
     for (int o : job.outputs) {
       const runtime::Tensor& t = (*outputs)[o];
-      result.emplace_back(session_->outputs()[o].name, live.size() == 1 ? t : t.Rows(row, row + rows));
+      if (live.size() == 1) {
+        result.emplace_back(session_->outputs()[o].name, t);
+      } else if (sequence >= 0 && sequence_outputs_[o] && job.sequence != sequence) {
+        // The request's rows, cut back to its own length along the sequence.
+        runtime::Shape shape = t.shape();
+        shape[0] = rows;
+        shape[1] = job.sequence;
+        runtime::Tensor own = runtime::Tensor::Allocate(t.type(), shape);
+        const std::size_t position = PositionBytes(t);
+        for (int64_t r = 0; r < rows; ++r) {
+          std::memcpy(static_cast<char*>(own.raw()) + r * job.sequence * position,
+                      static_cast<const char*>(t.raw()) + (row + r) * sequence * position, job.sequence * position);
+        }
+        result.emplace_back(session_->outputs()[o].name, std::move(own));
+      } else {
+        result.emplace_back(session_->outputs()[o].name, t.Rows(row, row + rows));
+      }
     }
     row += rows;
     stats_.Success(dispatched - job.queued.arrival, BatchClock::now() - job.queued.arrival);
     job.done(std::move(result));
   }
+}
+
+}  // namespace coreserve
+
+namespace coreserve {
+
+std::vector<runtime::Tensor> ModelRunner::BatchInputs(const std::vector<Job>& jobs, int64_t rows,
+                                                      int64_t sequence) const {
+  std::vector<runtime::Tensor> inputs;
+  for (std::size_t i = 0; i < jobs[0].inputs.size(); ++i) {
+    const bool pad = sequence >= 0 && padded_inputs_[i];
+    runtime::Shape shape = jobs[0].inputs[i].shape();
+    shape[0] = rows;
+    if (pad) shape[1] = sequence;
+    runtime::Tensor t = runtime::Tensor::Allocate(jobs[0].inputs[i].type(), shape);
+    char* dst = static_cast<char*>(t.raw());
+    if (!pad) {
+      for (const Job& job : jobs) {
+        std::memcpy(dst, job.inputs[i].raw(), job.inputs[i].bytes());
+        dst += job.inputs[i].bytes();
+      }
+    } else {
+      // Each row: the request's positions, then zeros (an attention mask of 0 hides them) up to `sequence`.
+      std::memset(dst, 0, t.bytes());
+      const std::size_t position = PositionBytes(t);
+      for (const Job& job : jobs) {
+        const runtime::Tensor& in = job.inputs[i];
+        for (int64_t r = 0; r < in.dim(0); ++r) {
+          std::memcpy(dst + r * sequence * position, static_cast<const char*>(in.raw()) + r * in.dim(1) * position,
+                      in.dim(1) * position);
+        }
+        dst += in.dim(0) * sequence * position;
+      }
+    }
+    inputs.push_back(std::move(t));
+  }
+  return inputs;
 }
 
 }  // namespace coreserve

@@ -1,7 +1,7 @@
 // One loaded model version and the thread that runs it: the Session, its intra-op ThreadPool (`threads` cores)
 // and a bounded queue of requests. Without dynamic batching requests run one at a time, by priority then
 // arrival; with it, the batcher (server/batch_policy.h) concatenates compatible requests on their first
-// dimension, runs them as one, and splits the outputs back.
+// dimension (padding a transformer's sequences to the longest), runs them as one, and splits the outputs back.
 //
 // The front ends never compute: they convert a request into runtime tensors, Submit it and return; the result
 // comes back through the callback on the runner's thread.
@@ -64,6 +64,7 @@ class ModelRunner {
   struct Job {
     std::vector<runtime::Tensor> inputs;  // in the session's input order
     std::vector<int> outputs;             // indices into the session's outputs
+    int64_t sequence = -1;                // its length along the padded inputs' dim 1, when it may be padded
     InferCallback done;
     std::function<bool()> cancelled;
     QueuedRequest queued;  // what the batch policy sees
@@ -73,12 +74,20 @@ class ModelRunner {
   void Loop();
   // Runs `jobs` (one, or a batch of compatible ones) and answers each.
   void Execute(std::vector<Job> jobs);
+  // Which inputs pad along dim 1 and which outputs follow the sequence (see ModelConfig::pad_sequences): none
+  // when the model has no attention mask or its outputs do not behave so at sequence lengths 1 and 2.
+  void DetectSequencePadding();
+  // The batch's inputs: each concatenated on dim 0, padded inputs first padded with zeros to `sequence`.
+  std::vector<runtime::Tensor> BatchInputs(const std::vector<Job>& jobs, int64_t rows, int64_t sequence) const;
 
   std::string name_;
   ModelConfig config_;
   std::unique_ptr<runtime::Session> session_;
   std::unique_ptr<runtime::ThreadPool> pool_;
   BatchPolicy policy_;
+  std::vector<bool> padded_inputs_;     // per session input: padded along dim 1 in a batch
+  int mask_input_ = -1;                 // the attention_mask input, when padded_inputs_ is set
+  std::vector<bool> sequence_outputs_;  // per session output: dim 1 is the sequence, cut back per request
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::vector<Job> queue_;  // in arrival order

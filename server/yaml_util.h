@@ -57,4 +57,13 @@ inline absl::StatusOr<int64_t> ReadInt(const YAML::Node& node, const std::string
   return value;
 }
 
+// true or false (YAML's spellings of a boolean).
+inline absl::StatusOr<bool> ReadBool(const YAML::Node& node, const std::string& source, const std::string& key) {
+  bool value = false;
+  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
+    return KeyError(source, key, absl::StrCat("expected true or false, got ", Describe(node)));
+  }
+  return value;
+}
+
 }  // namespace coreserve

@@ -277,6 +277,28 @@ def test_dynamic_batching_keeps_every_clients_outputs(models_dir, tmp_path):
         assert s.stop() == 0, s.log()
 
 
+def test_dynamic_batching_pads_sequences_of_different_lengths(models_dir, tmp_path):
+    """Concurrent clients of a batching transformer with sentences of different lengths: the batcher pads them to
+    the longest and each client gets ONNX Runtime's outputs for its own sentence, in fewer executions."""
+    s = serve_copies(models_dir, tmp_path, {"bert_tiny": (
+        "bert_tiny", "max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_us: 200000\n  preferred_batch_sizes: [8]\n")})
+    try:
+        path = models_dir / "bert_tiny" / "1" / "model.onnx"
+        lengths = [3, 7, 12, 5, 12, 9, 1, 16]
+        feeds = [bert_feeds(1, seq, seed=seq + i) for i, seq in enumerate(lengths)]
+        want = [reference(path, f)[0] for f in feeds]
+        http = thttp.InferenceServerClient(s.http, concurrency=len(feeds))
+        pending = [http.async_infer("bert_tiny", http_inputs(f)) for f in feeds]
+        for p, w in zip(pending, want):
+            assert_close(p.get_result().as_numpy("logits"), w)
+        m = {"model": "bert_tiny", "version": "1"}
+        assert value(scrape(s), "coreserve_inference_count_total", **m) == len(feeds)
+        assert value(scrape(s), "coreserve_execution_count_total", **m) < len(feeds)
+        assert "batches pad input_ids, attention_mask, token_type_ids to the longest sequence" in s.log()
+    finally:
+        assert s.stop() == 0, s.log()
+
+
 def test_dynamic_batching_config_errors(models_dir, tmp_path):
     s = serve_copies(models_dir, tmp_path, {"m": ("resnet_tiny", "dynamic_batching: {max_queue_delay_us: 100}\n")})
     try:

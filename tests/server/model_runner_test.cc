@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <cmath>
 #include <future>
 
 #include "tests/onnx_builder.h"
@@ -111,8 +112,8 @@ TEST(ModelRunner, DestructionAnswersQueuedRequests) {
 struct Hold {
   std::promise<void> running, release;
   std::shared_future<void> released = release.get_future().share();
-  explicit Hold(ModelRunner& runner) {
-    runner.Submit(Ones(0), [this](absl::StatusOr<NamedTensors>) {
+  explicit Hold(ModelRunner& runner, InferRequest request = Ones(0)) {
+    runner.Submit(std::move(request), [this](absl::StatusOr<NamedTensors>) {
       running.set_value();
       released.wait();
     });
@@ -154,6 +155,84 @@ TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
   EXPECT_EQ(stats.batch_rows.count, 2);
   EXPECT_EQ(stats.success.count, 5);
   EXPECT_EQ(stats.queue.count, 5);
+}
+
+// A transformer's request: `rows` x `length` token ids (seeded), an attention mask with row r's last r positions
+// masked (the client's own padding), and token types when the model takes them.
+InferRequest TextRequest(const ModelRunner& runner, int64_t rows, int64_t length, uint32_t seed) {
+  InferRequest r;
+  uint32_t state = seed * 2654435761u + 1;
+  for (const runtime::TensorInfo& info : runner.session().inputs()) {
+    runtime::Tensor t = runtime::Tensor::Allocate(runtime::DataType::kInt64, {rows, length});
+    for (int64_t row = 0; row < rows; ++row) {
+      for (int64_t p = 0; p < length; ++p) {
+        int64_t& v = t.data<int64_t>()[row * length + p];
+        state = state * 1664525u + 1013904223u;
+        if (info.name == "input_ids") v = state % 1000;
+        if (info.name == "attention_mask") v = p < std::max<int64_t>(1, length - row);
+        if (info.name == "token_type_ids") v = p >= length / 2;
+      }
+    }
+    r.inputs.emplace_back(info.name, std::move(t));
+  }
+  return r;
+}
+
+// Requests of different sequence lengths queued behind a held one run as one batch padded to the longest, and
+// each gets (within rounding) what it gets alone, cut back to its own length where an output follows the
+// sequence (GPT-2's logits); with pad_sequences off, only equal lengths share a batch.
+TEST(ModelRunner, SequencesOfDifferentLengthsBatchPaddedAndMatchTheirUnbatchedOutputs) {
+  struct Shape2 { int64_t rows, length; };
+  const std::vector<Shape2> requests = {{1, 5}, {2, 9}, {1, 3}, {1, 9}};
+  for (const char* name : {"bert_ts_opset17", "gpt2_ts_opset17"}) {
+    for (bool pad : {true, false}) {
+      SCOPED_TRACE(std::string(name) + (pad ? " padded" : " unpadded"));
+      ModelConfig config;
+      config.threads = 1;
+      config.max_batch_size = 8;
+      config.dynamic_batching = true;
+      config.pad_sequences = pad;
+      auto loaded = ModelRunner::Load(name, std::string(CORESERVE_FIXTURES_DIR) + "/" + name + ".onnx", config);
+      ASSERT_TRUE(loaded.ok()) << loaded.status();
+      ModelRunner& runner = **loaded;
+      Hold hold(runner, TextRequest(runner, 1, 4, 99));
+      std::vector<std::promise<absl::StatusOr<NamedTensors>>> results(requests.size());
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        runner.Submit(TextRequest(runner, requests[i].rows, requests[i].length, static_cast<uint32_t>(i)),
+                      [&results, i](absl::StatusOr<NamedTensors> out) { results[i].set_value(std::move(out)); });
+      }
+      hold.Release();
+      runtime::ThreadPool pool(1);
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        absl::StatusOr<NamedTensors> got = results[i].get_future().get();
+        ASSERT_TRUE(got.ok()) << got.status();
+        std::vector<runtime::Tensor> alone_inputs;
+        for (auto& [input, tensor] : TextRequest(runner, requests[i].rows, requests[i].length, static_cast<uint32_t>(i)).inputs) {
+          alone_inputs.push_back(tensor);
+        }
+        auto alone = runner.session().Run(alone_inputs, &pool);
+        ASSERT_TRUE(alone.ok()) << alone.status();
+        ASSERT_EQ(got->size(), alone->size());
+        for (std::size_t o = 0; o < alone->size(); ++o) {
+          const runtime::Tensor& a = (*alone)[o];
+          const runtime::Tensor& b = (*got)[o].second;
+          ASSERT_EQ(a.shape(), b.shape()) << "request " << i;
+          for (int64_t e = 0; e < a.elements(); ++e) {
+            const float x = a.data<float>()[e], y = b.data<float>()[e];
+            ASSERT_LE(std::fabs(x - y), 1e-5f * std::max(1.0f, std::fabs(x))) << "request " << i << " element " << e;
+          }
+        }
+      }
+      const RunnerStats stats = runner.stats();
+      if (pad) {
+        EXPECT_EQ(stats.execution_count, 2);  // the held request, then the four as one batch of 5 rows
+        EXPECT_EQ(stats.batches.at(5).count, 1);
+      } else {
+        EXPECT_EQ(stats.execution_count, 4);  // held; length 5; the two of length 9 (3 rows); length 3
+        EXPECT_EQ(stats.batches.at(3).count, 1);
+      }
+    }
+  }
 }
 
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
