@@ -26,6 +26,8 @@ test_packages=(
   libonnx-testdata
   # the Python venv for end-to-end tests and model generation; curl for the README's try-it line
   python3 python3-venv curl ca-certificates
+  # promtool, which checks the /metrics exposition (the package also ships a Prometheus server, never started)
+  prometheus
 )
 # On x86-64 the arm64 (Graviton) kernels are cross-built and their tests run under qemu-user, and oneDNN is the
 # anchor bench_gemm_onednn measures the GEMM kernels against (`make bench-kernels`; only that benchmark links it,

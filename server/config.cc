@@ -59,7 +59,7 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
     RETURN_IF_ERROR(CheckKeys(root, source, "",
                               {"http", "grpc", "metrics", "model_repository", "log_level",
                                "shutdown_grace_seconds", "model_defaults", "model_control", "model_poll_seconds",
-                               "max_request_bytes"}));
+                               "max_request_bytes", "hourly_price"}));
     if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http)); }
     if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc)); }
     if (root["metrics"]) {
@@ -117,6 +117,14 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
                         absl::StrCat("expected a number of seconds from 0.1 to 86400, got ", Describe(poll)));
       }
       config.model_poll_seconds = seconds;
+    }
+    if (const YAML::Node price = root["hourly_price"]) {
+      double value = -1;
+      if (!price.IsScalar() || !YAML::convert<double>::decode(price, value) || !(value >= 0) || value > 1e6) {
+        return KeyError(source, "hourly_price", absl::StrCat("expected a price per hour from 0 to 1000000, got ",
+                                                             Describe(price)));
+      }
+      config.hourly_price = value;
     }
     if (const YAML::Node defaults = root["model_defaults"]) {
       ASSIGN_OR_RETURN(config.model_defaults, ReadModelConfig(defaults, source, "model_defaults", config.model_defaults));

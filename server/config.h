@@ -39,6 +39,9 @@ struct ServerConfig {
   int64_t max_request_bytes = int64_t{512} << 20;
   ModelControlMode model_control = ModelControlMode::kNone;
   double model_poll_seconds = 10.0;  // with model_control: poll, the period of the repository scan
+  // What this host (or the container's share of it) costs per hour, in any currency; > 0 exports each model's
+  // cost per million inferences.
+  double hourly_price = 0;
 };
 
 // Reads and validates the YAML file at `path`.

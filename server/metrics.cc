@@ -13,6 +13,7 @@
 #include "kernels/vadd/f32_vadd.h"
 #include "prometheus/gauge.h"
 #include "prometheus/text_serializer.h"
+#include "server/offline_commands.h"
 #include "server/process_stats.h"
 #include "server/version.h"
 
@@ -57,7 +58,7 @@ ClientMetric HistogramMetric(const Histogram<N>& h, std::vector<ClientMetric::La
 // Figures computed at scrape time: process resources and readiness.
 class StateCollector : public prometheus::Collectable {
  public:
-  explicit StateCollector(const ServerState* state) : state_(state) {}
+  StateCollector(const ServerState* state, double hourly_price) : state_(state), hourly_price_(hourly_price) {}
 
   std::vector<MetricFamily> Collect() const override {
     const ProcessStats p = ReadProcessStats();
@@ -100,6 +101,16 @@ class StateCollector : public prometheus::Collectable {
                                    MetricType::Counter);
     MetricFamily pending = Family("coreserve_pending_requests", "Requests waiting in the model's queue.",
                                   MetricType::Gauge);
+    MetricFamily in_flight = Family("coreserve_inflight_requests", "Requests the model version is computing now.",
+                                    MetricType::Gauge);
+    MetricFamily load_seconds = Family("coreserve_model_load_duration_seconds",
+                                       "Time to read, optimize and start the served model version, in seconds.",
+                                       MetricType::Gauge);
+    MetricFamily cost = Family("coreserve_cost_per_million_inferences",
+                               "hourly_price times the model's share of the host's cores times its compute "
+                               "seconds per inference so far, per million inferences: the cost at full load.",
+                               MetricType::Gauge);
+    const int host_cpus = AvailableCpus();
     MetricFamily request_seconds = Family("coreserve_request_duration_seconds",
                                           "Time from a request's arrival at the model to its answer, successful "
                                           "requests.", MetricType::Histogram);
@@ -129,21 +140,30 @@ class StateCollector : public prometheus::Collectable {
           failures.metric.push_back(std::move(f));
         }
         pending.metric.push_back(Gauge(static_cast<double>(e.runner->pending()), labels));
+        in_flight.metric.push_back(Gauge(static_cast<double>(e.runner->in_flight()), labels));
+        load_seconds.metric.push_back(Gauge(e.load_seconds, labels));
+        if (hourly_price_ > 0 && stats.inference_count > 0) {
+          const double share = std::min(1.0, static_cast<double>(e.runner->threads()) / host_cpus);
+          const double seconds_per_inference = stats.compute_seconds.sum / static_cast<double>(stats.inference_count);
+          cost.metric.push_back(Gauge(hourly_price_ / 3600.0 * share * seconds_per_inference * 1e6, labels));
+        }
         request_seconds.metric.push_back(HistogramMetric(stats.request_seconds, labels));
         queue_seconds.metric.push_back(HistogramMetric(stats.queue_seconds, labels));
         compute_seconds.metric.push_back(HistogramMetric(stats.compute_seconds, labels));
         batch_rows.metric.push_back(HistogramMetric(stats.batch_rows, labels));
       }
     }
-    for (MetricFamily* f : {&models, &inferences, &executions, &failures, &pending, &request_seconds, &queue_seconds,
-                            &compute_seconds, &batch_rows}) {
+    for (MetricFamily* f : {&models, &inferences, &executions, &failures, &pending, &in_flight, &load_seconds,
+                            &request_seconds, &queue_seconds, &compute_seconds, &batch_rows}) {
       out.push_back(std::move(*f));
     }
+    if (hourly_price_ > 0) out.push_back(std::move(cost));
     return out;
   }
 
  private:
   const ServerState* state_;
+  double hourly_price_;
 };
 
 }  // namespace
@@ -158,7 +178,7 @@ std::vector<std::pair<std::string, std::string>> ChosenKernels() {
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const ListenerConfig& listener,
-                                                                     const ServerState* state) {
+                                                                     const ServerState* state, double hourly_price) {
   auto server = std::unique_ptr<MetricsServer>(new MetricsServer());
   server->registry_ = std::make_shared<prometheus::Registry>();
 
@@ -180,7 +200,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Listen
     kernel_info.Add({{"family", family}, {"kernel", kernel}, {"cpu_features", features}}).Set(1);
   }
 
-  server->state_collector_ = std::make_unique<StateCollector>(state);
+  server->state_collector_ = std::make_unique<StateCollector>(state, hourly_price);
 
   auto http = std::make_unique<httplib::Server>();
   const MetricsServer* self = server.get();

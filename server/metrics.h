@@ -27,8 +27,9 @@ std::vector<std::pair<std::string, std::string>> ChosenKernels();
 class MetricsServer {
  public:
   // Binds the listener. `state` must outlive the MetricsServer. Unavailable when the address cannot be bound.
+  // `hourly_price` > 0 exports coreserve_cost_per_million_inferences (see docs/CONFIG.md).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const ListenerConfig& listener,
-                                                              const ServerState* state);
+                                                              const ServerState* state, double hourly_price = 0);
   ~MetricsServer();
 
   int port() const { return listener_->port(); }

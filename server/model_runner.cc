@@ -341,6 +341,7 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
     }
   }
   if (live.empty()) return;
+  in_flight_ = static_cast<int64_t>(live.size());
   int64_t total = 0;
   for (const Job& job : live) total += job.queued.batch;  // rows (1 for a request that cannot batch)
   // Padded requests run at the longest one's length (-1: nothing is padded).
@@ -405,6 +406,7 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
     stats_.Success(dispatched - job.queued.arrival, BatchClock::now() - job.queued.arrival);
     job.done(std::move(result));
   }
+  in_flight_ = 0;
 }
 
 }  // namespace coreserve

@@ -54,6 +54,8 @@ class ModelRunner {
   RunnerStats stats() const { return stats_.Snapshot(); }
   // Requests waiting in the queue now.
   int64_t pending() const;
+  // Requests being computed now (the requests of the batch that runs).
+  int64_t in_flight() const { return in_flight_.load(); }
 
   // Checks the request against the model's inputs and outputs and the config's batch limit, then queues it.
   // `done` is called exactly once: at once (on this thread) with InvalidArgument for a bad request or
@@ -93,7 +95,8 @@ class ModelRunner {
   std::vector<Job> queue_;  // in arrival order
   bool stopping_ = false;
   bool running_ = false;  // a request is between being taken from the queue and its callback returning
-  mutable std::atomic<uint64_t> next_solo_{0};  // numbers the shape keys of requests that cannot batch
+  mutable std::atomic<uint64_t> next_solo_{0};
+  std::atomic<int64_t> in_flight_{0};  // numbers the shape keys of requests that cannot batch
   RunnerStatsRecorder stats_;
   std::thread thread_;
 };

@@ -1,6 +1,7 @@
 #include "server/repository.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <filesystem>
 #include <map>
@@ -77,7 +78,9 @@ ModelEntry ModelRepository::LoadEntry(const std::string& dir_name, const ModelCo
     return entry;
   }
   entry.config = *config;
+  const auto load_start = std::chrono::steady_clock::now();
   auto runner = ModelRunner::Load(entry.name, entry.path, entry.config);
+  entry.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   if (!runner.ok()) {
     entry.error = std::string(runner.status().message());
     return entry;

@@ -31,6 +31,7 @@ struct ModelEntry {
   runtime::ModelInfo info;             // valid when ready
   ModelConfig config;                  // <model>/config.yaml over the server's model_defaults
   std::shared_ptr<ModelRunner> runner;  // set when ready
+  double load_seconds = 0;             // time to read, optimize and start the served version
 };
 
 class ModelRepository {

@@ -16,7 +16,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   for (const auto& [family, kernel] : ChosenKernels()) absl::StrAppend(&chosen, chosen.empty() ? "" : " ", family, "=", kernel);
   LOG_INFO("cpu features: ", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures()), "; kernels: ", chosen);
 
-  ASSIGN_OR_RETURN(server->metrics_, MetricsServer::Start(config.metrics, server->state_.get()));
+  ASSIGN_OR_RETURN(server->metrics_, MetricsServer::Start(config.metrics, server->state_.get(), config.hourly_price));
   server->control_ = std::make_unique<ModelControl>(server->state_.get(), config);
   ASSIGN_OR_RETURN(server->http_, HttpFrontend::Start(config.http, config.max_request_bytes, server->state_.get(),
                                                       server->control_.get()));

@@ -1,7 +1,13 @@
 """The Prometheus endpoint, parsed by the reference Python client and checked against /proc."""
 import os
 import platform
+import subprocess
 
+import numpy as np
+import pytest
+import tritonclient.http as thttp
+
+from conftest import RunningServer, write_config
 from http_util import get, get_json
 from metrics_util import scrape, value
 
@@ -74,3 +80,36 @@ def test_readiness_gauges(server, broken_server):
 
 def test_metrics_listener_serves_only_metrics(server):
     assert get(server.metrics, "/v2/health/live")[0] == 404
+
+
+def test_promtool_load_time_in_flight_and_cost_per_million(models_dir, tmp_path):
+    """After some inferences, with an hourly price in the config: promtool (Debian's prometheus) accepts the
+    exposition, and the per-model load time, in-flight gauge and cost per million inferences follow their
+    definitions (cost = price / 3600 * the model's share of the cores * compute seconds per inference * 1e6)."""
+    config = write_config(tmp_path / "server.yaml", [models_dir])
+    price = 0.68
+    config.write_text(config.read_text() + f"hourly_price: {price}\nmodel_defaults: {{threads: 1}}\n")
+    s = RunningServer(config)
+    try:
+        client = thttp.InferenceServerClient(s.http)
+        x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+        inp = thttp.InferInput("pixel_values", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        for _ in range(5):
+            client.infer("resnet_tiny", [inp])
+        status, _, body = get(s.metrics, "/metrics")
+        assert status == 200
+        check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
+        assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+        families = scrape(s)
+        m = {"model": "resnet_tiny", "version": "1"}
+        assert 0 < value(families, "coreserve_model_load_duration_seconds", **m) < 60
+        assert value(families, "coreserve_inflight_requests", **m) == 0
+        compute = value(families, "coreserve_compute_duration_seconds_sum", **m)
+        share = min(1.0, 1 / len(os.sched_getaffinity(s.proc.pid)))
+        want = price / 3600 * share * compute / 5 * 1e6
+        assert abs(value(families, "coreserve_cost_per_million_inferences", **m) - want) <= 1e-6 * want
+        with pytest.raises(KeyError):  # no inference yet, no cost
+            value(families, "coreserve_cost_per_million_inferences", model="bert_tiny")
+    finally:
+        assert s.stop() == 0, s.log()

@@ -126,6 +126,7 @@ TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
   auto runner = Load([](ModelConfig& c) { c.max_batch_size = 8; c.dynamic_batching = true; });
   ASSERT_NE(runner, nullptr);
   Hold hold(*runner);
+  EXPECT_EQ(runner->in_flight(), 1);  // the held request, inside its callback
   // Batch sizes 1, 2, 1, 3 (= 7 rows), each row of request i filled with a value of its own.
   const std::vector<int64_t> sizes = {1, 2, 1, 3};
   std::vector<std::promise<absl::StatusOr<NamedTensors>>> results(sizes.size());
