@@ -25,6 +25,48 @@ const char* PrecisionName(kernels::GemmPrecision precision) {
   return "fp32";
 }
 
+namespace {
+
+// warmup: a list of {shapes: {input: [dims]}, count: N}.
+absl::StatusOr<std::vector<WarmupRun>> ReadWarmup(const YAML::Node& node, const std::string& source,
+                                                  const std::string& key) {
+  if (!node.IsSequence()) return KeyError(source, key, absl::StrCat("expected a list of runs, got ", Describe(node)));
+  std::vector<WarmupRun> runs;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const std::string at = absl::StrCat(key, "[", i, "]");
+    const YAML::Node run = node[i];
+    if (!run.IsMap()) return KeyError(source, at, absl::StrCat("expected a mapping, got ", Describe(run)));
+    RETURN_IF_ERROR(CheckKeys(run, source, at, {"shapes", "count"}));
+    WarmupRun w;
+    if (const YAML::Node c = run["count"]) {
+      ASSIGN_OR_RETURN(w.count, ReadInt(c, source, at + ".count", 1, 1000));
+    }
+    if (const YAML::Node shapes = run["shapes"]) {
+      if (!shapes.IsMap()) {
+        return KeyError(source, at + ".shapes", absl::StrCat("expected a mapping of input names to shapes, got ",
+                                                             Describe(shapes)));
+      }
+      for (const auto& item : shapes) {
+        const std::string name = item.first.as<std::string>();
+        const std::string dims_key = absl::StrCat(at, ".shapes.", name);
+        if (!item.second.IsSequence()) {
+          return KeyError(source, dims_key, absl::StrCat("expected a list of dims, got ", Describe(item.second)));
+        }
+        std::vector<int64_t> dims;
+        for (std::size_t d = 0; d < item.second.size(); ++d) {
+          ASSIGN_OR_RETURN(int64_t dim, ReadInt(item.second[d], source, absl::StrCat(dims_key, "[", d, "]"), 0, 1 << 24));
+          dims.push_back(dim);
+        }
+        w.shapes.emplace_back(name, std::move(dims));
+      }
+    }
+    runs.push_back(std::move(w));
+  }
+  return runs;
+}
+
+}  // namespace
+
 absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::string& source,
                                             const std::string& where, ModelConfig config) {
   if (node.IsNull()) return config;  // an empty file or mapping: every default
@@ -35,7 +77,8 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   const std::string prefix = where.empty() ? "" : where + ".";
   try {
     RETURN_IF_ERROR(CheckKeys(node, source, where,
-                              {"precision", "threads", "max_batch_size", "max_queue_size", "dynamic_batching"}));
+                              {"precision", "threads", "max_batch_size", "max_queue_size", "dynamic_batching",
+                               "warmup"}));
     if (const YAML::Node p = node["precision"]) {
       ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
       auto precision = ParsePrecision(name);
@@ -50,6 +93,9 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     }
     if (const YAML::Node q = node["max_queue_size"]) {
       ASSIGN_OR_RETURN(config.max_queue_size, ReadInt(q, source, prefix + "max_queue_size", 0, 1 << 20));
+    }
+    if (const YAML::Node w = node["warmup"]) {
+      ASSIGN_OR_RETURN(config.warmup, ReadWarmup(w, source, prefix + "warmup"));
     }
     if (const YAML::Node b = node["dynamic_batching"]) {
       const std::string key = prefix + "dynamic_batching";

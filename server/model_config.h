@@ -15,6 +15,13 @@
 
 namespace coreserve {
 
+// One warm-up entry: the model runs `count` times on inputs of these shapes (zeros; an attention_mask all ones)
+// before it is ready, so the first requests find their memory plan made and the weights in memory.
+struct WarmupRun {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;  // input name -> full shape
+  int64_t count = 1;
+};
+
 struct ModelConfig {
   // GEMM precision of the model's MatMul/Gemm/Conv weights, converted once at load (issue "Kernels"):
   // fp32, bf16 (bf16 products, fp32 accumulation) or int8 (weights quantized per column, activations per row).
@@ -36,6 +43,8 @@ struct ModelConfig {
   // Requests of different sequence lengths batch together, padded to the longest, when the model has an
   // `attention_mask` input (ModelRunner checks at load which inputs and outputs follow the sequence).
   bool pad_sequences = true;
+  // Runs before the model is ready (at start, and before a reload replaces the serving version).
+  std::vector<WarmupRun> warmup;
 };
 
 absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name);

@@ -86,6 +86,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
     runner->policy_.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
     if (config.pad_sequences) runner->DetectSequencePadding();
   }
+  RETURN_IF_ERROR(runner->WarmUp());
   runner->thread_ = std::thread([r = runner.get()] { r->Loop(); });
   return runner;
 }
@@ -149,6 +150,47 @@ void ModelRunner::DetectSequencePadding() {
   padded_inputs_ = std::move(padded);
   sequence_outputs_ = std::move(sequence);
   mask_input_ = mask;
+}
+
+absl::Status ModelRunner::WarmUp() {
+  const std::vector<runtime::TensorInfo>& inputs = session_->inputs();
+  for (std::size_t r = 0; r < config_.warmup.size(); ++r) {
+    const WarmupRun& run = config_.warmup[r];
+    const std::string where = absl::StrCat("model '", name_, "': warmup[", r, "]: ");
+    for (const auto& [name, dims] : run.shapes) {
+      if (IndexOf(inputs, name) < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(where, "the model has no input '", name, "' (its inputs: ",
+                                                       Names(inputs), ")"));
+      }
+    }
+    std::vector<runtime::Tensor> feeds;
+    for (const runtime::TensorInfo& in : inputs) {
+      runtime::Shape shape = in.shape;
+      auto given = std::find_if(run.shapes.begin(), run.shapes.end(), [&](const auto& s) { return s.first == in.name; });
+      if (given != run.shapes.end()) {
+        bool fits = given->second.size() == shape.size();
+        for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = shape[d] < 0 || shape[d] == given->second[d];
+        if (!fits) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "shape ", runtime::ShapeString(given->second),
+                                                         " does not fit input '", in.name, "' ",
+                                                         runtime::ShapeString(shape), " (-1 = any)"));
+        }
+        shape = given->second;
+      } else if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) {
+        return absl::InvalidArgumentError(absl::StrCat(where, "input '", in.name, "' is ",
+                                                       runtime::ShapeString(shape), "; give its shape under shapes"));
+      }
+      feeds.push_back(Filled(in.type, shape, in.name == "attention_mask" ? 1 : 0));
+    }
+    const auto start = BatchClock::now();
+    for (int64_t i = 0; i < run.count; ++i) {
+      auto result = session_->Run(feeds, pool_.get());
+      if (!result.ok()) return absl::Status(result.status().code(), absl::StrCat(where, result.status().message()));
+    }
+    LOG_INFO("model ", name_, ": warmup[", r, "]: ", run.count, " run(s) in ",
+             std::chrono::duration<double, std::milli>(BatchClock::now() - start).count(), " ms");
+  }
+  return absl::OkStatus();
 }
 
 ModelRunner::~ModelRunner() {

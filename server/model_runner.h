@@ -79,6 +79,8 @@ class ModelRunner {
   // Which inputs pad along dim 1 and which outputs follow the sequence (see ModelConfig::pad_sequences): none
   // when the model has no attention mask or its outputs do not behave so at sequence lengths 1 and 2.
   void DetectSequencePadding();
+  // The config's warm-up runs; InvalidArgument naming the run and input when a shape does not fit the model.
+  absl::Status WarmUp();
   // The batch's inputs: each concatenated on dim 0, padded inputs first padded with zeros to `sequence`.
   std::vector<runtime::Tensor> BatchInputs(const std::vector<Job>& jobs, int64_t rows, int64_t sequence) const;
 

@@ -179,6 +179,35 @@ model_defaults:
               HasSubstr("unknown key 'model_defaults.dynamic_batching.delay'"));
 }
 
+TEST(ModelConfig, WarmupAndSequencePadding) {
+  auto c = Parse(R"(
+model_defaults:
+  max_batch_size: 4
+  dynamic_batching: {pad_sequences: false}
+  warmup:
+    - shapes: {input_ids: [1, 128], attention_mask: [1, 128]}
+      count: 3
+    - shapes: {input_ids: [4, 16]}
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const ModelConfig& m = c->model_defaults;
+  EXPECT_FALSE(m.pad_sequences);
+  EXPECT_TRUE(Parse("")->model_defaults.pad_sequences);
+  ASSERT_EQ(m.warmup.size(), 2u);
+  EXPECT_EQ(m.warmup[0].count, 3);
+  EXPECT_EQ(m.warmup[0].shapes[1], (std::pair<std::string, std::vector<int64_t>>{"attention_mask", {1, 128}}));
+  EXPECT_EQ(m.warmup[1].count, 1);
+  EXPECT_THAT(Error("model_defaults: {max_batch_size: 4, dynamic_batching: {pad_sequences: maybe}}\n"),
+              HasSubstr("model_defaults.dynamic_batching.pad_sequences: expected true or false, got 'maybe'"));
+  EXPECT_THAT(Error("model_defaults: {warmup: {count: 2}}\n"), HasSubstr("model_defaults.warmup: expected a list of runs"));
+  EXPECT_THAT(Error("model_defaults: {warmup: [{count: 0}]}\n"),
+              HasSubstr("model_defaults.warmup[0].count: expected an integer from 1 to 1000, got '0'"));
+  EXPECT_THAT(Error("model_defaults: {warmup: [{shapes: {x: [1, -2]}}]}\n"),
+              HasSubstr("model_defaults.warmup[0].shapes.x[1]: expected an integer from 0 to"));
+  EXPECT_THAT(Error("model_defaults: {warmup: [{shape: {x: [1]}}]}\n"),
+              HasSubstr("unknown key 'model_defaults.warmup[0].shape' (allowed: shapes, count)"));
+}
+
 TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
   EXPECT_THAT(Error("model_defaults: {precision: fp16}\n"),
               HasSubstr("test.yaml: model_defaults.precision: 'fp16' is not a precision (allowed: fp32, bf16, int8)"));

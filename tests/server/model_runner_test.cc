@@ -236,6 +236,32 @@ TEST(ModelRunner, SequencesOfDifferentLengthsBatchPaddedAndMatchTheirUnbatchedOu
   }
 }
 
+// Warm-up runs before the runner exists: the first request of its shape finds its memory plan made; a warm-up
+// that does not fit the model fails the load with the run and input named.
+TEST(ModelRunner, WarmupMakesThePlanOrFailsTheLoad) {
+  auto cold = Load();
+  ASSERT_NE(cold, nullptr);
+  EXPECT_EQ(cold->session().MemoryPlanFor({{3, 4}}).status().code(), absl::StatusCode::kNotFound);
+  auto warm = Load([](ModelConfig& c) { c.warmup = {WarmupRun{{{"x", {3, 4}}}, 2}}; });
+  ASSERT_NE(warm, nullptr);
+  EXPECT_TRUE(warm->session().MemoryPlanFor({{3, 4}}).ok());
+  EXPECT_EQ(warm->stats().inference_count, 0);  // warm-up is not traffic
+  auto fails = [](std::vector<WarmupRun> runs) {
+    ModelConfig config;
+    config.threads = 1;
+    config.warmup = std::move(runs);
+    const auto dir = TempDir("runner-warmup");
+    auto runner = ModelRunner::Load("tiny", WriteModel(TinyMatMulModel(), dir / "1" / "model.onnx"), config);
+    EXPECT_FALSE(runner.ok());
+    return std::string(runner.status().message());
+  };
+  EXPECT_THAT(fails({WarmupRun{{{"image", {1, 4}}}, 1}}),
+              HasSubstr("model 'tiny': warmup[0]: the model has no input 'image' (its inputs: x)"));
+  EXPECT_THAT(fails({WarmupRun{{{"x", {1, 4}}}, 1}, WarmupRun{{{"x", {2, 5}}}, 1}}),
+              HasSubstr("warmup[1]: shape [2,5] does not fit input 'x' [-1,4]"));
+  EXPECT_THAT(fails({WarmupRun{{}, 1}}), HasSubstr("warmup[0]: input 'x' is [-1,4]; give its shape under shapes"));
+}
+
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
   auto runner = Load([](ModelConfig& c) { c.priority_levels = 2; });
   ASSERT_NE(runner, nullptr);
