@@ -84,7 +84,7 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
       return Finish(context, absl::UnavailableError(absl::StrCat("model '", e.name, "' is not ready: ", e.error)));
     }
     response->set_name(e.name);
-    response->add_versions(std::to_string(e.version));
+    for (int64_t v : e.served) response->add_versions(std::to_string(v));
     response->set_platform("onnx_onnxv1");
     FillTensors(e.info.inputs, response->mutable_inputs());
     FillTensors(e.info.outputs, response->mutable_outputs());

@@ -69,7 +69,7 @@ std::string ModelMetadataJson(const ModelEntry& e) {
   WriteString(w, e.name);
   w.Key("versions");
   w.StartArray();
-  w.String(std::to_string(e.version).c_str());
+  for (int64_t v : e.served) w.String(std::to_string(v).c_str());
   w.EndArray();
   w.Key("platform");
   w.String("onnx_onnxv1");
@@ -275,7 +275,10 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
   });
   s.Get(tfs_model, [state](const httplib::Request& req, httplib::Response& res) {
     std::shared_ptr<const ModelRepository> hold;
-    if (const ModelEntry* e = FindModel(state, req, res, &hold)) res.set_content(TfsStatusJson(*e), kJson);
+    if (const ModelEntry* e = FindModel(state, req, res, &hold)) {
+      const bool all_versions = req.matches.size() <= 2 || req.matches[2].str().empty();
+      res.set_content(TfsStatusJson(*e, all_versions), kJson);
+    }
   });
 
   s.Get(model + "/config", [state](const httplib::Request& req, httplib::Response& res) {

@@ -1,6 +1,7 @@
 #include "server/model_config.h"
 
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -65,6 +66,36 @@ absl::StatusOr<std::vector<WarmupRun>> ReadWarmup(const YAML::Node& node, const 
   return runs;
 }
 
+// version_policy: all | {latest: N} | {specific: [versions]}.
+absl::StatusOr<VersionPolicy> ReadVersionPolicy(const YAML::Node& node, const std::string& source,
+                                                const std::string& key) {
+  VersionPolicy policy;
+  const std::string expected = "expected all, {latest: N} or {specific: [versions]}, got ";
+  if (node.IsScalar() && node.Scalar() == "all") {
+    policy.kind = VersionPolicy::Kind::kAll;
+    return policy;
+  }
+  if (!node.IsMap() || node.size() != 1) return KeyError(source, key, absl::StrCat(expected, Describe(node)));
+  RETURN_IF_ERROR(CheckKeys(node, source, key, {"latest", "specific"}));
+  if (const YAML::Node latest = node["latest"]) {
+    policy.kind = VersionPolicy::Kind::kLatest;
+    ASSIGN_OR_RETURN(policy.latest, ReadInt(latest, source, key + ".latest", 1, 1000));
+    return policy;
+  }
+  const YAML::Node specific = node["specific"];
+  if (!specific.IsSequence() || specific.size() == 0) {
+    return KeyError(source, key + ".specific", absl::StrCat("expected a non-empty list of versions, got ",
+                                                            Describe(specific)));
+  }
+  policy.kind = VersionPolicy::Kind::kSpecific;
+  for (std::size_t i = 0; i < specific.size(); ++i) {
+    ASSIGN_OR_RETURN(int64_t v, ReadInt(specific[i], source, absl::StrCat(key, ".specific[", i, "]"), 1,
+                                        std::numeric_limits<int64_t>::max()));
+    policy.versions.push_back(v);
+  }
+  return policy;
+}
+
 }  // namespace
 
 absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::string& source,
@@ -78,7 +109,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   try {
     RETURN_IF_ERROR(CheckKeys(node, source, where,
                               {"precision", "threads", "max_batch_size", "max_queue_size", "dynamic_batching",
-                               "warmup"}));
+                               "warmup", "version_policy"}));
     if (const YAML::Node p = node["precision"]) {
       ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
       auto precision = ParsePrecision(name);
@@ -93,6 +124,9 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     }
     if (const YAML::Node q = node["max_queue_size"]) {
       ASSIGN_OR_RETURN(config.max_queue_size, ReadInt(q, source, prefix + "max_queue_size", 0, 1 << 20));
+    }
+    if (const YAML::Node v = node["version_policy"]) {
+      ASSIGN_OR_RETURN(config.version_policy, ReadVersionPolicy(v, source, prefix + "version_policy"));
     }
     if (const YAML::Node w = node["warmup"]) {
       ASSIGN_OR_RETURN(config.warmup, ReadWarmup(w, source, prefix + "warmup"));

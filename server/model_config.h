@@ -22,6 +22,15 @@ struct WarmupRun {
   int64_t count = 1;
 };
 
+// Which version folders a model serves (Triton's version_policy): the newest `latest` of them, all of them, or
+// the listed ones.
+struct VersionPolicy {
+  enum class Kind { kLatest, kAll, kSpecific };
+  Kind kind = Kind::kLatest;
+  int64_t latest = 1;
+  std::vector<int64_t> versions;  // kSpecific
+};
+
 struct ModelConfig {
   // GEMM precision of the model's MatMul/Gemm/Conv weights, converted once at load (issue "Kernels"):
   // fp32, bf16 (bf16 products, fp32 accumulation) or int8 (weights quantized per column, activations per row).
@@ -45,6 +54,7 @@ struct ModelConfig {
   bool pad_sequences = true;
   // Runs before the model is ready (at start, and before a reload replaces the serving version).
   std::vector<WarmupRun> warmup;
+  VersionPolicy version_policy;
 };
 
 absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name);

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/status_macros.h"
 #include "server/log.h"
 
@@ -84,23 +85,30 @@ absl::Status ModelControl::LoadLocked(const std::string& name) {
   if (dir.empty()) return absl::NotFoundError(absl::StrCat("no model repository holds a folder '", name, "'"));
   if (state_->repository() == nullptr) return absl::UnavailableError("the model repository is still loading");
   LOG_INFO("model ", name, ": loading from ", dir);
-  ModelEntry entry = ModelRepository::LoadEntry(dir, config_.model_defaults);
+  std::vector<ModelEntry> entries = ModelRepository::LoadEntries(dir, config_.model_defaults);
   const auto repo = state_->repository();
   const auto old = repo->Find(name, "");
-  if (!entry.ready) {
+  std::vector<std::string> errors;
+  for (const ModelEntry& e : entries) {
+    if (!e.ready) errors.push_back(e.version > 0 ? absl::StrCat("version ", e.version, ": ", e.error) : e.error);
+  }
+  if (!errors.empty()) {
+    // All or nothing: a model whose versions did not all load keeps what it served.
+    const std::string error = absl::StrJoin(errors, "; ");
     if (old.ok() && (*old)->ready) {
-      LOG_ERROR("model ", name, ": reload failed, version ", (*old)->version, " keeps serving: ", entry.error);
+      LOG_ERROR("model ", name, ": reload failed, version ", (*old)->version, " keeps serving: ", error);
       return absl::InvalidArgumentError(absl::StrCat("model '", name, "' failed to load (version ", (*old)->version,
-                                                     " keeps serving): ", entry.error));
+                                                     " keeps serving): ", error));
     }
-    LOG_ERROR("model ", name, " failed to load: ", entry.error);
-    const std::string error = entry.error;
-    state_->SetRepository(repo->With(std::move(entry)));
+    LOG_ERROR("model ", name, " failed to load: ", error);
+    state_->SetRepository(repo->With(name, std::move(entries)));
     return absl::InvalidArgumentError(absl::StrCat("model '", name, "' failed to load: ", error));
   }
-  LOG_INFO("model ", name, " version ", entry.version, " loaded: precision ", PrecisionName(entry.config.precision),
-           ", ", entry.runner->threads(), " threads");
-  state_->SetRepository(repo->With(std::move(entry)));
+  for (const ModelEntry& e : entries) {
+    LOG_INFO("model ", name, " version ", e.version, " loaded: precision ", PrecisionName(e.config.precision), ", ",
+             e.runner->threads(), " threads");
+  }
+  state_->SetRepository(repo->With(name, std::move(entries)));
   return absl::OkStatus();
 }
 
@@ -116,7 +124,10 @@ absl::Status ModelControl::Unload(const std::string& name) {
   entry.ready = false;
   entry.unloaded = true;
   entry.error = "unloaded";
-  state_->SetRepository(repo->With(std::move(entry)));
+  entry.served.clear();
+  std::vector<ModelEntry> marker;
+  marker.push_back(std::move(entry));  // every served version goes; one entry says the model is unloaded
+  state_->SetRepository(repo->With(name, std::move(marker)));
   LOG_INFO("model ", name, " unloaded");
   return absl::OkStatus();
 }

@@ -21,8 +21,9 @@ namespace coreserve {
 struct ModelEntry {
   std::string name;
   std::string dir;                     // the model's folder (<root>/<name>)
-  int64_t version = 0;                 // the version being served
+  int64_t version = 0;                 // the version this entry serves
   std::vector<int64_t> versions;       // every numeric version folder found, ascending
+  std::vector<int64_t> served;         // the model's versions that loaded (this one and its siblings), descending
   std::string path;                    // of the served version's model.onnx
   bool ready = false;
   bool unloaded = false;               // unloaded on request (model control): not counted against readiness
@@ -42,10 +43,12 @@ class ModelRepository {
   static absl::StatusOr<std::unique_ptr<const ModelRepository>> Load(const std::vector<std::string>& roots,
                                                                      const ModelConfig& defaults = {});
 
+  // One entry per model and served version (a model that failed before a version could be chosen has one entry,
+  // not ready), by name, then newest version first.
   const std::vector<ModelEntry>& models() const { return models_; }
 
-  // The entry for `name`, which must serve `version` when `version` is non-empty. NotFound names what is
-  // missing.
+  // The entry serving `version` of `name`; with `version` empty, its newest ready version (or its newest entry
+  // when none is ready). NotFound names what is missing.
   absl::StatusOr<const ModelEntry*> Find(const std::string& name, const std::string& version) const;
 
   // Model names appear in URLs and metric labels: letters, digits, '_', '-' and '.', not starting with '.'.
@@ -54,20 +57,22 @@ class ModelRepository {
   // True when every model is ready, except those unloaded on request (and also for an empty repository).
   bool AllReady() const;
 
-  // Reads one model folder: its versions, its config.yaml over `defaults`, and, when both are usable, its
-  // newest version loaded into a runner. A failure is an entry that is not ready, with the reason.
-  static ModelEntry LoadEntry(const std::string& dir, const ModelConfig& defaults);
+  // Reads one model folder: its versions, its config.yaml over `defaults`, and, when both are usable, each
+  // version its version_policy serves loaded into a runner: one entry per served version, newest first. A
+  // failure is an entry that is not ready, with the reason.
+  static std::vector<ModelEntry> LoadEntries(const std::string& dir, const ModelConfig& defaults);
 
-  // The newest version folder and the modification times of its model.onnx and of config.yaml: a change in
-  // any of them changes this string (model control's polling reloads the model then).
+  // The version folders with the modification times of their model.onnx, and config.yaml's: a change in any of
+  // them changes this string (model control's polling reloads the model then).
   static std::string Fingerprint(const std::string& dir);
 
-  // A copy of this repository with `entry` in place of the model of the same name (or added). Entries share
-  // their runners with this repository, so requests in flight on either finish on the runner they started on.
-  std::shared_ptr<const ModelRepository> With(ModelEntry entry) const;
+  // A copy of this repository with `entries` in place of the model `name`'s (or added). Entries share their
+  // runners with this repository, so requests in flight on either finish on the runner they started on.
+  std::shared_ptr<const ModelRepository> With(const std::string& name, std::vector<ModelEntry> entries) const;
 
  private:
-  std::vector<ModelEntry> models_;  // sorted by name
+  static void LogLoad(const ModelEntry& e);
+  std::vector<ModelEntry> models_;  // sorted by name, then version descending
 };
 
 }  // namespace coreserve

@@ -196,25 +196,33 @@ std::string TfsPredictResponse(const NamedTensors& outputs, bool rows) {
   return buffer.GetString();
 }
 
-std::string TfsStatusJson(const ModelEntry& e) {
+std::string TfsStatusJson(const ModelEntry& e, bool all_versions) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
   w.StartObject();
   w.Key("model_version_status");
   w.StartArray();
-  w.StartObject();
-  w.Key("version");
-  w.String(std::to_string(e.version).c_str());
-  w.Key("state");
-  w.String(e.ready ? "AVAILABLE" : "END");
-  w.Key("status");
-  w.StartObject();
-  w.Key("error_code");
-  w.String(e.ready ? "OK" : "UNKNOWN");
-  w.Key("error_message");
-  WriteString(w, e.ready ? "" : e.error);
-  w.EndObject();
-  w.EndObject();
+  // The entry asked for (one version, or the newest) first, then the model's other served versions.
+  std::vector<int64_t> versions = {e.version};
+  for (int64_t v : e.served) {
+    if (all_versions && v != e.version) versions.push_back(v);
+  }
+  for (int64_t v : versions) {
+    const bool ready = v != e.version || e.ready;
+    w.StartObject();
+    w.Key("version");
+    w.String(std::to_string(v).c_str());
+    w.Key("state");
+    w.String(ready ? "AVAILABLE" : "END");
+    w.Key("status");
+    w.StartObject();
+    w.Key("error_code");
+    w.String(ready ? "OK" : "UNKNOWN");
+    w.Key("error_message");
+    WriteString(w, ready ? "" : e.error);
+    w.EndObject();
+    w.EndObject();
+  }
   w.EndArray();
   w.EndObject();
   return buffer.GetString();

@@ -25,8 +25,9 @@ absl::StatusOr<TfsPredictRequest> ParseTfsPredict(std::string_view body, const s
 
 std::string TfsPredictResponse(const NamedTensors& outputs, bool rows);
 
-// GET /v1/models/{m}: the version's state; GET .../metadata: its signature, as TF Serving's SignatureDef JSON.
-std::string TfsStatusJson(const ModelEntry& entry);
+// GET /v1/models/{m}[/versions/{v}]: the state of that version (all served versions when none is named); GET
+// .../metadata: its signature, as TF Serving's SignatureDef JSON.
+std::string TfsStatusJson(const ModelEntry& entry, bool all_versions);
 std::string TfsMetadataJson(const ModelEntry& entry);
 
 }  // namespace coreserve

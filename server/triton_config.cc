@@ -62,6 +62,18 @@ void FillModelConfig(const ModelEntry& e, inference::ModelConfig* c) {
   c->set_max_batch_size(static_cast<int32_t>(e.config.max_batch_size));
   for (const auto& t : e.info.inputs) FillTensor(t, e.config.max_batch_size, c->add_input());
   for (const auto& t : e.info.outputs) FillTensor(t, e.config.max_batch_size, c->add_output());
+  const VersionPolicy& policy = e.config.version_policy;
+  switch (policy.kind) {
+    case VersionPolicy::Kind::kLatest:
+      c->mutable_version_policy()->mutable_latest()->set_num_versions(static_cast<uint32_t>(policy.latest));
+      break;
+    case VersionPolicy::Kind::kAll:
+      c->mutable_version_policy()->mutable_all();
+      break;
+    case VersionPolicy::Kind::kSpecific:
+      for (int64_t v : policy.versions) c->mutable_version_policy()->mutable_specific()->add_versions(v);
+      break;
+  }
   auto* group = c->add_instance_group();
   group->set_kind(inference::ModelInstanceGroup::KIND_CPU);
   group->set_count(1);
@@ -81,6 +93,29 @@ std::string ModelConfigJson(const inference::ModelConfig& c) {
   WriteString(w, c.name());
   w.Key("platform");
   WriteString(w, c.platform());
+  w.Key("version_policy");
+  w.StartObject();
+  const inference::ModelVersionPolicy& policy = c.version_policy();
+  if (policy.has_all()) {
+    w.Key("all");
+    w.StartObject();
+    w.EndObject();
+  } else if (policy.has_specific()) {
+    w.Key("specific");
+    w.StartObject();
+    w.Key("versions");
+    w.StartArray();
+    for (int64_t v : policy.specific().versions()) w.String(std::to_string(v).c_str());  // int64 as a string, as protobuf's JSON
+    w.EndArray();
+    w.EndObject();
+  } else {
+    w.Key("latest");
+    w.StartObject();
+    w.Key("num_versions");
+    w.Uint(policy.latest().num_versions());
+    w.EndObject();
+  }
+  w.EndObject();
   w.Key("max_batch_size");
   w.Int(c.max_batch_size());
   w.Key("input");

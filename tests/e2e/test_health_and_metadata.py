@@ -111,4 +111,4 @@ def test_broken_model_keeps_server_live_but_not_ready(broken_server):
     assert client.is_server_live() and not client.is_server_ready()
     assert not client.is_model_ready("garbage")
     assert grpc_health(s.grpc) == "NOT_SERVING"
-    assert "model garbage failed to load" in s.log()
+    assert "model garbage version 1 failed to load" in s.log()

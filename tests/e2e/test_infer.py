@@ -358,3 +358,35 @@ def test_request_size_limit(models_dir, tmp_path):
         assert small.as_numpy("logits").shape == (1, 10)
     finally:
         assert s.stop() == 0, s.log()
+
+
+def test_version_policy_serves_several_versions(models_dir, tmp_path):
+    """version_policy {latest: 2} over versions 1-3 of different models: 3 and 2 are served, each answering with
+    its own model over HTTP and gRPC; a request without a version goes to the newest; version 1 is not served."""
+    repo = tmp_path / "repo"
+    sources = {1: "bert_tiny", 2: "resnet_tiny", 3: "resnet_tiny"}
+    for version, source in sources.items():
+        (repo / "m" / str(version)).mkdir(parents=True)
+        (repo / "m" / str(version) / "model.onnx").write_bytes((models_dir / source / "1" / "model.onnx").read_bytes())
+    (repo / "m" / "config.yaml").write_text("version_policy: {latest: 2}\n")
+    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        http = thttp.InferenceServerClient(s.http)
+        grpc_client = tgrpc.InferenceServerClient(s.grpc)
+        assert http.get_model_metadata("m")["versions"] == ["3", "2"]
+        assert list(grpc_client.get_model_metadata("m").versions) == ["3", "2"]
+        feeds = image_feeds(2, seed=5)
+        want = reference(models_dir / "resnet_tiny" / "1" / "model.onnx", feeds)[0]
+        for version in ("2", "3", ""):
+            assert_close(http.infer("m", http_inputs(feeds), model_version=version).as_numpy("logits"), want)
+            assert_close(grpc_client.infer("m", grpc_inputs(feeds), model_version=version).as_numpy("logits"), want)
+        with pytest.raises(InferenceServerException) as e:
+            http.infer("m", http_inputs(feeds), model_version="1")
+        assert "model 'm' has no served version '1'" in e.value.message()
+        assert http.get_model_config("m")["version_policy"] == {"latest": {"num_versions": 2}}
+        assert http.is_model_ready("m", "2") and http.is_model_ready("m", "3") and not http.is_model_ready("m", "1")
+        families = scrape(s)
+        assert value(families, "coreserve_inference_count_total", model="m", version="2") == 2
+        assert value(families, "coreserve_inference_count_total", model="m", version="3") == 4  # and unversioned
+    finally:
+        assert s.stop() == 0, s.log()

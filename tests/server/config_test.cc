@@ -208,6 +208,28 @@ model_defaults:
               HasSubstr("unknown key 'model_defaults.warmup[0].shape' (allowed: shapes, count)"));
 }
 
+TEST(ModelConfig, VersionPolicy) {
+  using Kind = VersionPolicy::Kind;
+  EXPECT_EQ(Parse("")->model_defaults.version_policy.kind, Kind::kLatest);
+  EXPECT_EQ(Parse("")->model_defaults.version_policy.latest, 1);
+  EXPECT_EQ(Parse("model_defaults: {version_policy: all}\n")->model_defaults.version_policy.kind, Kind::kAll);
+  const VersionPolicy latest = Parse("model_defaults: {version_policy: {latest: 3}}\n")->model_defaults.version_policy;
+  EXPECT_EQ(latest.kind, Kind::kLatest);
+  EXPECT_EQ(latest.latest, 3);
+  const VersionPolicy specific =
+      Parse("model_defaults: {version_policy: {specific: [2, 7]}}\n")->model_defaults.version_policy;
+  EXPECT_EQ(specific.kind, Kind::kSpecific);
+  EXPECT_EQ(specific.versions, (std::vector<int64_t>{2, 7}));
+  EXPECT_THAT(Error("model_defaults: {version_policy: newest}\n"),
+              HasSubstr("model_defaults.version_policy: expected all, {latest: N} or {specific: [versions]}, got 'newest'"));
+  EXPECT_THAT(Error("model_defaults: {version_policy: {latest: 0}}\n"),
+              HasSubstr("model_defaults.version_policy.latest: expected an integer from 1 to 1000"));
+  EXPECT_THAT(Error("model_defaults: {version_policy: {specific: []}}\n"),
+              HasSubstr("model_defaults.version_policy.specific: expected a non-empty list of versions"));
+  EXPECT_THAT(Error("model_defaults: {version_policy: {newest: 2}}\n"),
+              HasSubstr("unknown key 'model_defaults.version_policy.newest' (allowed: latest, specific)"));
+}
+
 TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
   EXPECT_THAT(Error("model_defaults: {precision: fp16}\n"),
               HasSubstr("test.yaml: model_defaults.precision: 'fp16' is not a precision (allowed: fp32, bf16, int8)"));

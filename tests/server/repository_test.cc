@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "tests/onnx_builder.h"
 
 namespace coreserve {
@@ -45,6 +47,56 @@ TEST(ModelRepository, ServesNewestVersionAndKeepsBrokenModelsWithTheirError) {
 
   EXPECT_FALSE((*repo)->AllReady());
   EXPECT_THAT(std::string((*repo)->Find("nope", "").status().message()), HasSubstr("unknown model 'nope'"));
+}
+
+// Version v of the tiny model: its weights times v, so each version's outputs say which one computed them.
+void WriteVersion(const std::filesystem::path& dir, int64_t v) {
+  onnx::ModelProto m = TinyMatMulModel();
+  auto* w = m.mutable_graph()->mutable_initializer(0);
+  for (int i = 0; i < w->float_data_size(); ++i) w->set_float_data(i, w->float_data(i) * static_cast<float>(v));
+  WriteModel(m, dir / std::to_string(v) / "model.onnx");
+}
+
+// y[0] of the entry's model for x = ones (1 x 4): 6 * its version.
+float FirstOutput(const ModelEntry& e) {
+  runtime::Tensor x = runtime::Tensor::Allocate(runtime::DataType::kFloat32, {1, 4});
+  for (int i = 0; i < 4; ++i) x.data<float>()[i] = 1.0f;
+  auto y = e.runner->session().Run({x}, nullptr);
+  EXPECT_TRUE(y.ok()) << y.status();
+  return y.ok() ? (*y)[0].data<float>()[0] : 0.0f;
+}
+
+TEST(ModelRepository, VersionPolicyServesTheChosenVersionsEachOnItsOwnRunner) {
+  const auto root = TempDir("repo-versions");
+  for (int64_t v : {1, 2, 5}) WriteVersion(root / "m", v);
+  auto load = [&](const std::string& policy) {
+    std::ofstream(root / "m" / "config.yaml", std::ios::trunc) << "version_policy: " << policy << "\n";
+    auto repo = ModelRepository::Load({root.string()});
+    EXPECT_TRUE(repo.ok()) << repo.status();
+    std::vector<int64_t> versions;
+    for (const ModelEntry& e : (*repo)->models()) {
+      EXPECT_TRUE(e.ready) << e.error;
+      if (e.ready) EXPECT_EQ(FirstOutput(e), 6.0f * e.version);
+      versions.push_back(e.version);
+    }
+    return std::make_pair(*std::move(repo), versions);
+  };
+  auto [latest, latest_versions] = load("{latest: 2}");
+  EXPECT_EQ(latest_versions, (std::vector<int64_t>{5, 2}));
+  EXPECT_EQ((*latest->Find("m", ""))->version, 5);  // no version: the newest
+  EXPECT_EQ((*latest->Find("m", "2"))->version, 2);
+  EXPECT_EQ((*latest->Find("m", "5"))->served, (std::vector<int64_t>{5, 2}));
+  EXPECT_THAT(std::string(latest->Find("m", "1").status().message()), HasSubstr("model 'm' has no served version '1'"));
+  EXPECT_EQ(load("all").second, (std::vector<int64_t>{5, 2, 1}));
+  EXPECT_EQ(load("{specific: [1, 5]}").second, (std::vector<int64_t>{5, 1}));
+  EXPECT_EQ(load("{latest: 1}").second, (std::vector<int64_t>{5}));
+
+  std::ofstream(root / "m" / "config.yaml", std::ios::trunc) << "version_policy: {specific: [4]}\n";
+  auto missing = ModelRepository::Load({root.string()});
+  ASSERT_TRUE(missing.ok());
+  ASSERT_EQ((*missing)->models().size(), 1u);
+  EXPECT_FALSE((*missing)->models()[0].ready);
+  EXPECT_THAT((*missing)->models()[0].error, HasSubstr("version_policy names version 4, which has no folder"));
 }
 
 TEST(ModelRepository, EmptyRepositoryIsReady) {
