@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "runtime/status_macros.h"
 #include "server/log.h"
+#include "server/low_priority.h"
 #include "server/offline_commands.h"
 
 namespace coreserve {
@@ -77,7 +78,13 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   runner->config_ = config;
   runtime::SessionOptions options;
   options.precision = config.precision;
-  ASSIGN_OR_RETURN(runner->session_, runtime::Session::Load(path, options));
+  // Reading, optimizing and packing the weights is the bulk of a load: at low priority, so that loading a model
+  // while others serve slows them as little as it can. (The runner's threads are started afterwards, from this
+  // thread, at its own priority.)
+  absl::StatusOr<std::unique_ptr<runtime::Session>> session;
+  RunAtLowPriority([&] { session = runtime::Session::Load(path, options); });
+  if (!session.ok()) return session.status();
+  runner->session_ = *std::move(session);
   const int threads = config.threads > 0 ? static_cast<int>(config.threads) : AvailableCpus();
   runner->pool_ = std::make_unique<runtime::ThreadPool>(threads);
   if (config.dynamic_batching) {
