@@ -4,11 +4,17 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "inference.grpc.pb.h"
 #include "server/grpc_infer.h"
 #include "server/http_listener.h"
+#include "server/model_control.h"
 #include "server/triton_config.h"
 #include "server/v2_datatype.h"
 #include "server/version.h"
@@ -44,7 +50,17 @@ void FillTensors(const std::vector<runtime::TensorInfo>& tensors,
 
 class V2GrpcService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  explicit V2GrpcService(const ServerState* state) : state_(state) {}
+  V2GrpcService(const ServerState* state, ModelControl* control) : state_(state), control_(control) {
+    worker_ = std::thread([this] { Work(); });
+  }
+  ~V2GrpcService() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    worker_.join();
+  }
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
                                        inference::ServerLiveResponse* response) override {
@@ -118,6 +134,37 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
     return Finish(context, absl::OkStatus());
   }
 
+  // Triton's model repository extension. The index is read at once; loads and unloads take as long as reading a
+  // model does, so they run on the service's own worker thread, which finishes the RPC.
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context,
+                                            const inference::RepositoryIndexRequest* request,
+                                            inference::RepositoryIndexResponse* response) override {
+    if (control_ == nullptr) return Finish(context, absl::UnimplementedError("model control is not available"));
+    for (const ModelControl::IndexEntry& e : control_->Index()) {
+      if (request->ready() && e.state != "READY") continue;
+      auto* m = response->add_models();
+      m->set_name(e.name);
+      m->set_version(e.version);
+      m->set_state(e.state);
+      m->set_reason(e.reason);
+    }
+    return Finish(context, absl::OkStatus());
+  }
+
+  grpc::ServerUnaryReactor* RepositoryModelLoad(grpc::CallbackServerContext* context,
+                                                const inference::RepositoryModelLoadRequest* request,
+                                                inference::RepositoryModelLoadResponse*) override {
+    if (control_ == nullptr) return Finish(context, absl::UnimplementedError("model control is not available"));
+    return OnWorker(context, [this, name = request->model_name()] { return control_->Load(name); });
+  }
+
+  grpc::ServerUnaryReactor* RepositoryModelUnload(grpc::CallbackServerContext* context,
+                                                  const inference::RepositoryModelUnloadRequest* request,
+                                                  inference::RepositoryModelUnloadResponse*) override {
+    if (control_ == nullptr) return Finish(context, absl::UnimplementedError("model control is not available"));
+    return OnWorker(context, [this, name = request->model_name()] { return control_->Unload(name); });
+  }
+
   // Converts and queues the request; the runner finishes the RPC from its own thread when the outputs are
   // ready, so no gRPC thread waits on compute.
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context, const inference::ModelInferRequest* request,
@@ -169,15 +216,45 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
     return found;
   }
 
+  // Runs `change` on the worker thread, which then finishes the RPC with its status.
+  grpc::ServerUnaryReactor* OnWorker(grpc::CallbackServerContext* context, std::function<absl::Status()> change) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back([reactor, change = std::move(change)] { reactor->Finish(ToGrpcStatus(change())); });
+    }
+    wake_.notify_one();
+    return reactor;
+  }
+
+  void Work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping, and every accepted change done
+      std::function<void()> task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
   const ServerState* state_;
+  ModelControl* control_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::thread worker_;
 };
 
 GrpcFrontend::GrpcFrontend() = default;
 
 absl::StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const ListenerConfig& listener,
-                                                                   const ServerState* state) {
+                                                                   const ServerState* state, ModelControl* control) {
   auto fe = std::unique_ptr<GrpcFrontend>(new GrpcFrontend());
-  fe->service_ = std::make_unique<V2GrpcService>(state);
+  fe->service_ = std::make_unique<V2GrpcService>(state, control);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   const std::string address = JoinHostPort(listener.address, listener.port);

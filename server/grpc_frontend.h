@@ -19,6 +19,7 @@ class Status;
 namespace coreserve {
 
 class V2GrpcService;
+class ModelControl;
 
 // The single absl::Status -> grpc::Status conversion (the two share canonical code numbers).
 grpc::Status ToGrpcStatus(const absl::Status& status);
@@ -26,8 +27,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 class GrpcFrontend {
  public:
   // Binds and starts serving. `state` must outlive the front end. Unavailable when the port cannot be bound.
+  // `control` (may be null: no repository extension) must outlive it too.
   static absl::StatusOr<std::unique_ptr<GrpcFrontend>> Start(const ListenerConfig& listener,
-                                                             const ServerState* state);
+                                                             const ServerState* state, ModelControl* control);
   ~GrpcFrontend();
 
   int port() const { return port_; }

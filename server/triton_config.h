@@ -13,8 +13,8 @@
 namespace coreserve {
 
 // The Triton protocol extensions this server implements, as server metadata lists them.
-inline constexpr const char* kServerExtensions[] = {"binary_tensor_data", "model_configuration", "schedule_policy",
-                                                    "statistics"};
+inline constexpr const char* kServerExtensions[] = {"binary_tensor_data", "model_configuration", "model_repository",
+                                                    "schedule_policy", "statistics"};
 
 // With max_batch_size > 0 the dims leave out the first (batch) dimension, as Triton's do.
 void FillModelConfig(const ModelEntry& entry, inference::ModelConfig* config);

@@ -60,9 +60,10 @@ def test_triton_grpc_client(server):
     assert meta["name"] == "coreserve"
     http_meta = get_json(server.http, "/v2")[1]
     assert meta["version"] == http_meta["version"]
-    # The extensions each protocol announces are the same, and each is exercised by tests/e2e/test_infer.py.
+    # The extensions each protocol announces are the same, and each is exercised by tests/e2e/test_infer.py
+    # (model_repository by test_model_control.py).
     assert meta["extensions"] == http_meta["extensions"] == ["binary_tensor_data", "model_configuration",
-                                                             "schedule_policy", "statistics"]
+                                                             "model_repository", "schedule_policy", "statistics"]
 
 
 @pytest.mark.parametrize("model", ["bert_tiny", "resnet_tiny"])

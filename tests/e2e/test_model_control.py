@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from onnx import numpy_helper
 from tritonclient.utils import InferenceServerException
@@ -143,3 +144,40 @@ def test_model_control_off_by_default(server):
     assert status == 200 and {m["name"] for m in index} == {"bert_tiny", "resnet_tiny"}
     status, body = post(server, "/v2/repository/index", b'{"ready": tru')
     assert status == 400 and "malformed index request: invalid JSON at offset" in body["error"]
+
+
+def test_repository_extension_over_grpc(models_dir, tmp_path):
+    """tritonclient's gRPC repository calls: the index (all, and ready only), an unload, a load of a changed
+    model that then serves its new weights, and the errors for an unknown model and with model control off."""
+    src = models_dir / "resnet_tiny" / "1" / "model.onnx"
+    (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
+    shutil.copy(src, tmp_path / "repo" / "m" / "1" / "model.onnx")
+    s = start(tmp_path, "explicit")
+    try:
+        client = tgrpc.InferenceServerClient(s.grpc)
+        index = client.get_model_repository_index(as_json=True)["models"]
+        assert [(m["name"], m["version"], m["state"]) for m in index] == [("m", "1", "READY")]
+        client.unload_model("m")
+        assert not client.is_model_ready("m")
+        assert client.get_model_repository_index(as_json=True).get("models", []) == [
+            {"name": "m", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}]
+        ready_only = tgrpc.service_pb2.RepositoryIndexRequest(ready=True)
+        assert list(client._client_stub.RepositoryIndex(ready_only).models) == []
+        scaled_copy(src, tmp_path / "repo" / "m" / "2" / "model.onnx", 2.0)
+        client.load_model("m")
+        assert client.is_model_ready("m", "2")
+        x = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        assert close(infer(thttp.InferenceServerClient(s.http), x),
+                     reference(tmp_path / "repo" / "m" / "2" / "model.onnx", x))
+        with pytest.raises(InferenceServerException) as e:
+            client.load_model("nope")
+        assert e.value.status() == "StatusCode.NOT_FOUND" and "no model repository holds a folder 'nope'" in e.value.message()
+    finally:
+        assert s.stop() == 0, s.log()
+    off = start(tmp_path, "none")
+    try:
+        with pytest.raises(InferenceServerException) as e:
+            tgrpc.InferenceServerClient(off.grpc).load_model("m")
+        assert e.value.status() == "StatusCode.FAILED_PRECONDITION" and "model control is disabled" in e.value.message()
+    finally:
+        assert off.stop() == 0, off.log()
