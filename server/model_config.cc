@@ -66,6 +66,31 @@ absl::StatusOr<std::vector<WarmupRun>> ReadWarmup(const YAML::Node& node, const 
   return runs;
 }
 
+// inputs / outputs: {NAME: {dims: [d, ...]}} with each d -1 (any) or a size.
+absl::StatusOr<std::vector<TensorOverride>> ReadOverrides(const YAML::Node& node, const std::string& source,
+                                                          const std::string& key) {
+  if (!node.IsMap()) return KeyError(source, key, absl::StrCat("expected a mapping of tensor names, got ", Describe(node)));
+  std::vector<TensorOverride> out;
+  for (const auto& item : node) {
+    TensorOverride t;
+    t.name = item.first.as<std::string>();
+    const std::string at = absl::StrCat(key, ".", t.name);
+    if (!item.second.IsMap()) return KeyError(source, at, absl::StrCat("expected a mapping, got ", Describe(item.second)));
+    RETURN_IF_ERROR(CheckKeys(item.second, source, at, {"dims"}));
+    const YAML::Node dims = item.second["dims"];
+    if (!dims || !dims.IsSequence()) {
+      return KeyError(source, at + ".dims", absl::StrCat("expected a list of dims (-1: any), got ",
+                                                         dims ? Describe(dims) : std::string("nothing")));
+    }
+    for (std::size_t d = 0; d < dims.size(); ++d) {
+      ASSIGN_OR_RETURN(int64_t dim, ReadInt(dims[d], source, absl::StrCat(at, ".dims[", d, "]"), -1, int64_t{1} << 40));
+      t.dims.push_back(dim);
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 // version_policy: all | {latest: N} | {specific: [versions]}.
 absl::StatusOr<VersionPolicy> ReadVersionPolicy(const YAML::Node& node, const std::string& source,
                                                 const std::string& key) {
@@ -109,7 +134,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   try {
     RETURN_IF_ERROR(CheckKeys(node, source, where,
                               {"precision", "threads", "max_batch_size", "max_queue_size", "dynamic_batching",
-                               "warmup", "version_policy"}));
+                               "warmup", "version_policy", "inputs", "outputs"}));
     if (const YAML::Node p = node["precision"]) {
       ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
       auto precision = ParsePrecision(name);
@@ -124,6 +149,12 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     }
     if (const YAML::Node q = node["max_queue_size"]) {
       ASSIGN_OR_RETURN(config.max_queue_size, ReadInt(q, source, prefix + "max_queue_size", 0, 1 << 20));
+    }
+    if (const YAML::Node t = node["inputs"]) {
+      ASSIGN_OR_RETURN(config.inputs, ReadOverrides(t, source, prefix + "inputs"));
+    }
+    if (const YAML::Node t = node["outputs"]) {
+      ASSIGN_OR_RETURN(config.outputs, ReadOverrides(t, source, prefix + "outputs"));
     }
     if (const YAML::Node v = node["version_policy"]) {
       ASSIGN_OR_RETURN(config.version_policy, ReadVersionPolicy(v, source, prefix + "version_policy"));

@@ -31,6 +31,13 @@ struct VersionPolicy {
   std::vector<int64_t> versions;  // kSpecific
 };
 
+// The shape a model's input or output is declared with to clients (metadata, Triton's model configuration) and,
+// for an input, the shape requests must fit: the model's own shape made more specific (-1: any size).
+struct TensorOverride {
+  std::string name;
+  std::vector<int64_t> dims;
+};
+
 struct ModelConfig {
   // GEMM precision of the model's MatMul/Gemm/Conv weights, converted once at load (issue "Kernels"):
   // fp32, bf16 (bf16 products, fp32 accumulation) or int8 (weights quantized per column, activations per row).
@@ -55,6 +62,7 @@ struct ModelConfig {
   // Runs before the model is ready (at start, and before a reload replaces the serving version).
   std::vector<WarmupRun> warmup;
   VersionPolicy version_policy;
+  std::vector<TensorOverride> inputs, outputs;
 };
 
 absl::StatusOr<kernels::GemmPrecision> ParsePrecision(std::string_view name);

@@ -85,6 +85,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   RunAtLowPriority([&] { session = runtime::Session::Load(path, options); });
   if (!session.ok()) return session.status();
   runner->session_ = *std::move(session);
+  RETURN_IF_ERROR(runner->ApplyOverrides());
   const int threads = config.threads > 0 ? static_cast<int>(config.threads) : AvailableCpus();
   runner->pool_ = std::make_unique<runtime::ThreadPool>(threads);
   if (config.dynamic_batching) {
@@ -159,6 +160,31 @@ void ModelRunner::DetectSequencePadding() {
   mask_input_ = mask;
 }
 
+absl::Status ModelRunner::ApplyOverrides() {
+  inputs_ = session_->inputs();
+  outputs_ = session_->outputs();
+  for (auto [overrides, tensors, kind] : {std::tuple{&config_.inputs, &inputs_, "input"},
+                                          std::tuple{&config_.outputs, &outputs_, "output"}}) {
+    for (const TensorOverride& o : *overrides) {
+      const int i = IndexOf(*tensors, o.name);
+      if (i < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': ", kind, "s.", o.name, ": the model has no ",
+                                                       kind, " '", o.name, "' (its ", kind, "s: ", Names(*tensors), ")"));
+      }
+      const runtime::Shape& model = (*tensors)[i].shape;
+      bool fits = model.empty() || model.size() == o.dims.size();  // an unknown rank takes the override's
+      for (std::size_t d = 0; fits && !model.empty() && d < model.size(); ++d) fits = model[d] < 0 || model[d] == o.dims[d];
+      if (!fits) {
+        return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': ", kind, "s.", o.name, ": dims ",
+                                                       runtime::ShapeString(o.dims), " do not fit the model's ",
+                                                       runtime::ShapeString(model), " (-1 = any)"));
+      }
+      (*tensors)[i].shape = o.dims;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ModelRunner::WarmUp() {
   const std::vector<runtime::TensorInfo>& inputs = session_->inputs();
   for (std::size_t r = 0; r < config_.warmup.size(); ++r) {
@@ -222,6 +248,17 @@ absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) cons
           absl::StrCat("model '", name_, "' has no input '", name, "' (its inputs: ", Names(inputs), ")"));
     }
     if (given[i]) return absl::InvalidArgumentError(absl::StrCat("input '", name, "' is given twice"));
+    // The declared shape (the model's, or the config's narrower override): checked here so that an override
+    // holds even where the model itself would accept more.
+    const runtime::Shape& want = inputs_[i].shape;
+    bool fits = want.empty() || want.size() == static_cast<std::size_t>(tensor.rank());  // empty: rank unknown
+    for (std::size_t d = 0; fits && !want.empty() && d < want.size(); ++d) {
+      fits = want[d] < 0 || want[d] == tensor.dim(static_cast<int64_t>(d));
+    }
+    if (!fits) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", name, "': shape ", runtime::ShapeString(tensor.shape()),
+                                                     " does not fit ", runtime::ShapeString(want), " (-1 = any)"));
+    }
     if (config_.max_batch_size > 0 && tensor.rank() > 0 && tensor.dim(0) > config_.max_batch_size) {
       return absl::InvalidArgumentError(absl::StrCat("input '", name, "': batch size ", tensor.dim(0),
                                                      " exceeds the model's max_batch_size ", config_.max_batch_size));

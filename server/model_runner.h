@@ -49,6 +49,9 @@ class ModelRunner {
   ~ModelRunner();
 
   const runtime::Session& session() const { return *session_; }
+  // The model's inputs and outputs as clients see them: the session's, with the config's overrides applied.
+  const std::vector<runtime::TensorInfo>& inputs() const { return inputs_; }
+  const std::vector<runtime::TensorInfo>& outputs() const { return outputs_; }
   int threads() const { return pool_->threads(); }
   // Counts, durations and histograms of everything this runner did (server/runner_stats.h).
   RunnerStats stats() const { return stats_.Snapshot(); }
@@ -79,6 +82,9 @@ class ModelRunner {
   // Which inputs pad along dim 1 and which outputs follow the sequence (see ModelConfig::pad_sequences): none
   // when the model has no attention mask or its outputs do not behave so at sequence lengths 1 and 2.
   void DetectSequencePadding();
+  // The config's inputs/outputs overrides onto the session's; InvalidArgument naming the tensor when one names
+  // no tensor of the model or does not fit its shape.
+  absl::Status ApplyOverrides();
   // The config's warm-up runs; InvalidArgument naming the run and input when a shape does not fit the model.
   absl::Status WarmUp();
   // The batch's inputs: each concatenated on dim 0, padded inputs first padded with zeros to `sequence`.
@@ -87,6 +93,7 @@ class ModelRunner {
   std::string name_;
   ModelConfig config_;
   std::unique_ptr<runtime::Session> session_;
+  std::vector<runtime::TensorInfo> inputs_, outputs_;
   std::unique_ptr<runtime::ThreadPool> pool_;
   BatchPolicy policy_;
   std::vector<bool> padded_inputs_;     // per session input: padded along dim 1 in a batch

@@ -87,8 +87,8 @@ void LoadVersion(ModelEntry& entry) {
   }
   entry.runner = *std::move(runner);
   // The inputs and outputs as the runtime knows them: the file's declarations completed by its shape inference.
-  entry.info.inputs = entry.runner->session().inputs();
-  entry.info.outputs = entry.runner->session().outputs();
+  entry.info.inputs = entry.runner->inputs();
+  entry.info.outputs = entry.runner->outputs();
   entry.ready = true;
 }
 

@@ -230,6 +230,21 @@ TEST(ModelConfig, VersionPolicy) {
               HasSubstr("unknown key 'model_defaults.version_policy.newest' (allowed: latest, specific)"));
 }
 
+TEST(ModelConfig, InputAndOutputOverrides) {
+  auto c = Parse("model_defaults: {inputs: {x: {dims: [-1, 128]}}, outputs: {y: {dims: [-1, 2]}}}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->model_defaults.inputs.size(), 1u);
+  EXPECT_EQ(c->model_defaults.inputs[0].name, "x");
+  EXPECT_EQ(c->model_defaults.inputs[0].dims, (std::vector<int64_t>{-1, 128}));
+  EXPECT_EQ(c->model_defaults.outputs[0].dims, (std::vector<int64_t>{-1, 2}));
+  EXPECT_THAT(Error("model_defaults: {inputs: [x]}\n"), HasSubstr("model_defaults.inputs: expected a mapping of tensor names"));
+  EXPECT_THAT(Error("model_defaults: {inputs: {x: {shape: [1]}}}\n"),
+              HasSubstr("unknown key 'model_defaults.inputs.x.shape' (allowed: dims)"));
+  EXPECT_THAT(Error("model_defaults: {inputs: {x: {}}}\n"), HasSubstr("model_defaults.inputs.x.dims: expected a list of dims"));
+  EXPECT_THAT(Error("model_defaults: {outputs: {y: {dims: [-2]}}}\n"),
+              HasSubstr("model_defaults.outputs.y.dims[0]: expected an integer from -1 to"));
+}
+
 TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
   EXPECT_THAT(Error("model_defaults: {precision: fp16}\n"),
               HasSubstr("test.yaml: model_defaults.precision: 'fp16' is not a precision (allowed: fp32, bf16, int8)"));

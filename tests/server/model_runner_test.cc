@@ -262,6 +262,39 @@ TEST(ModelRunner, WarmupMakesThePlanOrFailsTheLoad) {
   EXPECT_THAT(fails({WarmupRun{{}, 1}}), HasSubstr("warmup[0]: input 'x' is [-1,4]; give its shape under shapes"));
 }
 
+// Overrides narrow what clients see and send: the declared shapes change, a request that the model would take but
+// the override does not is refused naming the input, and an override that does not fit the model fails the load.
+TEST(ModelRunner, InputAndOutputOverrides) {
+  auto runner = Load([](ModelConfig& c) {
+    c.inputs = {TensorOverride{"x", {2, 4}}};
+    c.outputs = {TensorOverride{"y", {2, 2}}};
+  });
+  ASSERT_NE(runner, nullptr);
+  EXPECT_EQ(runner->inputs()[0].shape, (runtime::Shape{2, 4}));
+  EXPECT_EQ(runner->outputs()[0].shape, (runtime::Shape{2, 2}));
+  EXPECT_EQ(runner->session().inputs()[0].shape, (runtime::Shape{-1, 4}));  // the model's own, unchanged
+  std::promise<absl::StatusOr<NamedTensors>> refused, accepted;
+  runner->Submit(Ones(1, 1), [&](absl::StatusOr<NamedTensors> r) { refused.set_value(std::move(r)); });
+  runner->Submit(Ones(1, 2), [&](absl::StatusOr<NamedTensors> r) { accepted.set_value(std::move(r)); });
+  const auto bad = refused.get_future().get();
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("input 'x': shape [1,4] does not fit [2,4]"));
+  ExpectRow(accepted.get_future().get(), 1);
+  auto fails = [](std::vector<TensorOverride> inputs, std::vector<TensorOverride> outputs) {
+    ModelConfig config;
+    config.threads = 1;
+    config.inputs = std::move(inputs);
+    config.outputs = std::move(outputs);
+    const auto dir = TempDir("runner-overrides");
+    auto r = ModelRunner::Load("tiny", WriteModel(TinyMatMulModel(), dir / "1" / "model.onnx"), config);
+    EXPECT_FALSE(r.ok());
+    return std::string(r.status().message());
+  };
+  EXPECT_THAT(fails({{"image", {1, 4}}}, {}), HasSubstr("model 'tiny': inputs.image: the model has no input 'image' (its inputs: x)"));
+  EXPECT_THAT(fails({{"x", {-1, 5}}}, {}), HasSubstr("inputs.x: dims [-1,5] do not fit the model's [-1,4] (-1 = any)"));
+  EXPECT_THAT(fails({}, {{"y", {-1}}}), HasSubstr("outputs.y: dims [-1] do not fit the model's [-1,2]"));
+}
+
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {
   auto runner = Load([](ModelConfig& c) { c.priority_levels = 2; });
   ASSERT_NE(runner, nullptr);
