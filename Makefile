@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models bench-serving clean
 
 all: build
 
@@ -52,7 +52,7 @@ e2e-test: build
 # summary line ends the run.
 test: unit-test arm64-test e2e-test
 
-bench: bench-kernels bench-models
+bench: bench-kernels bench-models bench-serving
 
 # Kernel benchmarks; the last one runs coreserve's GEMM next to oneDNN (the anchor) on the BERT-base and
 # ResNet-50 shapes, and compare_gemm.py turns its JSON into the ratio table ($(BUILD_DIR)/bench_gemm_onednn.md).
@@ -72,6 +72,19 @@ bench-models: build
 	@cp -rn $(BUILD_DIR)/models/bert_tiny $(BUILD_DIR)/models/resnet_tiny $(BUILD_DIR)/bench-models/
 	@$(EXPORT_PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --coreserve-bin $(BUILD_DIR)/coreserve \
 	  --models $(BUILD_DIR)/bench-models --json $(BUILD_DIR)/bench_models.json --markdown $(BUILD_DIR)/bench_models.md
+
+# Serving: coreserve against MLServer (its own venv, .venv-mlserver, serving the same ONNX files through ONNX
+# Runtime) over HTTP JSON and gRPC at concurrency 1-16, perf_analyzer against coreserve, and BERT-base served vs
+# in-process ($(BUILD_DIR)/bench_serving.md). BERT-base comes from bench-models' export (made here if missing).
+bench-serving: build
+	@scripts/setup-venv.sh .venv-export scripts/requirements-export.txt
+	@$(EXPORT_PYTHON) scripts/make_bench_models.py --out $(BUILD_DIR)/bench-models
+	@scripts/setup-venv.sh .venv-mlserver scripts/requirements-mlserver.txt
+	@scripts/setup-perf-analyzer.sh
+	@$(PYTHON) bench/bench_serving.py --coreserve-bin $(BUILD_DIR)/coreserve --bench-bin $(BUILD_DIR)/bench/bench_session \
+	  --perf-analyzer .perf-analyzer/perf_analyzer --mlserver-bin .venv-mlserver/bin/mlserver \
+	  --bert $(BUILD_DIR)/bench-models/bert_base/1/model.onnx \
+	  --json $(BUILD_DIR)/bench_serving.json --markdown $(BUILD_DIR)/bench_serving.md
 
 clean:
 	rm -rf $(BUILD_DIR) $(ARM64_BUILD_DIR)

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -23,8 +27,26 @@ inline void Pause() {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+bool PinCurrentThread(int cpu) {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;  // 0: the calling thread
+#else
+  (void)cpu;
+  return false;
+#endif
+}
+
+ThreadPool::ThreadPool(int threads, std::vector<int> cpus) {
+  for (int i = 1; i < threads; ++i) {
+    const int cpu = static_cast<std::size_t>(i) < cpus.size() ? cpus[i] : -1;
+    workers_.emplace_back([this, cpu] {
+      if (cpu >= 0) PinCurrentThread(cpu);
+      WorkerLoop();
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -16,10 +16,14 @@
 
 namespace coreserve::runtime {
 
+// Pins the calling thread to one CPU (sched_setaffinity on Linux); false when the system refuses.
+bool PinCurrentThread(int cpu);
+
 class ThreadPool {
  public:
-  // `threads` >= 1; with 1 no worker thread is started and ParallelFor runs inline.
-  explicit ThreadPool(int threads);
+  // `threads` >= 1; with 1 no worker thread is started and ParallelFor runs inline. With `cpus` (one per thread),
+  // worker i is pinned to cpus[i + 1]; cpus[0] is the calling thread's, which its owner pins (PinCurrentThread).
+  explicit ThreadPool(int threads, std::vector<int> cpus = {});
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

@@ -29,6 +29,9 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   s.set_tcp_nodelay(true);  // small JSON replies must not wait for Nagle's algorithm
+  // httplib closes a keep-alive connection after 5 requests by default; a client with requests in flight on
+  // several connections (perf_analyzer at concurrency 16) can race that close and see the connection reset.
+  s.set_keep_alive_max_count(1000);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   const int port = listener.port == 0 ? s.bind_to_any_port(listener.address)
                                       : (s.bind_to_port(listener.address, listener.port) ? listener.port : -1);

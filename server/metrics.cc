@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "kernels/convert/f32_quantize.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm/sgemm.h"
@@ -13,7 +14,7 @@
 #include "kernels/vadd/f32_vadd.h"
 #include "prometheus/gauge.h"
 #include "prometheus/text_serializer.h"
-#include "server/offline_commands.h"
+#include "server/cpus.h"
 #include "server/process_stats.h"
 #include "server/version.h"
 
@@ -111,6 +112,12 @@ class StateCollector : public prometheus::Collectable {
                                "seconds per inference so far, per million inferences: the cost at full load.",
                                MetricType::Gauge);
     const int host_cpus = AvailableCpus();
+    MetricFamily instance_runs = Family("coreserve_instance_execution_count_total",
+                                        "Executions by each instance (core group) of the model version.",
+                                        MetricType::Counter);
+    MetricFamily instance_busy = Family("coreserve_instance_busy_seconds_total",
+                                        "Time each instance (core group) spent computing; its rate is the "
+                                        "instance's busy fraction.", MetricType::Counter);
     MetricFamily request_seconds = Family("coreserve_request_duration_seconds",
                                           "Time from a request's arrival at the model to its answer, successful "
                                           "requests.", MetricType::Histogram);
@@ -142,6 +149,17 @@ class StateCollector : public prometheus::Collectable {
         pending.metric.push_back(Gauge(static_cast<double>(e.runner->pending()), labels));
         in_flight.metric.push_back(Gauge(static_cast<double>(e.runner->in_flight()), labels));
         load_seconds.metric.push_back(Gauge(e.load_seconds, labels));
+        const auto instances = e.runner->instance_stats();
+        for (std::size_t i = 0; i < instances.size(); ++i) {
+          ClientMetric c;
+          c.label = labels;
+          c.label.push_back({"instance", std::to_string(i)});
+          c.label.push_back({"cpus", instances[i].cpus.empty() ? "any" : absl::StrJoin(instances[i].cpus, ",")});
+          c.counter.value = static_cast<double>(instances[i].executions);
+          instance_runs.metric.push_back(c);
+          c.counter.value = instances[i].busy_seconds;
+          instance_busy.metric.push_back(c);
+        }
         if (hourly_price_ > 0 && stats.inference_count > 0) {
           const double share = std::min(1.0, static_cast<double>(e.runner->threads()) / host_cpus);
           const double seconds_per_inference = stats.compute_seconds.sum / static_cast<double>(stats.inference_count);
@@ -154,6 +172,7 @@ class StateCollector : public prometheus::Collectable {
       }
     }
     for (MetricFamily* f : {&models, &inferences, &executions, &failures, &pending, &in_flight, &load_seconds,
+                            &instance_runs, &instance_busy,
                             &request_seconds, &queue_seconds, &compute_seconds, &batch_rows}) {
       out.push_back(std::move(*f));
     }

@@ -133,7 +133,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   const std::string prefix = where.empty() ? "" : where + ".";
   try {
     RETURN_IF_ERROR(CheckKeys(node, source, where,
-                              {"precision", "threads", "max_batch_size", "max_queue_size", "dynamic_batching",
+                              {"precision", "threads", "groups", "max_batch_size", "max_queue_size", "dynamic_batching",
                                "warmup", "version_policy", "inputs", "outputs"}));
     if (const YAML::Node p = node["precision"]) {
       ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
@@ -143,6 +143,16 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     }
     if (const YAML::Node t = node["threads"]) {
       ASSIGN_OR_RETURN(config.threads, ReadInt(t, source, prefix + "threads", 0, 1024));
+    }
+    if (const YAML::Node g = node["groups"]) {
+      if (!g.IsSequence() || g.size() == 0) {
+        return KeyError(source, prefix + "groups", absl::StrCat("expected a non-empty list of core counts, got ", Describe(g)));
+      }
+      config.groups.clear();
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        ASSIGN_OR_RETURN(int64_t cores, ReadInt(g[i], source, absl::StrCat(prefix, "groups[", i, "]"), 1, 1024));
+        config.groups.push_back(cores);
+      }
     }
     if (const YAML::Node b = node["max_batch_size"]) {
       ASSIGN_OR_RETURN(config.max_batch_size, ReadInt(b, source, prefix + "max_batch_size", 0, 1 << 20));
@@ -205,6 +215,10 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
   // Rules across keys.
+  if (!config.groups.empty() && config.threads != 0) {
+    return KeyError(source, prefix + "threads", "set either threads (one instance) or groups (an instance per group), "
+                                               "not both");
+  }
   const std::string batching = prefix + "dynamic_batching";
   if (config.dynamic_batching && config.max_batch_size == 0) {
     return KeyError(source, batching, "needs max_batch_size > 0 (the largest batch it may form)");

@@ -44,6 +44,9 @@ struct ModelConfig {
   kernels::GemmPrecision precision = kernels::GemmPrecision::kFp32;
   // Intra-op threads of the model's instance; 0: every core the process may run on.
   int64_t threads = 0;
+  // Data-parallel core groups (issue "Placement"): one instance of the model per entry, with that many cores,
+  // each pinned to its own consecutive CPUs; empty: one unpinned instance of `threads`.
+  std::vector<int64_t> groups;
   // The largest first (batch) dimension a request may carry; 0: no limit.
   int64_t max_batch_size = 0;
   // Requests waiting behind the one running; one more is refused at once (HTTP 429, RESOURCE_EXHAUSTED).

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/status_macros.h"
+#include "server/cpus.h"
 #include "server/log.h"
 #include "server/low_priority.h"
 #include "server/offline_commands.h"
@@ -86,8 +87,21 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   if (!session.ok()) return session.status();
   runner->session_ = *std::move(session);
   RETURN_IF_ERROR(runner->ApplyOverrides());
-  const int threads = config.threads > 0 ? static_cast<int>(config.threads) : AvailableCpus();
-  runner->pool_ = std::make_unique<runtime::ThreadPool>(threads);
+  if (config.groups.empty()) {
+    auto instance = std::make_unique<Instance>();
+    instance->pool = std::make_unique<runtime::ThreadPool>(config.threads > 0 ? static_cast<int>(config.threads)
+                                                                               : AvailableCpus());
+    runner->instances_.push_back(std::move(instance));
+  } else {
+    auto layout = LayGroups(config.groups, UsableCpus());
+    if (!layout.ok()) return absl::InvalidArgumentError(absl::StrCat("model '", name, "': ", layout.status().message()));
+    for (const std::vector<int>& cpus : *layout) {
+      auto instance = std::make_unique<Instance>();
+      instance->cpus = cpus;
+      instance->pool = std::make_unique<runtime::ThreadPool>(static_cast<int>(cpus.size()), cpus);
+      runner->instances_.push_back(std::move(instance));
+    }
+  }
   if (config.dynamic_batching) {
     runner->policy_.max_batch_size = config.max_batch_size;
     runner->policy_.preferred_batch_sizes = config.preferred_batch_sizes;
@@ -95,7 +109,12 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
     if (config.pad_sequences) runner->DetectSequencePadding();
   }
   RETURN_IF_ERROR(runner->WarmUp());
-  runner->thread_ = std::thread([r = runner.get()] { r->Loop(); });
+  for (auto& instance : runner->instances_) {
+    instance->thread = std::thread([r = runner.get(), i = instance.get()] {
+      if (!i->cpus.empty()) runtime::PinCurrentThread(i->cpus[0]);  // the pool's thread 0
+      r->Loop(*i);
+    });
+  }
   return runner;
 }
 
@@ -125,7 +144,7 @@ void ModelRunner::DetectSequencePadding() {
       }
       feeds.push_back(Filled(inputs[i].type, shape, static_cast<int>(i) == mask ? 1 : 0));
     }
-    auto result = session_->Run(feeds, pool_.get());
+    auto result = session_->Run(feeds, instances_[0]->pool.get());
     if (!result.ok()) {
       LOG_WARNING("model ", name_, ": no sequence padding (a run at sequence length ", length,
                   " failed: ", result.status().message(), ")");
@@ -217,7 +236,7 @@ absl::Status ModelRunner::WarmUp() {
     }
     const auto start = BatchClock::now();
     for (int64_t i = 0; i < run.count; ++i) {
-      auto result = session_->Run(feeds, pool_.get());
+      auto result = session_->Run(feeds, instances_[0]->pool.get());
       if (!result.ok()) return absl::Status(result.status().code(), absl::StrCat(where, result.status().message()));
     }
     LOG_INFO("model ", name_, ": warmup[", r, "]: ", run.count, " run(s) in ",
@@ -232,7 +251,9 @@ ModelRunner::~ModelRunner() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& instance : instances_) {
+    if (instance->thread.joinable()) instance->thread.join();
+  }
 }
 
 absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) const {
@@ -331,6 +352,20 @@ absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) cons
   return job;
 }
 
+int ModelRunner::threads() const {
+  int n = 0;
+  for (const auto& i : instances_) n += i->pool->threads();
+  return n;
+}
+
+std::vector<ModelRunner::InstanceStats> ModelRunner::instance_stats() const {
+  std::vector<InstanceStats> out;
+  for (const auto& i : instances_) {
+    out.push_back({i->cpus, i->pool->threads(), i->executions.load(), static_cast<double>(i->busy_ns.load()) * 1e-9});
+  }
+  return out;
+}
+
 int64_t ModelRunner::pending() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int64_t>(queue_.size());
@@ -353,7 +388,8 @@ void ModelRunner::Submit(InferRequest request, InferCallback done) {
       return;
     }
     // max_queue_size counts requests waiting behind a running one: an idle runner takes one more.
-    if (static_cast<int64_t>(queue_.size()) >= config_.max_queue_size + (running_ ? 0 : 1)) {
+    const int64_t idle = static_cast<int64_t>(instances_.size()) - busy_;
+    if (static_cast<int64_t>(queue_.size()) >= config_.max_queue_size + idle) {
       lock.unlock();
       stats_.Failure("queue_full", {});
       job->done(absl::ResourceExhaustedError(absl::StrCat("model '", name_, "': queue full (", config_.max_queue_size,
@@ -365,7 +401,7 @@ void ModelRunner::Submit(InferRequest request, InferCallback done) {
   wake_.notify_one();
 }
 
-void ModelRunner::Loop() {
+void ModelRunner::Loop(Instance& instance) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (queue_.empty()) {
@@ -402,19 +438,21 @@ void ModelRunner::Loop() {
       if (!taken[i]) rest.push_back(std::move(queue_[i]));
     }
     queue_ = std::move(rest);
-    running_ = !batch.empty();
+    if (!batch.empty()) ++busy_;
+    if (!queue_.empty()) wake_.notify_one();  // another free instance may take what is left
     lock.unlock();
     for (Job& job : expired) {
       stats_.Failure("timeout", BatchClock::now() - job.queued.arrival);
       job.done(absl::UnavailableError(absl::StrCat("model '", name_, "': the request's timeout expired in the queue")));
     }
-    if (!batch.empty()) Execute(std::move(batch));
+    const bool ran = !batch.empty();
+    if (ran) Execute(std::move(batch), instance);
     lock.lock();
-    running_ = false;
+    if (ran) --busy_;
   }
 }
 
-void ModelRunner::Execute(std::vector<Job> jobs) {
+void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
   // A client that has gone is not computed for.
   const BatchClock::time_point dispatched = BatchClock::now();
   std::vector<Job> live;
@@ -427,7 +465,7 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
     }
   }
   if (live.empty()) return;
-  in_flight_ = static_cast<int64_t>(live.size());
+  in_flight_.fetch_add(static_cast<int64_t>(live.size()));
   int64_t total = 0;
   for (const Job& job : live) total += job.queued.batch;  // rows (1 for a request that cannot batch)
   // Padded requests run at the longest one's length (-1: nothing is padded).
@@ -436,9 +474,9 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
   if (live.size() == 1) sequence = -1;
   absl::StatusOr<std::vector<runtime::Tensor>> outputs;
   if (live.size() == 1) {
-    outputs = session_->Run(live[0].inputs, pool_.get());
+    outputs = session_->Run(live[0].inputs, instance.pool.get());
   } else {
-    outputs = session_->Run(BatchInputs(live, total, sequence), pool_.get());
+    outputs = session_->Run(BatchInputs(live, total, sequence), instance.pool.get());
     for (std::size_t o = 0; outputs.ok() && o < outputs->size(); ++o) {
       const runtime::Tensor& t = (*outputs)[o];
       if (t.rank() == 0 || t.dim(0) != total) {
@@ -455,6 +493,8 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
     }
   }
   const BatchClock::time_point computed = BatchClock::now();
+  instance.executions.fetch_add(1);
+  instance.busy_ns.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(computed - dispatched).count());
   if (outputs.ok()) stats_.Execution(total, static_cast<int64_t>(live.size()), computed - dispatched);
   // Each request: a failure with its reason, or its outputs (one request: the outputs themselves, sharing
   // storage; a batch: each request's rows, as views).
@@ -492,7 +532,7 @@ void ModelRunner::Execute(std::vector<Job> jobs) {
     stats_.Success(dispatched - job.queued.arrival, BatchClock::now() - job.queued.arrival);
     job.done(std::move(result));
   }
-  in_flight_ = 0;
+  in_flight_.fetch_sub(static_cast<int64_t>(live.size()));
 }
 
 }  // namespace coreserve

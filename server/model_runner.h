@@ -52,7 +52,16 @@ class ModelRunner {
   // The model's inputs and outputs as clients see them: the session's, with the config's overrides applied.
   const std::vector<runtime::TensorInfo>& inputs() const { return inputs_; }
   const std::vector<runtime::TensorInfo>& outputs() const { return outputs_; }
-  int threads() const { return pool_->threads(); }
+  // Cores (intra-op threads) of all its instances together.
+  int threads() const;
+  // What each instance (core group) did: its CPUs (empty when unpinned), executions and time computing.
+  struct InstanceStats {
+    std::vector<int> cpus;
+    int threads = 0;
+    int64_t executions = 0;
+    double busy_seconds = 0;
+  };
+  std::vector<InstanceStats> instance_stats() const;
   // Counts, durations and histograms of everything this runner did (server/runner_stats.h).
   RunnerStats stats() const { return stats_.Snapshot(); }
   // Requests waiting in the queue now.
@@ -76,9 +85,18 @@ class ModelRunner {
   };
   ModelRunner() = default;
   absl::StatusOr<Job> Prepare(InferRequest request) const;
-  void Loop();
-  // Runs `jobs` (one, or a batch of compatible ones) and answers each.
-  void Execute(std::vector<Job> jobs);
+  // One instance: its pool (pinned to its core group, if any) and the thread that takes batches for it.
+  struct Instance {
+    std::vector<int> cpus;
+    std::unique_ptr<runtime::ThreadPool> pool;
+    std::thread thread;
+    std::atomic<int64_t> executions{0};
+    std::atomic<int64_t> busy_ns{0};
+  };
+  // An instance's thread: takes the batch the policy chooses whenever the instance is free.
+  void Loop(Instance& instance);
+  // Runs `jobs` (one, or a batch of compatible ones) on `instance` and answers each.
+  void Execute(std::vector<Job> jobs, Instance& instance);
   // Which inputs pad along dim 1 and which outputs follow the sequence (see ModelConfig::pad_sequences): none
   // when the model has no attention mask or its outputs do not behave so at sequence lengths 1 and 2.
   void DetectSequencePadding();
@@ -94,7 +112,7 @@ class ModelRunner {
   ModelConfig config_;
   std::unique_ptr<runtime::Session> session_;
   std::vector<runtime::TensorInfo> inputs_, outputs_;
-  std::unique_ptr<runtime::ThreadPool> pool_;
+  std::vector<std::unique_ptr<Instance>> instances_;
   BatchPolicy policy_;
   std::vector<bool> padded_inputs_;     // per session input: padded along dim 1 in a batch
   int mask_input_ = -1;                 // the attention_mask input, when padded_inputs_ is set
@@ -103,11 +121,10 @@ class ModelRunner {
   std::condition_variable wake_;
   std::vector<Job> queue_;  // in arrival order
   bool stopping_ = false;
-  bool running_ = false;  // a request is between being taken from the queue and its callback returning
+  int busy_ = 0;  // instances between taking a batch from the queue and its last callback returning
   mutable std::atomic<uint64_t> next_solo_{0};
   std::atomic<int64_t> in_flight_{0};  // numbers the shape keys of requests that cannot batch
   RunnerStatsRecorder stats_;
-  std::thread thread_;
 };
 
 }  // namespace coreserve

@@ -81,13 +81,6 @@ int PrintMemoryPlan(const runtime::Session& session,
 
 }  // namespace
 
-int AvailableCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  return std::max(1, CPU_COUNT(&set));
-}
-
 int RunModelCommand(const RunOptions& o) {
   int threads = AvailableCpus();
   if (o.threads && (!absl::SimpleAtoi(*o.threads, &threads) || threads < 1 || threads > 1024)) {

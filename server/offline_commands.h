@@ -1,7 +1,9 @@
 // `coreserve run` and `coreserve inspect`: the runtime used directly, without the server.
 #pragma once
 
+
 #include "server/cli.h"
+#include "server/cpus.h"
 
 namespace coreserve {
 
@@ -10,7 +12,5 @@ int RunModelCommand(const RunOptions& options);
 // Exit codes: 0 every operator supported; 1 some unsupported or the file is unusable.
 int InspectModelCommand(const InspectOptions& options);
 
-// CPUs this process may run on (sched_getaffinity), at least 1.
-int AvailableCpus();
 
 }  // namespace coreserve

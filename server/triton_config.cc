@@ -76,7 +76,7 @@ void FillModelConfig(const ModelEntry& e, inference::ModelConfig* c) {
   }
   auto* group = c->add_instance_group();
   group->set_kind(inference::ModelInstanceGroup::KIND_CPU);
-  group->set_count(1);
+  group->set_count(e.runner != nullptr ? static_cast<int32_t>(e.runner->instance_stats().size()) : 1);
   if (e.config.dynamic_batching) {
     auto* b = c->mutable_dynamic_batching();
     for (int64_t size : e.config.preferred_batch_sizes) b->add_preferred_batch_size(static_cast<int32_t>(size));

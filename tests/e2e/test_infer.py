@@ -2,6 +2,7 @@
 plain JSON over HTTP (flat and nested data), the per-model config.yaml, and every request error the front ends
 refuse. ONNX Runtime running the same file is the numerical reference."""
 import json
+import os
 import time
 
 import numpy as np
@@ -388,5 +389,35 @@ def test_version_policy_serves_several_versions(models_dir, tmp_path):
         families = scrape(s)
         assert value(families, "coreserve_inference_count_total", model="m", version="2") == 2
         assert value(families, "coreserve_inference_count_total", model="m", version="3") == 4  # and unversioned
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_core_groups(models_dir, tmp_path):
+    """groups: one instance per core group, pinned: Triton's model configuration counts the instances, concurrent
+    clients get correct outputs, the per-instance metrics add up to the model's executions and name each group's
+    CPUs; a layout needing more cores than the server may use leaves the model unready, saying why."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    s = serve_copies(models_dir, tmp_path, {
+        "m": ("resnet_tiny", "groups: [1, 1]\n"),
+        "big": ("resnet_tiny", f"groups: [{len(cpus)}, 1]\n")})
+    try:
+        http = thttp.InferenceServerClient(s.http, concurrency=8)
+        assert http.get_model_config("m")["instance_group"] == [{"kind": "KIND_CPU", "count": 2}]
+        feeds = [image_feeds(1, seed=i) for i in range(16)]
+        want = [reference(models_dir / "resnet_tiny" / "1" / "model.onnx", f)[0] for f in feeds]
+        pending = [http.async_infer("m", http_inputs(f)) for f in feeds]
+        for p, w in zip(pending, want):
+            assert_close(p.get_result().as_numpy("logits"), w)
+        families = scrape(s)
+        m = {"model": "m", "version": "1"}
+        runs = [value(families, "coreserve_instance_execution_count_total", instance=str(i), cpus=str(cpus[i]), **m)
+                for i in range(2)]
+        assert sum(runs) == value(families, "coreserve_execution_count_total", **m) == 16
+        assert value(families, "coreserve_instance_busy_seconds_total", instance="0", **m) >= 0
+        status, body = get_json(s.http, "/v2/models/big")
+        assert status == 400 and f"groups [{len(cpus)}, 1] need {len(cpus) + 1} cores, but the server may use" in body["error"]
     finally:
         assert s.stop() == 0, s.log()

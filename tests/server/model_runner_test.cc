@@ -10,6 +10,7 @@
 #include <cmath>
 #include <future>
 
+#include "server/cpus.h"
 #include "tests/onnx_builder.h"
 
 namespace coreserve {
@@ -293,6 +294,40 @@ TEST(ModelRunner, InputAndOutputOverrides) {
   EXPECT_THAT(fails({{"image", {1, 4}}}, {}), HasSubstr("model 'tiny': inputs.image: the model has no input 'image' (its inputs: x)"));
   EXPECT_THAT(fails({{"x", {-1, 5}}}, {}), HasSubstr("inputs.x: dims [-1,5] do not fit the model's [-1,4] (-1 = any)"));
   EXPECT_THAT(fails({}, {{"y", {-1}}}), HasSubstr("outputs.y: dims [-1] do not fit the model's [-1,2]"));
+}
+
+// groups: [1, 1] makes two instances pinned to one CPU each, fed from one queue: while one instance is held
+// inside a callback, the other still answers; a layout larger than the CPUs fails the load naming it.
+TEST(ModelRunner, CoreGroupsAreInstancesThatServeInParallel) {
+  const std::vector<int> cpus = UsableCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  ModelConfig config;
+  config.groups = {1, 1};
+  const auto dir = TempDir("runner-groups");
+  const std::string path = WriteModel(TinyMatMulModel(), dir / "1" / "model.onnx");
+  auto loaded = ModelRunner::Load("tiny", path, config);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ModelRunner& runner = **loaded;
+  EXPECT_EQ(runner.threads(), 2);
+  const auto before = runner.instance_stats();
+  ASSERT_EQ(before.size(), 2u);
+  EXPECT_EQ(before[0].cpus, (std::vector<int>{cpus[0]}));
+  EXPECT_EQ(before[1].cpus, (std::vector<int>{cpus[1]}));
+  Hold hold(runner);  // one instance is now inside the held request's callback
+  std::promise<absl::StatusOr<NamedTensors>> second;
+  runner.Submit(Ones(2), [&](absl::StatusOr<NamedTensors> r) { second.set_value(std::move(r)); });
+  ExpectRow(second.get_future().get(), 2);  // answered by the other instance while the first is held
+  hold.Release();
+  const auto after = runner.instance_stats();
+  EXPECT_EQ(after[0].executions + after[1].executions, 2);
+  EXPECT_EQ(after[0].executions, 1);
+  EXPECT_GT(after[0].busy_seconds + after[1].busy_seconds, 0.0);
+
+  config.groups = {static_cast<int64_t>(cpus.size()), 1};
+  auto too_big = ModelRunner::Load("tiny", path, config);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_THAT(std::string(too_big.status().message()),
+              HasSubstr(absl::StrCat("model 'tiny': groups [", cpus.size(), ", 1] need ", cpus.size() + 1, " cores")));
 }
 
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {

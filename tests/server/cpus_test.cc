@@ -1,0 +1,81 @@
+// The CPUs the server may use (affinity cut to the cgroup quota), the layout of core groups on them, and the
+// pinning of an instance's pool threads to its group.
+#include "server/cpus.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "runtime/thread_pool.h"
+
+namespace coreserve {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Cpus, QuotaFromCgroupCpuMax) {
+  EXPECT_EQ(CpusFromCpuMax("200000 100000\n"), 2);
+  EXPECT_EQ(CpusFromCpuMax("150000 100000"), 2);  // 1.5 CPUs of time: two cores to run on
+  EXPECT_EQ(CpusFromCpuMax("50000 100000"), 1);
+  EXPECT_EQ(CpusFromCpuMax("max 100000"), std::nullopt);
+  EXPECT_EQ(CpusFromCpuMax(""), std::nullopt);
+  EXPECT_EQ(CpusFromCpuMax("garbage here"), std::nullopt);
+}
+
+TEST(Cpus, UsableCpusAreInTheAffinitySet) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  const std::vector<int> cpus = UsableCpus();
+  ASSERT_FALSE(cpus.empty());
+  EXPECT_LE(static_cast<int>(cpus.size()), CPU_COUNT(&set));
+  for (int c : cpus) EXPECT_TRUE(CPU_ISSET(c, &set)) << c;
+  EXPECT_EQ(AvailableCpus(), static_cast<int>(cpus.size()));
+}
+
+TEST(Cpus, GroupsTakeConsecutiveCpusOrFailNamingTheLayout) {
+  auto layout = LayGroups({1, 2}, {0, 2, 5, 7});
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(*layout, (std::vector<std::vector<int>>{{0}, {2, 5}}));
+  auto too_many = LayGroups({2, 1}, {0, 1});
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(std::string(too_many.status().message()),
+              HasSubstr("groups [2, 1] need 3 cores, but the server may use 2 (CPUs 0,1)"));
+}
+
+// Each worker of a pool built with CPUs runs only on its CPU.
+TEST(Cpus, PoolWorkersArePinnedToTheirCpus) {
+  const std::vector<int> cpus = UsableCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  runtime::ThreadPool pool(2, {cpus[0], cpus[1]});
+  const std::thread::id caller = std::this_thread::get_id();
+  std::mutex mu;
+  std::set<int> worker_masks_cpu;
+  bool other_cpu_seen = false;
+  std::atomic<int> worker_chunks{0};
+  for (int round = 0; round < 200 && worker_chunks.load() == 0; ++round) {
+    pool.ParallelFor(64, 1, [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() == caller) return;
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      sched_getaffinity(0, sizeof set, &set);
+      std::lock_guard<std::mutex> lock(mu);
+      ++worker_chunks;
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &set)) worker_masks_cpu.insert(c);
+      }
+      other_cpu_seen = other_cpu_seen || sched_getcpu() != cpus[1];
+    }, 1);
+  }
+  ASSERT_GT(worker_chunks.load(), 0) << "the worker never took a chunk";
+  EXPECT_EQ(worker_masks_cpu, (std::set<int>{cpus[1]}));
+  EXPECT_FALSE(other_cpu_seen);
+}
+
+}  // namespace
+}  // namespace coreserve
