@@ -1,6 +1,7 @@
 """TensorFlow Serving's REST API over the served ONNX models, with plain HTTP and JSON (as TF Serving's own
 clients and curl use it), against ONNX Runtime on the same files."""
 import json
+import subprocess
 
 import numpy as np
 import onnxruntime as ort
@@ -82,3 +83,29 @@ def test_status_and_metadata(server):
 def test_errors(server, path, body, code, message):
     status, reply = predict(server, path, body)
     assert status == code and message in reply["error"], reply
+
+
+def test_curl_json_and_tf_serving_forms(server, models_dir):
+    """The JSON forms as a user types them with curl: a KServe v2 infer and a TF Serving :predict (rows), both
+    matching ONNX Runtime, and an error answered as JSON with its status."""
+    x = np.random.default_rng(11).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    want = ort.InferenceSession(str(models_dir / "resnet_tiny" / "1" / "model.onnx"),
+                                providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x})[0]
+
+    def curl(path, body):
+        r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
+                            "-d", json.dumps(body), f"http://{server.http}{path}"],
+                           capture_output=True, text=True, timeout=60)
+        text, code = r.stdout.rsplit("\n", 1)
+        return int(code), json.loads(text)
+
+    code, v2 = curl("/v2/models/resnet_tiny/infer", {"inputs": [
+        {"name": "pixel_values", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]})
+    assert code == 200
+    got = np.array(v2["outputs"][0]["data"], np.float32).reshape(v2["outputs"][0]["shape"])
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+    code, tfs = curl("/v1/models/resnet_tiny:predict", {"instances": x.tolist()})
+    assert code == 200
+    assert np.abs(np.array(tfs["predictions"], np.float32) - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+    code, err = curl("/v1/models/resnet_tiny:predict", {"instances": [[1, 2]]})
+    assert code == 400 and "error" in err
