@@ -118,6 +118,8 @@ class StateCollector : public prometheus::Collectable {
     MetricFamily instance_busy = Family("coreserve_instance_busy_seconds_total",
                                         "Time each instance (core group) spent computing; its rate is the "
                                         "instance's busy fraction.", MetricType::Counter);
+    MetricFamily instance_in_flight = Family("coreserve_instance_inflight_requests",
+                                             "Requests each instance (core group) is computing now.", MetricType::Gauge);
     MetricFamily request_seconds = Family("coreserve_request_duration_seconds",
                                           "Time from a request's arrival at the model to its answer, successful "
                                           "requests.", MetricType::Histogram);
@@ -159,6 +161,7 @@ class StateCollector : public prometheus::Collectable {
           instance_runs.metric.push_back(c);
           c.counter.value = instances[i].busy_seconds;
           instance_busy.metric.push_back(c);
+          instance_in_flight.metric.push_back(Gauge(static_cast<double>(instances[i].in_flight), c.label));
         }
         if (hourly_price_ > 0 && stats.inference_count > 0) {
           const double share = std::min(1.0, static_cast<double>(e.runner->threads()) / host_cpus);
@@ -172,7 +175,7 @@ class StateCollector : public prometheus::Collectable {
       }
     }
     for (MetricFamily* f : {&models, &inferences, &executions, &failures, &pending, &in_flight, &load_seconds,
-                            &instance_runs, &instance_busy,
+                            &instance_runs, &instance_busy, &instance_in_flight,
                             &request_seconds, &queue_seconds, &compute_seconds, &batch_rows}) {
       out.push_back(std::move(*f));
     }

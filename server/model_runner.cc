@@ -361,7 +361,8 @@ int ModelRunner::threads() const {
 std::vector<ModelRunner::InstanceStats> ModelRunner::instance_stats() const {
   std::vector<InstanceStats> out;
   for (const auto& i : instances_) {
-    out.push_back({i->cpus, i->pool->threads(), i->executions.load(), static_cast<double>(i->busy_ns.load()) * 1e-9});
+    out.push_back({i->cpus, i->pool->threads(), i->executions.load(), static_cast<double>(i->busy_ns.load()) * 1e-9,
+                   i->in_flight.load()});
   }
   return out;
 }
@@ -466,6 +467,7 @@ void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
   }
   if (live.empty()) return;
   in_flight_.fetch_add(static_cast<int64_t>(live.size()));
+  instance.in_flight.store(static_cast<int64_t>(live.size()));
   int64_t total = 0;
   for (const Job& job : live) total += job.queued.batch;  // rows (1 for a request that cannot batch)
   // Padded requests run at the longest one's length (-1: nothing is padded).
@@ -533,6 +535,7 @@ void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
     job.done(std::move(result));
   }
   in_flight_.fetch_sub(static_cast<int64_t>(live.size()));
+  instance.in_flight.store(0);
 }
 
 }  // namespace coreserve

@@ -60,6 +60,7 @@ class ModelRunner {
     int threads = 0;
     int64_t executions = 0;
     double busy_seconds = 0;
+    int64_t in_flight = 0;  // requests it is computing now
   };
   std::vector<InstanceStats> instance_stats() const;
   // Counts, durations and histograms of everything this runner did (server/runner_stats.h).
@@ -92,6 +93,7 @@ class ModelRunner {
     std::thread thread;
     std::atomic<int64_t> executions{0};
     std::atomic<int64_t> busy_ns{0};
+    std::atomic<int64_t> in_flight{0};
   };
   // An instance's thread: takes the batch the policy chooses whenever the instance is free.
   void Loop(Instance& instance);

@@ -314,6 +314,8 @@ TEST(ModelRunner, CoreGroupsAreInstancesThatServeInParallel) {
   EXPECT_EQ(before[0].cpus, (std::vector<int>{cpus[0]}));
   EXPECT_EQ(before[1].cpus, (std::vector<int>{cpus[1]}));
   Hold hold(runner);  // one instance is now inside the held request's callback
+  const auto held = runner.instance_stats();
+  EXPECT_EQ(held[0].in_flight + held[1].in_flight, 1);
   std::promise<absl::StatusOr<NamedTensors>> second;
   runner.Submit(Ones(2), [&](absl::StatusOr<NamedTensors> r) { second.set_value(std::move(r)); });
   ExpectRow(second.get_future().get(), 2);  // answered by the other instance while the first is held
