@@ -118,6 +118,13 @@ class StateCollector : public prometheus::Collectable {
     MetricFamily instance_busy = Family("coreserve_instance_busy_seconds_total",
                                         "Time each instance (core group) spent computing; its rate is the "
                                         "instance's busy fraction.", MetricType::Counter);
+    MetricFamily stage_runs = Family("coreserve_stage_execution_count_total",
+                                     "Batches each pipeline stage ran.", MetricType::Counter);
+    MetricFamily stage_busy = Family("coreserve_stage_busy_seconds_total",
+                                     "Time each pipeline stage spent computing; its rate is the stage's busy fraction.",
+                                     MetricType::Counter);
+    MetricFamily stage_queue = Family("coreserve_stage_queue_depth",
+                                      "Batches waiting in front of each pipeline stage.", MetricType::Gauge);
     MetricFamily instance_in_flight = Family("coreserve_instance_inflight_requests",
                                              "Requests each instance (core group) is computing now.", MetricType::Gauge);
     MetricFamily request_seconds = Family("coreserve_request_duration_seconds",
@@ -162,6 +169,19 @@ class StateCollector : public prometheus::Collectable {
           c.counter.value = instances[i].busy_seconds;
           instance_busy.metric.push_back(c);
           instance_in_flight.metric.push_back(Gauge(static_cast<double>(instances[i].in_flight), c.label));
+          for (std::size_t k = 0; k < instances[i].stages.size(); ++k) {
+            const ModelRunner::StageStats& st = instances[i].stages[k];
+            ClientMetric m;
+            m.label = labels;
+            m.label.push_back({"instance", std::to_string(i)});
+            m.label.push_back({"stage", std::to_string(k)});
+            m.label.push_back({"cpus", absl::StrJoin(st.cpus, ",")});
+            m.counter.value = static_cast<double>(st.runs);
+            stage_runs.metric.push_back(m);
+            m.counter.value = st.busy_seconds;
+            stage_busy.metric.push_back(m);
+            stage_queue.metric.push_back(Gauge(static_cast<double>(st.queue_depth), m.label));
+          }
         }
         if (hourly_price_ > 0 && stats.inference_count > 0) {
           const double share = std::min(1.0, static_cast<double>(e.runner->threads()) / host_cpus);
@@ -175,7 +195,8 @@ class StateCollector : public prometheus::Collectable {
       }
     }
     for (MetricFamily* f : {&models, &inferences, &executions, &failures, &pending, &in_flight, &load_seconds,
-                            &instance_runs, &instance_busy, &instance_in_flight,
+                            &instance_runs, &instance_busy, &instance_in_flight, &stage_runs, &stage_busy,
+                            &stage_queue,
                             &request_seconds, &queue_seconds, &compute_seconds, &batch_rows}) {
       out.push_back(std::move(*f));
     }

@@ -133,7 +133,8 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   const std::string prefix = where.empty() ? "" : where + ".";
   try {
     RETURN_IF_ERROR(CheckKeys(node, source, where,
-                              {"precision", "threads", "groups", "max_batch_size", "max_queue_size", "dynamic_batching",
+                              {"precision", "threads", "groups", "pipeline", "max_batch_size", "max_queue_size",
+                               "dynamic_batching",
                                "warmup", "version_policy", "inputs", "outputs"}));
     if (const YAML::Node p = node["precision"]) {
       ASSIGN_OR_RETURN(std::string name, ReadString(p, source, prefix + "precision"));
@@ -152,6 +153,20 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
       for (std::size_t i = 0; i < g.size(); ++i) {
         ASSIGN_OR_RETURN(int64_t cores, ReadInt(g[i], source, absl::StrCat(prefix, "groups[", i, "]"), 1, 1024));
         config.groups.push_back(cores);
+      }
+    }
+    if (const YAML::Node p = node["pipeline"]) {
+      const std::string key = prefix + "pipeline";
+      if (!p.IsMap()) return KeyError(source, key, absl::StrCat("expected a mapping, got ", Describe(p)));
+      RETURN_IF_ERROR(CheckKeys(p, source, key, {"stages", "cores_per_stage", "copies"}));
+      if (!p["stages"]) return KeyError(source, key + ".stages", "is required (2 or more)");
+      ASSIGN_OR_RETURN(config.pipeline.stages, ReadInt(p["stages"], source, key + ".stages", 2, 64));
+      if (p["cores_per_stage"]) {
+        ASSIGN_OR_RETURN(config.pipeline.cores_per_stage,
+                         ReadInt(p["cores_per_stage"], source, key + ".cores_per_stage", 1, 1024));
+      }
+      if (p["copies"]) {
+        ASSIGN_OR_RETURN(config.pipeline.copies, ReadInt(p["copies"], source, key + ".copies", 1, 1024));
       }
     }
     if (const YAML::Node b = node["max_batch_size"]) {
@@ -215,6 +230,9 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
   // Rules across keys.
+  if (config.pipeline.stages > 0 && (!config.groups.empty() || config.threads != 0)) {
+    return KeyError(source, prefix + "pipeline", "set one layout: pipeline, groups or threads");
+  }
   if (!config.groups.empty() && config.threads != 0) {
     return KeyError(source, prefix + "threads", "set either threads (one instance) or groups (an instance per group), "
                                                "not both");

@@ -47,6 +47,13 @@ struct ModelConfig {
   // Data-parallel core groups (issue "Placement"): one instance of the model per entry, with that many cores,
   // each pinned to its own consecutive CPUs; empty: one unpinned instance of `threads`.
   std::vector<int64_t> groups;
+  // Pipeline-parallel instances (issue "Placement"): the model cut into `stages` stages of `cores_per_stage` cores
+  // each, requests streaming through; `copies` such pipelines side by side. stages 0: no pipeline.
+  struct Pipeline {
+    int64_t stages = 0;
+    int64_t cores_per_stage = 1;
+    int64_t copies = 1;
+  } pipeline;
   // The largest first (batch) dimension a request may carry; 0: no limit.
   int64_t max_batch_size = 0;
   // Requests waiting behind the one running; one more is refused at once (HTTP 429, RESOURCE_EXHAUSTED).

@@ -87,7 +87,27 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   if (!session.ok()) return session.status();
   runner->session_ = *std::move(session);
   RETURN_IF_ERROR(runner->ApplyOverrides());
-  if (config.groups.empty()) {
+  if (config.pipeline.stages > 0) {
+    const ModelConfig::Pipeline& p = config.pipeline;
+    auto layout = LayGroups(std::vector<int64_t>(p.stages * p.copies, p.cores_per_stage), UsableCpus());
+    if (!layout.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("model '", name, "': pipeline of ", p.copies, " x ", p.stages,
+                                                     " stages of ", p.cores_per_stage, " cores: ", layout.status().message()));
+    }
+    RETURN_IF_ERROR(runner->CutPipeline());
+    for (int64_t c = 0; c < p.copies; ++c) {
+      auto instance = std::make_unique<Instance>();
+      for (int64_t k = 0; k < p.stages; ++k) {
+        auto stage = std::make_unique<Stage>();
+        stage->slice = &runner->slices_[k];
+        stage->cpus = (*layout)[c * p.stages + k];
+        stage->pool = std::make_unique<runtime::ThreadPool>(static_cast<int>(stage->cpus.size()), stage->cpus);
+        instance->cpus.insert(instance->cpus.end(), stage->cpus.begin(), stage->cpus.end());
+        instance->stages.push_back(std::move(stage));
+      }
+      runner->instances_.push_back(std::move(instance));
+    }
+  } else if (config.groups.empty()) {
     auto instance = std::make_unique<Instance>();
     instance->pool = std::make_unique<runtime::ThreadPool>(config.threads > 0 ? static_cast<int>(config.threads)
                                                                                : AvailableCpus());
@@ -110,8 +130,15 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   }
   RETURN_IF_ERROR(runner->WarmUp());
   for (auto& instance : runner->instances_) {
+    for (std::size_t k = 0; k < instance->stages.size(); ++k) {
+      instance->stages[k]->thread = std::thread([r = runner.get(), i = instance.get(), k] {
+        runtime::PinCurrentThread(i->stages[k]->cpus[0]);  // the stage pool's thread 0
+        r->StageLoop(*i, k);
+      });
+    }
     instance->thread = std::thread([r = runner.get(), i = instance.get()] {
-      if (!i->cpus.empty()) runtime::PinCurrentThread(i->cpus[0]);  // the pool's thread 0
+      // A pipeline's dispatching thread only hands batches on: it runs anywhere.
+      if (i->stages.empty() && !i->cpus.empty()) runtime::PinCurrentThread(i->cpus[0]);  // the pool's thread 0
       r->Loop(*i);
     });
   }
@@ -144,7 +171,7 @@ void ModelRunner::DetectSequencePadding() {
       }
       feeds.push_back(Filled(inputs[i].type, shape, static_cast<int>(i) == mask ? 1 : 0));
     }
-    auto result = session_->Run(feeds, instances_[0]->pool.get());
+    auto result = RunWhole(feeds);
     if (!result.ok()) {
       LOG_WARNING("model ", name_, ": no sequence padding (a run at sequence length ", length,
                   " failed: ", result.status().message(), ")");
@@ -204,44 +231,100 @@ absl::Status ModelRunner::ApplyOverrides() {
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::WarmUp() {
+absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::ProbeFeeds(const WarmupRun* run, int64_t dynamic) const {
   const std::vector<runtime::TensorInfo>& inputs = session_->inputs();
-  for (std::size_t r = 0; r < config_.warmup.size(); ++r) {
-    const WarmupRun& run = config_.warmup[r];
-    const std::string where = absl::StrCat("model '", name_, "': warmup[", r, "]: ");
-    for (const auto& [name, dims] : run.shapes) {
+  if (run != nullptr) {
+    for (const auto& [name, dims] : run->shapes) {
       if (IndexOf(inputs, name) < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(where, "the model has no input '", name, "' (its inputs: ",
+        return absl::InvalidArgumentError(absl::StrCat("the model has no input '", name, "' (its inputs: ",
                                                        Names(inputs), ")"));
       }
     }
-    std::vector<runtime::Tensor> feeds;
-    for (const runtime::TensorInfo& in : inputs) {
-      runtime::Shape shape = in.shape;
-      auto given = std::find_if(run.shapes.begin(), run.shapes.end(), [&](const auto& s) { return s.first == in.name; });
-      if (given != run.shapes.end()) {
-        bool fits = given->second.size() == shape.size();
-        for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = shape[d] < 0 || shape[d] == given->second[d];
-        if (!fits) {
-          return absl::InvalidArgumentError(absl::StrCat(where, "shape ", runtime::ShapeString(given->second),
-                                                         " does not fit input '", in.name, "' ",
-                                                         runtime::ShapeString(shape), " (-1 = any)"));
-        }
-        shape = given->second;
-      } else if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) {
-        return absl::InvalidArgumentError(absl::StrCat(where, "input '", in.name, "' is ",
-                                                       runtime::ShapeString(shape), "; give its shape under shapes"));
+  }
+  std::vector<runtime::Tensor> feeds;
+  for (const runtime::TensorInfo& in : inputs) {
+    runtime::Shape shape = in.shape;
+    const std::vector<int64_t>* given = nullptr;
+    if (run != nullptr) {
+      for (const auto& [name, dims] : run->shapes) {
+        if (name == in.name) given = &dims;
       }
-      feeds.push_back(Filled(in.type, shape, in.name == "attention_mask" ? 1 : 0));
     }
+    if (given != nullptr) {
+      bool fits = given->size() == shape.size();
+      for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = shape[d] < 0 || shape[d] == (*given)[d];
+      if (!fits) {
+        return absl::InvalidArgumentError(absl::StrCat("shape ", runtime::ShapeString(*given), " does not fit input '",
+                                                       in.name, "' ", runtime::ShapeString(shape), " (-1 = any)"));
+      }
+      shape = *given;
+    } else if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) {
+      if (run != nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", in.name, "' is ", runtime::ShapeString(shape),
+                                                       "; give its shape under shapes"));
+      }
+      for (std::size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] < 0) shape[d] = d == 0 ? 1 : dynamic;
+      }
+    }
+    feeds.push_back(Filled(in.type, shape, in.name == "attention_mask" ? 1 : 0));
+  }
+  return feeds;
+}
+
+absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::RunWhole(const std::vector<runtime::Tensor>& feeds) {
+  const Instance& first = *instances_[0];
+  if (slices_.empty()) return session_->Run(feeds, first.pool.get());
+  std::map<std::string, runtime::Tensor> values;
+  for (std::size_t i = 0; i < feeds.size(); ++i) values[session_->inputs()[i].name] = feeds[i];
+  for (std::size_t k = 0; k < slices_.size(); ++k) {
+    RETURN_IF_ERROR(runtime::RunStage(slices_[k], values, first.stages[k]->pool.get()));
+  }
+  std::vector<runtime::Tensor> outputs;
+  for (const runtime::TensorInfo& o : session_->outputs()) outputs.push_back(values.at(o.name));
+  return outputs;
+}
+
+absl::Status ModelRunner::WarmUp() {
+  for (std::size_t r = 0; r < config_.warmup.size(); ++r) {
+    const WarmupRun& run = config_.warmup[r];
+    const std::string where = absl::StrCat("model '", name_, "': warmup[", r, "]: ");
+    auto feeds = ProbeFeeds(&run, 0);
+    if (!feeds.ok()) return absl::InvalidArgumentError(absl::StrCat(where, feeds.status().message()));
     const auto start = BatchClock::now();
     for (int64_t i = 0; i < run.count; ++i) {
-      auto result = session_->Run(feeds, instances_[0]->pool.get());
+      auto result = RunWhole(*feeds);
       if (!result.ok()) return absl::Status(result.status().code(), absl::StrCat(where, result.status().message()));
     }
     LOG_INFO("model ", name_, ": warmup[", r, "]: ", run.count, " run(s) in ",
              std::chrono::duration<double, std::milli>(BatchClock::now() - start).count(), " ms");
   }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::CutPipeline() {
+  // The cut balances time measured on a run at the first warm-up's shapes (else batch 1, other dynamic dims 16),
+  // on one stage's worth of cores; the first run records the memory plan, the second is timed.
+  auto feeds = ProbeFeeds(config_.warmup.empty() ? nullptr : &config_.warmup[0], 16);
+  if (!feeds.ok()) return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': pipeline: ", feeds.status().message()));
+  runtime::ThreadPool pool(static_cast<int>(config_.pipeline.cores_per_stage));
+  std::vector<double> seconds;
+  for (int i = 0; i < 2; ++i) {
+    auto run = session_->Run(*feeds, &pool, &seconds);
+    if (!run.ok()) {
+      return absl::Status(run.status().code(), absl::StrCat("model '", name_, "': pipeline: ", run.status().message()));
+    }
+  }
+  auto slices = runtime::CutIntoStages(*session_, seconds, static_cast<int>(config_.pipeline.stages));
+  if (!slices.ok()) {
+    return absl::Status(slices.status().code(), absl::StrCat("model '", name_, "': pipeline: ", slices.status().message()));
+  }
+  slices_ = *std::move(slices);
+  std::vector<std::string> shares;
+  double total = 0;
+  for (const auto& s : slices_) total += s.seconds;
+  for (const auto& s : slices_) shares.push_back(absl::StrCat(s.end_step - s.first_step, " steps ", static_cast<int>(100 * s.seconds / total), "%"));
+  LOG_INFO("model ", name_, ": pipeline of ", slices_.size(), " stages: ", absl::StrJoin(shares, ", "));
   return absl::OkStatus();
 }
 
@@ -253,6 +336,17 @@ ModelRunner::~ModelRunner() {
   wake_.notify_all();
   for (auto& instance : instances_) {
     if (instance->thread.joinable()) instance->thread.join();
+  }
+  // Every batch a dispatcher handed on is in a stage queue: each stage finishes its queue, in order.
+  for (auto& instance : instances_) {
+    for (auto& stage : instance->stages) {
+      {
+        std::lock_guard<std::mutex> lock(stage->mu);
+        stage->stop = true;
+      }
+      stage->cv.notify_all();
+      if (stage->thread.joinable()) stage->thread.join();
+    }
   }
 }
 
@@ -354,15 +448,29 @@ absl::StatusOr<ModelRunner::Job> ModelRunner::Prepare(InferRequest request) cons
 
 int ModelRunner::threads() const {
   int n = 0;
-  for (const auto& i : instances_) n += i->pool->threads();
+  for (const auto& i : instances_) {
+    if (i->pool) n += i->pool->threads();
+    for (const auto& stage : i->stages) n += stage->pool->threads();
+  }
   return n;
 }
 
 std::vector<ModelRunner::InstanceStats> ModelRunner::instance_stats() const {
   std::vector<InstanceStats> out;
   for (const auto& i : instances_) {
-    out.push_back({i->cpus, i->pool->threads(), i->executions.load(), static_cast<double>(i->busy_ns.load()) * 1e-9,
-                   i->in_flight.load()});
+    InstanceStats st;
+    st.cpus = i->cpus;
+    st.threads = i->pool ? i->pool->threads() : 0;
+    st.executions = i->executions.load();
+    st.busy_seconds = static_cast<double>(i->busy_ns.load()) * 1e-9;
+    st.in_flight = i->in_flight.load();
+    for (const auto& stage : i->stages) {
+      std::lock_guard<std::mutex> lock(stage->mu);
+      st.threads += stage->pool->threads();
+      st.stages.push_back({stage->cpus, stage->runs.load(), static_cast<double>(stage->busy_ns.load()) * 1e-9,
+                           static_cast<int64_t>(stage->queue.size())});
+    }
+    out.push_back(std::move(st));
   }
   return out;
 }
@@ -453,32 +561,100 @@ void ModelRunner::Loop(Instance& instance) {
   }
 }
 
-void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
+std::unique_ptr<ModelRunner::Batch> ModelRunner::Begin(std::vector<Job> jobs, Instance& instance) {
   // A client that has gone is not computed for.
-  const BatchClock::time_point dispatched = BatchClock::now();
-  std::vector<Job> live;
+  auto batch = std::make_unique<Batch>();
+  batch->dispatched = BatchClock::now();
   for (Job& job : jobs) {
     if (job.cancelled && job.cancelled()) {
-      stats_.Failure("cancelled", dispatched - job.queued.arrival);
+      stats_.Failure("cancelled", batch->dispatched - job.queued.arrival);
       job.done(absl::CancelledError("the client cancelled the request"));
     } else {
-      live.push_back(std::move(job));
+      batch->jobs.push_back(std::move(job));
     }
   }
-  if (live.empty()) return;
+  std::vector<Job>& live = batch->jobs;
+  if (live.empty()) return nullptr;
   in_flight_.fetch_add(static_cast<int64_t>(live.size()));
-  instance.in_flight.store(static_cast<int64_t>(live.size()));
-  int64_t total = 0;
-  for (const Job& job : live) total += job.queued.batch;  // rows (1 for a request that cannot batch)
+  instance.in_flight.fetch_add(static_cast<int64_t>(live.size()));
+  for (const Job& job : live) batch->rows += job.queued.batch;  // rows (1 for a request that cannot batch)
   // Padded requests run at the longest one's length (-1: nothing is padded).
-  int64_t sequence = -1;
-  for (const Job& job : live) sequence = std::max(sequence, job.sequence);
-  if (live.size() == 1) sequence = -1;
-  absl::StatusOr<std::vector<runtime::Tensor>> outputs;
+  for (const Job& job : live) batch->sequence = std::max(batch->sequence, job.sequence);
   if (live.size() == 1) {
-    outputs = session_->Run(live[0].inputs, instance.pool.get());
+    batch->sequence = -1;
+    batch->inputs = live[0].inputs;
   } else {
-    outputs = session_->Run(BatchInputs(live, total, sequence), instance.pool.get());
+    batch->inputs = BatchInputs(live, batch->rows, batch->sequence);
+  }
+  return batch;
+}
+
+void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
+  std::unique_ptr<Batch> batch = Begin(std::move(jobs), instance);
+  if (batch == nullptr) return;
+  if (instance.stages.empty()) {
+    auto outputs = session_->Run(batch->inputs, instance.pool.get());
+    instance.busy_ns.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(BatchClock::now() - batch->dispatched).count());
+    Finish(std::move(batch), std::move(outputs), instance);
+    return;
+  }
+  for (std::size_t i = 0; i < batch->inputs.size(); ++i) {
+    batch->values[session_->inputs()[i].name] = std::move(batch->inputs[i]);
+  }
+  batch->inputs.clear();
+  Hand(*instance.stages[0], std::move(batch));
+}
+
+void ModelRunner::Hand(Stage& stage, std::unique_ptr<Batch> batch) {
+  std::unique_lock<std::mutex> lock(stage.mu);
+  // One batch may wait in front of a stage: a full stage holds the one before it back (the pipeline's
+  // back-pressure reaches the model's queue, where max_queue_size applies).
+  stage.cv.wait(lock, [&] { return stage.queue.empty(); });
+  stage.queue.push_back(std::move(batch));
+  lock.unlock();
+  stage.cv.notify_all();
+}
+
+void ModelRunner::StageLoop(Instance& instance, std::size_t k) {
+  Stage& stage = *instance.stages[k];
+  for (;;) {
+    std::unique_ptr<Batch> batch;
+    {
+      std::unique_lock<std::mutex> lock(stage.mu);
+      stage.cv.wait(lock, [&] { return stage.stop || !stage.queue.empty(); });
+      if (stage.queue.empty()) return;  // stopping, and nothing left to run
+      batch = std::move(stage.queue.front());
+      stage.queue.pop_front();
+    }
+    stage.cv.notify_all();  // room for the next batch
+    if (batch->status.ok()) {
+      const auto start = BatchClock::now();
+      batch->status = runtime::RunStage(*stage.slice, batch->values, stage.pool.get());
+      stage.busy_ns.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(BatchClock::now() - start).count());
+      stage.runs.fetch_add(1);
+    }
+    if (k + 1 < instance.stages.size()) {
+      Hand(*instance.stages[k + 1], std::move(batch));
+      continue;
+    }
+    absl::StatusOr<std::vector<runtime::Tensor>> outputs = std::vector<runtime::Tensor>();
+    if (batch->status.ok()) {
+      for (const runtime::TensorInfo& o : session_->outputs()) outputs->push_back(batch->values.at(o.name));
+    } else {
+      outputs = batch->status;
+    }
+    batch->values.clear();
+    Finish(std::move(batch), std::move(outputs), instance);
+  }
+}
+
+void ModelRunner::Finish(std::unique_ptr<Batch> batch, absl::StatusOr<std::vector<runtime::Tensor>> outputs,
+                         Instance& instance) {
+  std::vector<Job>& live = batch->jobs;
+  const int64_t total = batch->rows, sequence = batch->sequence;
+  const BatchClock::time_point dispatched = batch->dispatched;
+  if (live.size() > 1) {
     for (std::size_t o = 0; outputs.ok() && o < outputs->size(); ++o) {
       const runtime::Tensor& t = (*outputs)[o];
       if (t.rank() == 0 || t.dim(0) != total) {
@@ -496,7 +672,6 @@ void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
   }
   const BatchClock::time_point computed = BatchClock::now();
   instance.executions.fetch_add(1);
-  instance.busy_ns.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(computed - dispatched).count());
   if (outputs.ok()) stats_.Execution(total, static_cast<int64_t>(live.size()), computed - dispatched);
   // Each request: a failure with its reason, or its outputs (one request: the outputs themselves, sharing
   // storage; a batch: each request's rows, as views).
@@ -535,8 +710,9 @@ void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
     job.done(std::move(result));
   }
   in_flight_.fetch_sub(static_cast<int64_t>(live.size()));
-  instance.in_flight.store(0);
+  instance.in_flight.fetch_sub(static_cast<int64_t>(live.size()));
 }
+
 
 }  // namespace coreserve
 

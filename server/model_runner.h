@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/pipeline.h"
 #include "runtime/session.h"
 #include "runtime/thread_pool.h"
 #include "server/batch_policy.h"
@@ -55,7 +58,14 @@ class ModelRunner {
   // Cores (intra-op threads) of all its instances together.
   int threads() const;
   // What each instance (core group) did: its CPUs (empty when unpinned), executions and time computing.
+  struct StageStats {
+    std::vector<int> cpus;
+    int64_t runs = 0;
+    double busy_seconds = 0;
+    int64_t queue_depth = 0;  // batches waiting for the stage
+  };
   struct InstanceStats {
+    std::vector<StageStats> stages;  // a pipeline's stages; empty for an instance that runs the whole model
     std::vector<int> cpus;
     int threads = 0;
     int64_t executions = 0;
@@ -86,10 +96,36 @@ class ModelRunner {
   };
   ModelRunner() = default;
   absl::StatusOr<Job> Prepare(InferRequest request) const;
-  // One instance: its pool (pinned to its core group, if any) and the thread that takes batches for it.
-  struct Instance {
+  // A batch taken from the queue, on its way through an instance (one Session run, or a pipeline's stages).
+  struct Batch {
+    std::vector<Job> jobs;  // the live requests, in batch order
+    int64_t rows = 0;       // their rows added up
+    int64_t sequence = -1;  // the length padded inputs were padded to; -1: none
+    BatchClock::time_point dispatched;
+    std::vector<runtime::Tensor> inputs;            // in the session's input order
+    std::map<std::string, runtime::Tensor> values;  // a pipeline's values by name
+    absl::Status status;                            // the error of a stage that failed
+  };
+  // One stage of a pipeline instance: its slice of the model, its pool pinned to its cores, the thread that runs
+  // each batch handed to it and hands it on, and the bounded queue in front of it.
+  struct Stage {
+    const runtime::PipelineStage* slice = nullptr;  // shared by the pipeline's copies
     std::vector<int> cpus;
     std::unique_ptr<runtime::ThreadPool> pool;
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::unique_ptr<Batch>> queue;
+    bool stop = false;
+    std::atomic<int64_t> runs{0};
+    std::atomic<int64_t> busy_ns{0};
+  };
+  // One instance: its pool (pinned to its core group, if any) or its pipeline's stages, and the thread that takes
+  // batches for it.
+  struct Instance {
+    std::vector<int> cpus;
+    std::unique_ptr<runtime::ThreadPool> pool;    // null for a pipeline
+    std::vector<std::unique_ptr<Stage>> stages;   // empty unless a pipeline
     std::thread thread;
     std::atomic<int64_t> executions{0};
     std::atomic<int64_t> busy_ns{0};
@@ -97,8 +133,24 @@ class ModelRunner {
   };
   // An instance's thread: takes the batch the policy chooses whenever the instance is free.
   void Loop(Instance& instance);
-  // Runs `jobs` (one, or a batch of compatible ones) on `instance` and answers each.
+  // Runs `jobs` (one, or a batch of compatible ones) on `instance` and answers each; a pipeline instance hands
+  // them to its first stage and returns once it has taken them.
   void Execute(std::vector<Job> jobs, Instance& instance);
+  // The live requests of `jobs` (the cancelled ones answered) made into one batch; null when none is left.
+  std::unique_ptr<Batch> Begin(std::vector<Job> jobs, Instance& instance);
+  // Checks the outputs and answers each request of the batch.
+  void Finish(std::unique_ptr<Batch> batch, absl::StatusOr<std::vector<runtime::Tensor>> outputs, Instance& instance);
+  // A pipeline stage's thread, and handing a batch to a stage (waiting while one already waits there).
+  void StageLoop(Instance& instance, std::size_t k);
+  static void Hand(Stage& stage, std::unique_ptr<Batch> batch);
+  // Cuts the model into the config's pipeline stages by a profiled run.
+  absl::Status CutPipeline();
+  // The whole model on `feeds` (through the stages in order, for a pipeline), on the first instance's pools.
+  absl::StatusOr<std::vector<runtime::Tensor>> RunWhole(const std::vector<runtime::Tensor>& feeds);
+  // Inputs for a load-time run: zeros (an attention_mask: ones) of the first warm-up's shapes, else of the
+  // declared ones with a dynamic batch of 1 and other dynamic dims of `dynamic`; InvalidArgument when a shape does
+  // not fit.
+  absl::StatusOr<std::vector<runtime::Tensor>> ProbeFeeds(const WarmupRun* run, int64_t dynamic) const;
   // Which inputs pad along dim 1 and which outputs follow the sequence (see ModelConfig::pad_sequences): none
   // when the model has no attention mask or its outputs do not behave so at sequence lengths 1 and 2.
   void DetectSequencePadding();
@@ -114,6 +166,7 @@ class ModelRunner {
   ModelConfig config_;
   std::unique_ptr<runtime::Session> session_;
   std::vector<runtime::TensorInfo> inputs_, outputs_;
+  std::vector<runtime::PipelineStage> slices_;  // the model cut into pipeline stages, when configured
   std::vector<std::unique_ptr<Instance>> instances_;
   BatchPolicy policy_;
   std::vector<bool> padded_inputs_;     // per session input: padded along dim 1 in a batch

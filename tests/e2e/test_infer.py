@@ -3,6 +3,7 @@ plain JSON over HTTP (flat and nested data), the per-model config.yaml, and ever
 refuse. ONNX Runtime running the same file is the numerical reference."""
 import json
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -420,5 +421,34 @@ def test_core_groups(models_dir, tmp_path):
         assert value(families, "coreserve_instance_inflight_requests", instance="1", **m) == 0
         status, body = get_json(s.http, "/v2/models/big")
         assert status == 400 and f"groups [{len(cpus)}, 1] need {len(cpus) + 1} cores, but the server may use" in body["error"]
+    finally:
+        assert s.stop() == 0, s.log()
+
+
+def test_pipeline_stages(models_dir, tmp_path):
+    """pipeline: {stages: 2}: bert_tiny cut into two one-core stages serves concurrent clients with ONNX Runtime's
+    outputs, Triton's configuration counts one instance, each stage's metrics count every request and say which
+    CPU it runs on, and promtool still accepts the exposition."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    s = serve_copies(models_dir, tmp_path, {"m": ("bert_tiny", "pipeline: {stages: 2}\n")})
+    try:
+        http = thttp.InferenceServerClient(s.http, concurrency=6)
+        assert http.get_model_config("m")["instance_group"] == [{"kind": "KIND_CPU", "count": 1}]
+        feeds = [bert_feeds(1 + i % 2, 5 + i, seed=i) for i in range(12)]
+        want = [reference(models_dir / "bert_tiny" / "1" / "model.onnx", f)[0] for f in feeds]
+        pending = [http.async_infer("m", http_inputs(f)) for f in feeds]
+        for p, w in zip(pending, want):
+            assert_close(p.get_result().as_numpy("logits"), w)
+        families = scrape(s)
+        m = {"model": "m", "version": "1", "instance": "0"}
+        for stage in range(2):
+            assert value(families, "coreserve_stage_execution_count_total", stage=str(stage), cpus=str(cpus[stage]), **m) == 12
+            assert value(families, "coreserve_stage_queue_depth", stage=str(stage), **m) == 0
+        assert "pipeline of 2 stages" in s.log()
+        status, _, body = get(s.metrics, "/metrics")
+        check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
+        assert status == 200 and check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     finally:
         assert s.stop() == 0, s.log()

@@ -251,7 +251,7 @@ TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
   EXPECT_THAT(Error("model_defaults: {threads: -1}\n"),
               HasSubstr("test.yaml: model_defaults.threads: expected an integer from 0 to 1024, got '-1'"));
   EXPECT_THAT(Error("model_defaults: {batching: on}\n"),
-              HasSubstr("unknown key 'model_defaults.batching' (allowed: precision, threads, groups, max_batch_size"));
+              HasSubstr("unknown key 'model_defaults.batching' (allowed: precision, threads, groups, pipeline, max_batch_size"));
   EXPECT_THAT(Error("model_defaults: 3\n"), HasSubstr("model_defaults: expected a mapping of keys, got '3'"));
   const auto dir = coreserve::testing::TempDir("model-config-bad");
   std::ofstream(dir / "config.yaml") << "max_batch_size: many\n";

@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <cmath>
+#include <cstring>
+#include <thread>
 #include <future>
 
 #include "server/cpus.h"
@@ -330,6 +332,53 @@ TEST(ModelRunner, CoreGroupsAreInstancesThatServeInParallel) {
   ASSERT_FALSE(too_big.ok());
   EXPECT_THAT(std::string(too_big.status().message()),
               HasSubstr(absl::StrCat("model 'tiny': groups [", cpus.size(), ", 1] need ", cpus.size() + 1, " cores")));
+}
+
+// A pipeline of two one-core stages: its outputs are bit for bit those of the whole model, and it keeps both
+// stages busy at once — while the first request is still in the last stage (held inside its callback), the
+// second goes through the first stage and waits in front of the last one. No timing: the test waits for the
+// stage counters to say so.
+TEST(ModelRunner, PipelineStagesStreamRequestsAndMatchTheWholeModel) {
+  const std::vector<int> cpus = UsableCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  ModelConfig config;
+  config.pipeline.stages = 2;
+  auto loaded = ModelRunner::Load("bert", std::string(CORESERVE_FIXTURES_DIR) + "/bert_ts_opset17.onnx", config);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ModelRunner& runner = **loaded;
+  auto stats = runner.instance_stats();
+  ASSERT_EQ(stats.size(), 1u);
+  ASSERT_EQ(stats[0].stages.size(), 2u);
+  EXPECT_EQ(stats[0].stages[0].cpus, (std::vector<int>{cpus[0]}));
+  EXPECT_EQ(stats[0].stages[1].cpus, (std::vector<int>{cpus[1]}));
+
+  Hold hold(runner, TextRequest(runner, 1, 7, 1));  // the last stage's thread is now inside this callback
+  std::promise<absl::StatusOr<NamedTensors>> second;
+  runner.Submit(TextRequest(runner, 2, 9, 2), [&](absl::StatusOr<NamedTensors> r) { second.set_value(std::move(r)); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (runner.instance_stats()[0].stages[1].queue_depth != 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();  // waiting for an event, not measuring time
+  }
+  stats = runner.instance_stats();
+  EXPECT_EQ(stats[0].stages[0].runs, 2);  // both requests went through the first stage...
+  EXPECT_EQ(stats[0].stages[1].runs, 1);  // ...while the first is still in the last one
+  EXPECT_EQ(stats[0].stages[1].queue_depth, 1);
+  EXPECT_EQ(stats[0].in_flight, 2);
+  hold.Release();
+  absl::StatusOr<NamedTensors> got = second.get_future().get();
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<runtime::Tensor> alone_inputs;
+  for (auto& [name, t] : TextRequest(runner, 2, 9, 2).inputs) alone_inputs.push_back(t);
+  runtime::ThreadPool pool(1);
+  auto want = runner.session().Run(alone_inputs, &pool);
+  ASSERT_TRUE(want.ok()) << want.status();
+  ASSERT_EQ((*got)[0].second.shape(), (*want)[0].shape());
+  EXPECT_EQ(std::memcmp((*got)[0].second.raw(), (*want)[0].raw(), (*want)[0].bytes()), 0);
+
+  config.pipeline.stages = static_cast<int64_t>(cpus.size()) + 1;
+  auto too_big = ModelRunner::Load("bert", std::string(CORESERVE_FIXTURES_DIR) + "/bert_ts_opset17.onnx", config);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_THAT(std::string(too_big.status().message()), HasSubstr("cores, but the server may use"));
 }
 
 TEST(ModelRunner, PriorityOrderTimeoutsAndCancelledClients) {

@@ -76,7 +76,9 @@ TEST(ModelRepository, VersionPolicyServesTheChosenVersionsEachOnItsOwnRunner) {
     std::vector<int64_t> versions;
     for (const ModelEntry& e : (*repo)->models()) {
       EXPECT_TRUE(e.ready) << e.error;
-      if (e.ready) EXPECT_EQ(FirstOutput(e), 6.0f * e.version);
+      if (e.ready) {
+        EXPECT_EQ(FirstOutput(e), 6.0f * e.version);
+      }
       versions.push_back(e.version);
     }
     return std::make_pair(*std::move(repo), versions);
