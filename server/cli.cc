@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "runtime/status_macros.h"
 #include "server/model_config.h"
 
@@ -127,6 +128,76 @@ const std::vector<CommandSpec>& Commands() {
                     ? absl::InvalidArgumentError("inspect needs a MODEL.onnx (try coreserve inspect --help)")
                     : Ok();
        }},
+      {"tune", "MODEL", "coreserve tune MODEL [--cores N] [--batch 1,6] [--seq 128] [--precision fp32,bf16] [flags]",
+       "measure every core layout of a model and recommend one",
+       "MODEL is an .onnx file or a model folder of a repository (its newest version and config.yaml). Loads the\n"
+       "model in each layout of N cores — one group of N, each equal data-parallel split (groups), pipelines of 2..N\n"
+       "stages — and drives it in-process with a closed-loop load for each batch size and precision; prints a table\n"
+       "of throughput, p50 and p95 latency (and the cost per million inferences with --hourly-price), marks the best\n"
+       "for throughput and for latency, and writes the best-throughput layout as model config keys.",
+       {
+           {"cores", "N", "cores to lay the model on (default: every CPU this process may use)",
+            [](CommandLine& c, const std::string& v) {
+              int n = 0;
+              if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 1024) {
+                return absl::InvalidArgumentError(absl::StrCat("--cores: expected an integer from 1 to 1024, got '", v, "'"));
+              }
+              c.tune.cores = n;
+              return Ok();
+            }},
+           {"batch", "B,B...", "batch sizes to measure (default 1)",
+            [](CommandLine& c, const std::string& v) {
+              c.tune.batches.clear();
+              for (absl::string_view part : absl::StrSplit(v, ',')) {
+                int64_t b = 0;
+                if (!absl::SimpleAtoi(part, &b) || b < 1 || b > 4096) {
+                  return absl::InvalidArgumentError(absl::StrCat("--batch: expected sizes from 1 to 4096, got '", v, "'"));
+                }
+                c.tune.batches.push_back(b);
+              }
+              return Ok();
+            }},
+           {"seq", "L", "size of the model's other dynamic dims, such as the sequence (default 128)",
+            [](CommandLine& c, const std::string& v) {
+              if (!absl::SimpleAtoi(v, &c.tune.sequence) || c.tune.sequence < 1 || c.tune.sequence > 1 << 20) {
+                return absl::InvalidArgumentError(absl::StrCat("--seq: expected a positive integer, got '", v, "'"));
+              }
+              return Ok();
+            }},
+           {"precision", "P,P...", "precisions to measure: fp32, bf16, int8 (default fp32)",
+            [](CommandLine& c, const std::string& v) {
+              c.tune.precisions.clear();
+              for (absl::string_view part : absl::StrSplit(v, ',')) {
+                if (auto p = ParsePrecision(std::string_view(part.data(), part.size())); !p.ok()) {
+                  return absl::InvalidArgumentError(absl::StrCat("--precision: ", p.status().message()));
+                }
+                c.tune.precisions.emplace_back(part);
+              }
+              return Ok();
+            }},
+           {"hourly-price", "X", "the host's price per hour: adds the cost per million inferences",
+            [](CommandLine& c, const std::string& v) {
+              if (!absl::SimpleAtod(v, &c.tune.hourly_price) || !(c.tune.hourly_price > 0)) {
+                return absl::InvalidArgumentError(absl::StrCat("--hourly-price: expected a positive number, got '", v, "'"));
+              }
+              return Ok();
+            }},
+           {"budget", "SECONDS", "time for the whole search, e.g. 60 or 60s (default 60)",
+            [](CommandLine& c, const std::string& v) {
+              std::string text = v;
+              if (!text.empty() && text.back() == 's') text.pop_back();
+              if (!absl::SimpleAtod(text, &c.tune.budget_seconds) || !(c.tune.budget_seconds >= 1)) {
+                return absl::InvalidArgumentError(absl::StrCat("--budget: expected seconds (at least 1), got '", v, "'"));
+              }
+              return Ok();
+            }},
+           {"output", "FILE", "write the recommended config there (default: print it)",
+            [](CommandLine& c, const std::string& v) { c.tune.output = v; return Ok(); }},
+       },
+       [](CommandLine& c, const std::string& v) { c.tune.model = v; },
+       [](const CommandLine& c) {
+         return c.tune.model.empty() ? absl::InvalidArgumentError("tune needs a MODEL (try coreserve tune --help)") : Ok();
+       }},
   };
   return commands;
 }
@@ -195,7 +266,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   const std::string hint = absl::StrCat(" (try coreserve ", spec->name, " --help)");
   cl.command = spec->name == std::string("serve") ? CommandLine::Command::kServe
                : spec->name == std::string("run") ? CommandLine::Command::kRun
-                                                  : CommandLine::Command::kInspect;
+                                : spec->name == std::string("inspect") ? CommandLine::Command::kInspect
+                                                                       : CommandLine::Command::kTune;
   // --help anywhere wins, even when other arguments are incomplete.
   if (std::find(args.begin() + 1, args.end(), "--help") != args.end() ||
       std::find(args.begin() + 1, args.end(), "-h") != args.end()) {

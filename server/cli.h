@@ -3,6 +3,7 @@
 //   coreserve serve --config FILE [overrides]
 //   coreserve run MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR [--precision P] [--threads N]
 //   coreserve inspect MODEL.onnx [--shape NAME=DxD...] [--values]
+//   coreserve tune MODEL --cores N [--batch 1,6] [--seq 128] [--precision fp32,bf16] [--hourly-price X] [--budget 60s]
 //
 // Each command's flags are declared once in a table that both the parser and the help text read, so the help
 // always lists every flag. Parsing is pure (no I/O), so it is tested directly.
@@ -15,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/config.h"
+#include "server/tune.h"
 
 namespace coreserve {
 
@@ -40,12 +42,13 @@ struct InspectOptions {
 };
 
 struct CommandLine {
-  enum class Command { kHelp, kVersion, kServe, kRun, kInspect, kCommandHelp };
+  enum class Command { kHelp, kVersion, kServe, kRun, kInspect, kTune, kCommandHelp };
   Command command = Command::kHelp;
   std::string help_text;  // for kHelp and kCommandHelp
   ServeOptions serve;
   RunOptions run;
   InspectOptions inspect;
+  TuneOptions tune;
 };
 
 // InvalidArgument with a one-line message (unknown command or flag, missing value or argument) on bad input.

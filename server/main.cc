@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
       return coreserve::RunModelCommand(cl->run);
     case Command::kInspect:
       return coreserve::InspectModelCommand(cl->inspect);
+    case Command::kTune:
+      return coreserve::TuneCommand(cl->tune);
   }
   return 2;
 }

@@ -120,3 +120,40 @@ def test_default_config_serves_the_generated_repository():
         assert "server ready" in s.log()
     finally:
         assert s.stop() == 0
+
+
+def test_tune_measures_every_layout_and_writes_a_config_that_serves(models_dir, tmp_path):
+    """coreserve tune on a repository folder: one table row per layout of the cores (one group, each split,
+    each pipeline), one marked best for throughput and one for latency, with costs when priced; the recommended
+    config loads in a server that then answers like ONNX Runtime. --cores beyond the CPUs is refused."""
+    import numpy as np
+    import onnxruntime as ort
+    import tritonclient.http as thttp
+
+    cores = min(2, len(os.sched_getaffinity(0)))
+    out = tmp_path / "recommended.yaml"
+    r = run("tune", str(models_dir / "resnet_tiny"), "--cores", str(cores), "--budget", "4", "--hourly-price", "0.5",
+            "--output", str(out), timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| groups") or line.startswith("| pipeline")]
+    assert len(rows) == (3 if cores == 2 else 1), r.stdout
+    assert sum("throughput" in row for row in rows) == 1 and sum("latency" in row for row in rows) == 1
+    assert all(float(row.split("|")[5]) > 0 and float(row.split("|")[8]) > 0 for row in rows), r.stdout
+    assert f"[{len(rows)}/{len(rows)}]" in r.stderr  # progress as it goes
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    (repo / "m" / "1" / "model.onnx").write_bytes((models_dir / "resnet_tiny" / "1" / "model.onnx").read_bytes())
+    (repo / "m" / "config.yaml").write_text(out.read_text())
+    s = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        i = thttp.InferInput("pixel_values", list(x.shape), "FP32")
+        i.set_data_from_numpy(x)
+        got = thttp.InferenceServerClient(s.http).infer("m", [i]).as_numpy("logits")
+        want = ort.InferenceSession(str(models_dir / "resnet_tiny" / "1" / "model.onnx"),
+                                    providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x})[0]
+        assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+    finally:
+        assert s.stop() == 0, s.log()
+    r = run("tune", str(models_dir / "resnet_tiny"), "--cores", "1024")
+    assert r.returncode == 2 and "but this process may use" in r.stderr

@@ -79,6 +79,33 @@ TEST(CommandLine, RunAndInspect) {
   EXPECT_THAT(CommandHelp("inspect"), HasSubstr("  --values  "));
 }
 
+TEST(CommandLine, Tune) {
+  auto t = ParseCommandLine({"tune", "repo/bert", "--cores", "2", "--batch", "1,6", "--seq", "64", "--precision",
+                             "fp32,bf16", "--hourly-price", "0.68", "--budget", "90s", "--output", "c.yaml"});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->command, Command::kTune);
+  EXPECT_EQ(t->tune.model, "repo/bert");
+  EXPECT_EQ(t->tune.cores, 2);
+  EXPECT_EQ(t->tune.batches, (std::vector<int64_t>{1, 6}));
+  EXPECT_EQ(t->tune.sequence, 64);
+  EXPECT_EQ(t->tune.precisions, (std::vector<std::string>{"fp32", "bf16"}));
+  EXPECT_EQ(t->tune.hourly_price, 0.68);
+  EXPECT_EQ(t->tune.budget_seconds, 90);
+  EXPECT_EQ(t->tune.output, "c.yaml");
+  EXPECT_THAT(ParseCommandLine({"tune", "m", "--batch", "1,x"}).status().message(), HasSubstr("--batch: expected sizes"));
+  EXPECT_THAT(ParseCommandLine({"tune", "m", "--precision", "fp8"}).status().message(), HasSubstr("not a precision"));
+  EXPECT_THAT(ParseCommandLine({"tune"}).status().message(), HasSubstr("tune needs a MODEL"));
+}
+
+TEST(Tune, CandidateLayoutsUseEveryCore) {
+  std::vector<std::string> names;
+  for (const TuneLayout& l : CandidateLayouts(4)) names.push_back(l.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"groups [4]", "groups [2, 2]", "groups [1, 1, 1, 1]",
+                                             "pipeline 2 stages x 1 core, 2 copies", "pipeline 2 stages x 2 cores",
+                                             "pipeline 4 stages x 1 core"}));
+  EXPECT_EQ(CandidateLayouts(1).size(), 1u);  // one group of one core: nothing to pipeline
+}
+
 TEST(CommandLine, HelpListsEveryFlag) {
   const std::string help = CommandHelp("serve");
   for (const char* flag : {"--config FILE", "--http-port PORT", "--grpc-port PORT", "--metrics-port PORT",
