@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models bench-serving clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models bench-serving bench-placement clean
 
 all: build
 
@@ -52,7 +52,7 @@ e2e-test: build
 # summary line ends the run.
 test: unit-test arm64-test e2e-test
 
-bench: bench-kernels bench-models bench-serving
+bench: bench-kernels bench-models bench-serving bench-placement
 
 # Kernel benchmarks; the last one runs coreserve's GEMM next to oneDNN (the anchor) on the BERT-base and
 # ResNet-50 shapes, and compare_gemm.py turns its JSON into the ratio table ($(BUILD_DIR)/bench_gemm_onednn.md).
@@ -85,6 +85,15 @@ bench-serving: build
 	  --perf-analyzer .perf-analyzer/perf_analyzer --mlserver-bin .venv-mlserver/bin/mlserver \
 	  --bert $(BUILD_DIR)/bench-models/bert_base/1/model.onnx \
 	  --json $(BUILD_DIR)/bench_serving.json --markdown $(BUILD_DIR)/bench_serving.md
+
+# Placement: BERT-base and a MiniLM-sized BERT in each layout of the cores ([2], [1, 1], a 2-stage pipeline, and
+# the one-core baseline) under perf_analyzer, fp32 and bf16, batch 1 and 6 ($(BUILD_DIR)/bench_placement.md).
+bench-placement: build
+	@scripts/setup-venv.sh .venv-export scripts/requirements-export.txt
+	@$(EXPORT_PYTHON) scripts/make_bench_models.py --out $(BUILD_DIR)/bench-models
+	@scripts/setup-perf-analyzer.sh
+	@$(PYTHON) bench/bench_placement.py --coreserve-bin $(BUILD_DIR)/coreserve --perf-analyzer .perf-analyzer/perf_analyzer \
+	  --models $(BUILD_DIR)/bench-models --json $(BUILD_DIR)/bench_placement.json --markdown $(BUILD_DIR)/bench_placement.md
 
 clean:
 	rm -rf $(BUILD_DIR) $(ARM64_BUILD_DIR)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the full-size benchmark models with the real exporter (torch.onnx.export, TorchScript, opset 17) and
 random weights (no download): bert_base, distilbert, roberta_base (sequence classification, 2 labels), gpt2
-(124M, causal-LM logits, no KV cache) and resnet50 (torchvision). Each goes to OUT/<name>/1/model.onnx; models
+(124M, causal-LM logits, no KV cache), resnet50 (torchvision) and minilm (a BERT of MiniLM-L6-H384's size). Each goes to OUT/<name>/1/model.onnx; models
 already there are kept.
 
 usage: make_bench_models.py --out DIR   (run with the export environment, .venv-export)
@@ -19,6 +19,9 @@ from make_fixtures import Logits  # noqa: E402  (the same plain-tensor wrapper t
 
 
 def text(name):
+    if name == "minilm":  # MiniLM-L6-H384's shape: 6 layers, hidden 384, 12 heads, FFN 1536
+        return transformers.BertForSequenceClassification(transformers.BertConfig(
+            hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536, num_labels=2)), True
     if name == "bert_base":
         return transformers.BertForSequenceClassification(transformers.BertConfig(num_labels=2)), True
     if name == "distilbert":
@@ -34,7 +37,7 @@ def main(argv):
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     torch.manual_seed(0)
-    for name in ("bert_base", "distilbert", "roberta_base", "gpt2", "resnet50"):
+    for name in ("bert_base", "distilbert", "roberta_base", "gpt2", "resnet50", "minilm"):
         path = os.path.join(a.out, name, "1", "model.onnx")
         if os.path.exists(path):
             continue
