@@ -111,16 +111,19 @@ TEST(ModelRunner, DestructionAnswersQueuedRequests) {
 }
 
 // Holds the runner's thread inside a first request's callback, so that what is submitted meanwhile queues up
-// deterministically; Release() lets it go.
+// deterministically; Release() lets it go. The callback owns what it waits on (the held thread may still be
+// leaving it when the Hold is gone, e.g. when another instance answered the test's last request).
 struct Hold {
-  std::promise<void> running, release;
+  std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   explicit Hold(ModelRunner& runner, InferRequest request = Ones(0)) {
-    runner.Submit(std::move(request), [this](absl::StatusOr<NamedTensors>) {
-      running.set_value();
+    auto running = std::make_shared<std::promise<void>>();
+    std::future<void> started = running->get_future();
+    runner.Submit(std::move(request), [running, released = released](absl::StatusOr<NamedTensors>) {
+      running->set_value();
       released.wait();
     });
-    running.get_future().wait();
+    started.wait();
   }
   void Release() { release.set_value(); }
 };
