@@ -199,9 +199,9 @@ int TuneCommand(const TuneOptions& o) {
         if (!runner.ok()) {
           row.m.error = std::string(runner.status().message());
         } else {
-          const int instances = static_cast<int>((*runner)->instance_stats().size());
-          const int in_flight = layout.pipeline.stages > 0 ? static_cast<int>(layout.pipeline.stages) + 1 : 2;
-          row.m = Drive(**runner, Feeds((*runner)->inputs(), batch, o.sequence), batch, instances * in_flight, slice);
+          // The same load for every layout, so that their latencies compare: one client per core (enough to keep
+          // every instance or stage busy) and one more, queued, to cover the hand-over between requests.
+          row.m = Drive(**runner, Feeds((*runner)->inputs(), batch, o.sequence), batch, cores + 1, slice);
         }
         std::fprintf(stderr, "[%zu/%zu] %s, %s, batch %lld: %s\n", done, runs, layout.name.c_str(), precision.c_str(),
                      static_cast<long long>(batch),

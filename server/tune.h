@@ -1,7 +1,8 @@
 // `coreserve tune`: the empirical search AWS describes for Inferentia layouts, on CPU cores. Each candidate
 // layout of a model on N cores — one group of N, each data-parallel split into equal groups, pipelines of 2..N
-// stages (and copies of them) — is loaded into a ModelRunner and driven in-process by a closed-loop load (clients
-// that send their next request when the last one returns), for each batch size and precision asked; the table
+// stages (and copies of them) — is loaded into a ModelRunner and driven in-process by the same closed-loop load
+// (N + 1 clients, each sending its next request when the last one returns), for each batch size and precision
+// asked; the table
 // shows throughput, p50 and p95 latency and the cost per million inferences, marks the best for throughput and
 // for latency, and the best-throughput layout is written as a model config.
 #pragma once
