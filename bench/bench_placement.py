@@ -25,14 +25,15 @@ MODELS = ["minilm", "bert_base"]
 
 
 def start(binary, model_path, precision, tmp):
-    """One server with the model in every layout (model names l0..l3), precision `precision`."""
+    """One server with the model in every layout (model names l0..l3, measured one at a time, so their groups
+    share the cores: share_cores), precision `precision`."""
     repo = tmp / f"repo-{model_path.parent.parent.name}-{precision}"
     dims = "{dims: [-1, 128]}"
     for i, (_, layout) in enumerate(LAYOUTS):
         (repo / f"l{i}" / "1").mkdir(parents=True)
         (repo / f"l{i}" / "1" / "model.onnx").symlink_to(model_path.resolve())
         (repo / f"l{i}" / "config.yaml").write_text(
-            f"{layout}\nprecision: {precision}\nmax_batch_size: 8\n"
+            f"{layout}\nshare_cores: true\nprecision: {precision}\nmax_batch_size: 8\n"
             f"inputs: {{input_ids: {dims}, attention_mask: {dims}, token_type_ids: {dims}}}\n"
             "warmup: [{shapes: {input_ids: [6, 128], attention_mask: [6, 128], token_type_ids: [6, 128]}}]\n")
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}

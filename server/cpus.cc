@@ -74,4 +74,56 @@ absl::StatusOr<std::vector<std::vector<int>>> LayGroups(const std::vector<int64_
   return groups;
 }
 
+CoreAllocator& CoreAllocator::Global() {
+  static CoreAllocator* allocator = new CoreAllocator();
+  return *allocator;
+}
+
+absl::StatusOr<CoreAllocator::Reservation> CoreAllocator::Reserve(const std::string& model,
+                                                                  const std::vector<int64_t>& sizes, bool share,
+                                                                  const std::vector<int>& cpus) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int> free;
+  std::map<std::string, std::vector<int>> others;  // holders of the CPUs that are not free, for the message
+  for (int c : cpus) {
+    bool taken = false;
+    for (const auto& [holder, count] : held_[c]) {
+      if (holder != model && count > 0 && !share) {
+        taken = true;
+        others[holder].push_back(c);
+      }
+    }
+    if (!taken) free.push_back(c);
+  }
+  auto groups = LayGroups(sizes, free);
+  if (!groups.ok()) {
+    std::string message(LayGroups(sizes, cpus).status().message());  // the layout against every usable CPU
+    if (message.empty()) {  // it fits the usable CPUs, but not those left free
+      std::vector<std::string> layout;
+      for (int64_t s : sizes) layout.push_back(std::to_string(s));
+      message = absl::StrCat("groups [", absl::StrJoin(layout, ", "), "] need ",
+                             std::accumulate(sizes.begin(), sizes.end(), int64_t{0}), " cores, but only ", free.size(),
+                             " of the server's ", cpus.size(), " are free (CPUs ", absl::StrJoin(free, ","), ")");
+    }
+    if (!others.empty()) {
+      std::vector<std::string> holders;
+      for (const auto& [holder, held] : others) holders.push_back(absl::StrCat(holder, " (CPUs ", absl::StrJoin(held, ","), ")"));
+      absl::StrAppend(&message, "; other models' groups hold the rest: ", absl::StrJoin(holders, ", "),
+                      " (share_cores: true lets a model's groups overlap them)");
+    }
+    return absl::InvalidArgumentError(message);
+  }
+  Reservation r;
+  r.groups = *std::move(groups);
+  if (share) return r;
+  std::vector<int> mine;
+  for (const auto& g : r.groups) mine.insert(mine.end(), g.begin(), g.end());
+  for (int c : mine) ++held_[c][model];
+  r.hold = std::shared_ptr<void>(nullptr, [this, model, mine](void*) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int c : mine) --held_[c][model];
+  });
+  return r;
+}
+
 }  // namespace coreserve

@@ -133,7 +133,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
   const std::string prefix = where.empty() ? "" : where + ".";
   try {
     RETURN_IF_ERROR(CheckKeys(node, source, where,
-                              {"precision", "threads", "groups", "pipeline", "max_batch_size", "max_queue_size",
+                              {"precision", "threads", "groups", "pipeline", "share_cores", "max_batch_size", "max_queue_size",
                                "dynamic_batching",
                                "warmup", "version_policy", "inputs", "outputs"}));
     if (const YAML::Node p = node["precision"]) {
@@ -154,6 +154,9 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const YAML::Node& node, const std::s
         ASSIGN_OR_RETURN(int64_t cores, ReadInt(g[i], source, absl::StrCat(prefix, "groups[", i, "]"), 1, 1024));
         config.groups.push_back(cores);
       }
+    }
+    if (const YAML::Node share = node["share_cores"]) {
+      ASSIGN_OR_RETURN(config.share_cores, ReadBool(share, source, prefix + "share_cores"));
     }
     if (const YAML::Node p = node["pipeline"]) {
       const std::string key = prefix + "pipeline";

@@ -54,6 +54,9 @@ struct ModelConfig {
     int64_t cores_per_stage = 1;
     int64_t copies = 1;
   } pipeline;
+  // Whether this model's groups or stages may use CPUs other models' groups hold (laid from the first CPU);
+  // otherwise each model's layout gets CPUs of its own.
+  bool share_cores = false;
   // The largest first (batch) dimension a request may carry; 0: no limit.
   int64_t max_batch_size = 0;
   // Requests waiting behind the one running; one more is refused at once (HTTP 429, RESOURCE_EXHAUSTED).

@@ -89,7 +89,10 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   RETURN_IF_ERROR(runner->ApplyOverrides());
   if (config.pipeline.stages > 0) {
     const ModelConfig::Pipeline& p = config.pipeline;
-    auto layout = LayGroups(std::vector<int64_t>(p.stages * p.copies, p.cores_per_stage), UsableCpus());
+    auto reserved = CoreAllocator::Global().Reserve(name, std::vector<int64_t>(p.stages * p.copies, p.cores_per_stage),
+                                                    config.share_cores, UsableCpus());
+    auto layout = reserved.ok() ? absl::StatusOr<std::vector<std::vector<int>>>(reserved->groups) : reserved.status();
+    if (reserved.ok()) runner->cores_ = reserved->hold;
     if (!layout.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("model '", name, "': pipeline of ", p.copies, " x ", p.stages,
                                                      " stages of ", p.cores_per_stage, " cores: ", layout.status().message()));
@@ -113,7 +116,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
                                                                                : AvailableCpus());
     runner->instances_.push_back(std::move(instance));
   } else {
-    auto layout = LayGroups(config.groups, UsableCpus());
+    auto reserved = CoreAllocator::Global().Reserve(name, config.groups, config.share_cores, UsableCpus());
+    auto layout = reserved.ok() ? absl::StatusOr<std::vector<std::vector<int>>>(reserved->groups) : reserved.status();
+    if (reserved.ok()) runner->cores_ = reserved->hold;
     if (!layout.ok()) return absl::InvalidArgumentError(absl::StrCat("model '", name, "': ", layout.status().message()));
     for (const std::vector<int>& cpus : *layout) {
       auto instance = std::make_unique<Instance>();

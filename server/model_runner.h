@@ -168,6 +168,7 @@ class ModelRunner {
   std::vector<runtime::TensorInfo> inputs_, outputs_;
   std::vector<runtime::PipelineStage> slices_;  // the model cut into pipeline stages, when configured
   std::vector<std::unique_ptr<Instance>> instances_;
+  std::shared_ptr<void> cores_;  // the CPUs its groups or stages hold (server/cpus.h CoreAllocator)
   BatchPolicy policy_;
   std::vector<bool> padded_inputs_;     // per session input: padded along dim 1 in a batch
   int mask_input_ = -1;                 // the attention_mask input, when padded_inputs_ is set

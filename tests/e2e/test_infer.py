@@ -452,3 +452,24 @@ def test_pipeline_stages(models_dir, tmp_path):
         assert status == 200 and check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     finally:
         assert s.stop() == 0, s.log()
+
+
+def test_models_get_cores_of_their_own(models_dir, tmp_path):
+    """Two models with one-core groups get different CPUs; a third finds none free and is unready, naming the
+    models that hold them; with share_cores: true it loads on the first CPU anyway."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) != 2:
+        pytest.skip("written for two CPUs")
+    s = serve_copies(models_dir, tmp_path, {
+        "a": ("resnet_tiny", "groups: [1]\n"), "b": ("resnet_tiny", "groups: [1]\n"),
+        "c": ("resnet_tiny", "groups: [1]\n"), "d": ("resnet_tiny", "groups: [1]\nshare_cores: true\n")})
+    try:
+        families = scrape(s)
+        held = {m: next(x.labels["cpus"] for x in families["coreserve_instance_execution_count"].samples
+                        if x.labels["model"] == m) for m in ("a", "b", "d")}
+        assert held["a"] != held["b"] and {held["a"], held["b"]} == {str(c) for c in cpus}
+        assert held["d"] == str(cpus[0])
+        status, body = get_json(s.http, "/v2/models/c")
+        assert status == 400 and "other models' groups hold the rest: a (CPUs" in body["error"], body
+    finally:
+        assert s.stop() == 0, s.log()

@@ -193,6 +193,9 @@ model_defaults:
   const ModelConfig& m = c->model_defaults;
   EXPECT_FALSE(m.pad_sequences);
   EXPECT_TRUE(Parse("")->model_defaults.pad_sequences);
+  EXPECT_FALSE(Parse("")->model_defaults.share_cores);
+  EXPECT_TRUE(Parse("model_defaults: {share_cores: true}\n")->model_defaults.share_cores);
+  EXPECT_THAT(Error("model_defaults: {share_cores: 2}\n"), HasSubstr("model_defaults.share_cores: expected true or false"));
   ASSERT_EQ(m.warmup.size(), 2u);
   EXPECT_EQ(m.warmup[0].count, 3);
   EXPECT_EQ(m.warmup[0].shapes[1], (std::pair<std::string, std::vector<int64_t>>{"attention_mask", {1, 128}}));
@@ -251,7 +254,7 @@ TEST(ModelConfig, ErrorsNameFileKeyAndAllowedValues) {
   EXPECT_THAT(Error("model_defaults: {threads: -1}\n"),
               HasSubstr("test.yaml: model_defaults.threads: expected an integer from 0 to 1024, got '-1'"));
   EXPECT_THAT(Error("model_defaults: {batching: on}\n"),
-              HasSubstr("unknown key 'model_defaults.batching' (allowed: precision, threads, groups, pipeline, max_batch_size"));
+              HasSubstr("unknown key 'model_defaults.batching' (allowed: precision, threads, groups, pipeline, share_cores, max_batch_size"));
   EXPECT_THAT(Error("model_defaults: 3\n"), HasSubstr("model_defaults: expected a mapping of keys, got '3'"));
   const auto dir = coreserve::testing::TempDir("model-config-bad");
   std::ofstream(dir / "config.yaml") << "max_batch_size: many\n";

@@ -48,6 +48,37 @@ TEST(Cpus, GroupsTakeConsecutiveCpusOrFailNamingTheLayout) {
               HasSubstr("groups [2, 1] need 3 cores, but the server may use 2 (CPUs 0,1)"));
 }
 
+// Models' groups get CPUs of their own; a model's own CPUs (another version of it) stay available to it; sharing
+// is explicit; CPUs come back when the last holder goes.
+TEST(Cpus, ModelsGetCpusOfTheirOwnUnlessTheyShare) {
+  CoreAllocator cores;
+  const std::vector<int> cpus = {0, 1};
+  auto a = cores.Reserve("a", {1}, false, cpus);
+  auto b = cores.Reserve("b", {1}, false, cpus);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->groups, (std::vector<std::vector<int>>{{0}}));
+  EXPECT_EQ(b->groups, (std::vector<std::vector<int>>{{1}}));
+  auto c = cores.Reserve("c", {1}, false, cpus);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("groups [1] need 1 cores, but only 0 of the server's 2 are free (CPUs ); other models' groups "
+                        "hold the rest: a (CPUs 0), b (CPUs 1) (share_cores: true lets"));
+  auto a2 = cores.Reserve("a", {1}, false, cpus);  // a reload of a, while its first version still runs
+  ASSERT_TRUE(a2.ok()) << a2.status();
+  EXPECT_EQ(a2->groups, (std::vector<std::vector<int>>{{0}}));
+  auto shared = cores.Reserve("c", {2}, true, cpus);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  EXPECT_EQ(shared->groups, (std::vector<std::vector<int>>{{0, 1}}));
+  a = absl::InternalError("released");  // a's first version goes...
+  EXPECT_FALSE(cores.Reserve("c", {1}, false, cpus).ok());  // ...but its reload still holds CPU 0
+  a2 = absl::InternalError("released");
+  auto c2 = cores.Reserve("c", {1}, false, cpus);
+  ASSERT_TRUE(c2.ok()) << c2.status();
+  EXPECT_EQ(c2->groups, (std::vector<std::vector<int>>{{0}}));
+  EXPECT_THAT(std::string(cores.Reserve("d", {3}, false, cpus).status().message()),
+              HasSubstr("groups [3] need 3 cores, but the server may use 2 (CPUs 0,1)"));
+}
+
 // Each worker of a pool built with CPUs runs only on its CPU.
 TEST(Cpus, PoolWorkersArePinnedToTheirCpus) {
   const std::vector<int> cpus = UsableCpus();
