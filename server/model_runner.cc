@@ -160,23 +160,20 @@ void ModelRunner::DetectSequencePadding() {
     if (inputs[i].name == "attention_mask" && padded[i] && inputs[i].shape.size() == 2) mask = static_cast<int>(i);
   }
   if (mask < 0) return;
-  // Which outputs follow the sequence: run one row at lengths 1 and 2 (zeros; the mask all ones).
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    for (std::size_t d = 0; d < inputs[i].shape.size(); ++d) {
+      if (inputs[i].shape[d] < 0 && (d > 1 || (d == 1 && !padded[i]))) {
+        LOG_INFO("model ", name_, ": no sequence padding (input '", inputs[i].name, "' has another dynamic dim)");
+        return;
+      }
+    }
+  }
+  // Which outputs follow the sequence: run one row at lengths 1 and 2 (zeros; the mask all ones). Only the batch
+  // and the padded inputs' dim 1 are dynamic, so the probe's "other dynamic dims" are exactly the sequence.
   std::vector<std::vector<runtime::Tensor>> probes;
   for (int64_t length : {1, 2}) {
-    std::vector<runtime::Tensor> feeds;
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-      runtime::Shape shape = inputs[i].shape;
-      for (std::size_t d = 0; d < shape.size(); ++d) {
-        if (shape[d] >= 0) continue;
-        if (d > 1 || (d == 1 && !padded[i])) {
-          LOG_INFO("model ", name_, ": no sequence padding (input '", inputs[i].name, "' has another dynamic dim)");
-          return;
-        }
-        shape[d] = d == 0 ? 1 : length;
-      }
-      feeds.push_back(Filled(inputs[i].type, shape, static_cast<int>(i) == mask ? 1 : 0));
-    }
-    auto result = RunWhole(feeds);
+    auto feeds = ProbeFeeds(nullptr, length);
+    auto result = feeds.ok() ? RunWhole(*feeds) : absl::StatusOr<std::vector<runtime::Tensor>>(feeds.status());
     if (!result.ok()) {
       LOG_WARNING("model ", name_, ": no sequence padding (a run at sequence length ", length,
                   " failed: ", result.status().message(), ")");

@@ -178,8 +178,8 @@ class ModelRunner {
   std::vector<Job> queue_;  // in arrival order
   bool stopping_ = false;
   int busy_ = 0;  // instances between taking a batch from the queue and its last callback returning
-  mutable std::atomic<uint64_t> next_solo_{0};
-  std::atomic<int64_t> in_flight_{0};  // numbers the shape keys of requests that cannot batch
+  mutable std::atomic<uint64_t> next_solo_{0};  // numbers the shape keys of requests that cannot batch
+  std::atomic<int64_t> in_flight_{0};           // requests being computed, over every instance
   RunnerStatsRecorder stats_;
 };
 
