@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models bench-serving bench-placement clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models bench-serving bench-placement container container-test clean
 
 all: build
 
@@ -14,6 +14,7 @@ all: build
 deps:
 	@scripts/install-deps.sh
 	@scripts/setup-venv.sh
+	@scripts/setup-venv.sh .venv-deploy scripts/requirements-deploy.txt --no-deps
 
 build: deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
@@ -51,6 +52,15 @@ e2e-test: build
 # Unit tests (native, then arm64 under qemu), then the end-to-end tests against the real binary; pytest's
 # summary line ends the run.
 test: unit-test arm64-test e2e-test
+
+# The container images (docs/DEPLOY.md): linux/amd64 and linux/arm64, built with podman from local Debian base
+# images (no Docker engine, no registry), then run on the default model repository and checked from outside.
+CONTAINER_ARCHES ?= amd64 arm64
+container:
+	@scripts/container.sh build $(CONTAINER_ARCHES)
+
+container-test: build
+	@scripts/container.sh test $(BUILD_DIR)/models $(CONTAINER_ARCHES)
 
 bench: bench-kernels bench-models bench-serving bench-placement
 

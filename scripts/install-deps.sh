@@ -2,12 +2,24 @@
 # Installs the Debian 12 packages coreserve builds and tests with. Idempotent: it asks apt only for what
 # dpkg does not already list as installed, so a second run does nothing and needs no network.
 #
-# usage: install-deps.sh [--build-only]   (--build-only: just what building the coreserve binary needs, as the
-#                                          container's build stage uses)
+# usage: install-deps.sh [--build-only [--target-arch ARCH]]
+#   --build-only: just what building the coreserve binary needs, as the container's build stage uses;
+#   --target-arch arm64 (on an amd64 host): the libraries for that architecture
+#   through Debian multiarch, plus the host's cross compiler and code generators (protoc, grpc_cpp_plugin), for
+#   the container's cross build (cmake/debian-multiarch-*.cmake).
 set -euo pipefail
 
 build_only=false
-[ "${1:-}" = "--build-only" ] && build_only=true
+target_arch=$(dpkg --print-architecture)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-only) build_only=true ;;
+    --target-arch) target_arch=${2:?--target-arch needs an architecture}; shift ;;
+    *) echo "install-deps: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+host_arch=$(dpkg --print-architecture)
 
 build_packages=(
   # toolchain
@@ -39,6 +51,23 @@ fi
 packages=("${build_packages[@]}")
 $build_only || packages+=("${test_packages[@]}")
 
+foreign=false
+if [ "$target_arch" != "$host_arch" ]; then
+  $build_only || { echo "install-deps: --target-arch goes with --build-only" >&2; exit 2; }
+  case "$target_arch" in
+    arm64) triplet=aarch64-linux-gnu ;;
+    *) echo "install-deps: the cross build goes from amd64 to arm64 only; build $target_arch images natively" >&2
+       exit 2 ;;
+  esac
+  foreign=true
+  # Tools run on the host; libraries (and their headers) are the target's. rapidjson-dev is header-only (all).
+  packages=(g++-"$triplet" make cmake ninja-build pkg-config protobuf-compiler protobuf-compiler-grpc rapidjson-dev)
+  for p in libprotobuf-dev libgrpc++-dev libabsl-dev libcpp-httplib-dev prometheus-cpp-dev libyaml-cpp-dev \
+           libonnx-dev; do
+    packages+=("$p:$target_arch")
+  done
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -58,5 +87,8 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if $foreign && ! dpkg --print-foreign-architectures | grep -qx "$target_arch"; then
+  "${sudo[@]}" dpkg --add-architecture "$target_arch"
+fi
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -2,13 +2,17 @@
 # Creates a virtual environment (if missing) and installs a pinned requirements file into it. Idempotent: a
 # stamp holding the requirements' checksum skips pip entirely when nothing changed.
 #
-# usage: setup-venv.sh [VENV_DIR REQUIREMENTS]   (default: .venv scripts/requirements.txt, the test tools;
-#        the benchmarks and fixture exports use .venv-export scripts/requirements-export.txt, ~3 GB with torch)
+# usage: setup-venv.sh [VENV_DIR REQUIREMENTS [--no-deps]]   (default: .venv scripts/requirements.txt, the test
+#        tools; the benchmarks and fixture exports use .venv-export scripts/requirements-export.txt, ~3 GB with
+#        torch; the deploy checks .venv-deploy scripts/requirements-deploy.txt --no-deps, a file that pins every
+#        package itself)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/${1:-.venv}"
 req="$root/${2:-scripts/requirements.txt}"
+no_deps=()
+[ "${3:-}" = "--no-deps" ] && no_deps=(--no-deps)
 stamp="$venv/.requirements.sha256"
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -22,5 +26,5 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
 fi
 
 echo "setup-venv: installing pinned Python tools"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "${no_deps[@]}" -r "$req"
 echo "$sum" > "$stamp"

@@ -81,6 +81,17 @@ def write_config(path, repositories):
     return path
 
 
+def serve_copies(models_dir, tmp_path, models):
+    """A server over a fresh repository: {name: (default model to copy, config.yaml text or None)}."""
+    repo = tmp_path / "repo"
+    for name, (source, config) in models.items():
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "1" / "model.onnx").write_bytes((models_dir / source / "1" / "model.onnx").read_bytes())
+        if config is not None:
+            (repo / name / "config.yaml").write_text(config)
+    return RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("models")

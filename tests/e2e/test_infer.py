@@ -13,7 +13,7 @@ import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
-from conftest import RunningServer, write_config
+from conftest import RunningServer, serve_copies, write_config
 from http_util import get, get_json
 from metrics_util import scrape, value
 
@@ -57,17 +57,6 @@ def grpc_inputs(feeds):
         i.set_data_from_numpy(x)
         out.append(i)
     return out
-
-
-def serve_copies(models_dir, tmp_path, models):
-    """A server over a fresh repository: {name: (default model to copy, config.yaml text or None)}."""
-    repo = tmp_path / "repo"
-    for name, (source, config) in models.items():
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "1" / "model.onnx").write_bytes((models_dir / source / "1" / "model.onnx").read_bytes())
-        if config is not None:
-            (repo / name / "config.yaml").write_text(config)
-    return RunningServer(write_config(tmp_path / "server.yaml", [repo]))
 
 
 @pytest.mark.parametrize("model,feeds", [("bert_tiny", bert_feeds(2, 16)), ("bert_tiny", bert_feeds(1, 7)),
