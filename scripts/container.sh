@@ -71,7 +71,7 @@ test_image() {
     fi
   done
   local ctr entry health pid code
-  ctr=$(buildah from --pull-never "$tag")
+  ctr=$(buildah from --pull-never --arch "$arch" "$tag")
   mapfile -t entry < <(image_config "$tag" Entrypoint | python3 -c 'import json,sys; print(*json.load(sys.stdin), sep="\n")')
   mapfile -t health < <(image_config "$tag" Healthcheck | python3 -c 'import json,sys; print(*json.load(sys.stdin)["Test"][1:], sep="\n")')
   echo "container: $tag: ${entry[*]}"
