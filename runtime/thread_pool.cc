@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <sched.h>
 #endif
 
@@ -39,10 +40,19 @@ bool PinCurrentThread(int cpu) {
 #endif
 }
 
+void NameCurrentThread(const char* name) {
+#if defined(__linux__)
+  pthread_setname_np(pthread_self(), name);
+#else
+  (void)name;
+#endif
+}
+
 ThreadPool::ThreadPool(int threads, std::vector<int> cpus) {
   for (int i = 1; i < threads; ++i) {
     const int cpu = static_cast<std::size_t>(i) < cpus.size() ? cpus[i] : -1;
     workers_.emplace_back([this, cpu] {
+      NameCurrentThread("cs-pool");
       if (cpu >= 0) PinCurrentThread(cpu);
       WorkerLoop();
     });

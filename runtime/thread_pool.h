@@ -18,6 +18,9 @@ namespace coreserve::runtime {
 
 // Pins the calling thread to one CPU (sched_setaffinity on Linux); false when the system refuses.
 bool PinCurrentThread(int cpu);
+// Names the calling thread (at most 15 characters, as Linux keeps them) for top -H, perf and /proc/PID/task:
+// the pool's workers are "cs-pool".
+void NameCurrentThread(const char* name);
 
 class ThreadPool {
  public:

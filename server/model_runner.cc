@@ -70,6 +70,28 @@ std::size_t PositionBytes(const runtime::Tensor& t) {
   return bytes;
 }
 
+// The pool the models without a layout (no threads, groups or pipeline) share: every CPU the server may use,
+// unpinned, one execution at a time (`turn`). Several such models then never run more compute threads than
+// there are cores, as separate pools of every CPU would (their workers spin between operators). Made with the
+// first such model, freed with the last.
+struct DefaultPool {
+  explicit DefaultPool(int threads) : pool(threads) {}
+  runtime::ThreadPool pool;
+  std::mutex turn;
+};
+
+std::shared_ptr<DefaultPool> SharedDefaultPool() {
+  static std::mutex mu;
+  static std::weak_ptr<DefaultPool> current;
+  std::lock_guard<std::mutex> lock(mu);
+  std::shared_ptr<DefaultPool> pool = current.lock();
+  if (pool == nullptr) {
+    pool = std::make_shared<DefaultPool>(AvailableCpus());
+    current = pool;
+  }
+  return pool;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& name, const std::string& path,
@@ -112,8 +134,13 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
     }
   } else if (config.groups.empty()) {
     auto instance = std::make_unique<Instance>();
-    instance->pool = std::make_unique<runtime::ThreadPool>(config.threads > 0 ? static_cast<int>(config.threads)
-                                                                               : AvailableCpus());
+    if (config.threads > 0) {
+      instance->pool = std::make_unique<runtime::ThreadPool>(static_cast<int>(config.threads));
+    } else {
+      std::shared_ptr<DefaultPool> shared = SharedDefaultPool();
+      instance->pool = std::shared_ptr<runtime::ThreadPool>(shared, &shared->pool);
+      instance->turn = std::shared_ptr<std::mutex>(shared, &shared->turn);
+    }
     runner->instances_.push_back(std::move(instance));
   } else {
     auto reserved = CoreAllocator::Global().Reserve(name, config.groups, config.share_cores, UsableCpus());
@@ -137,11 +164,13 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   for (auto& instance : runner->instances_) {
     for (std::size_t k = 0; k < instance->stages.size(); ++k) {
       instance->stages[k]->thread = std::thread([r = runner.get(), i = instance.get(), k] {
+        runtime::NameCurrentThread("cs-stage");
         runtime::PinCurrentThread(i->stages[k]->cpus[0]);  // the stage pool's thread 0
         r->StageLoop(*i, k);
       });
     }
     instance->thread = std::thread([r = runner.get(), i = instance.get()] {
+      runtime::NameCurrentThread("cs-instance");
       // A pipeline's dispatching thread only hands batches on: it runs anywhere.
       if (i->stages.empty() && !i->cpus.empty()) runtime::PinCurrentThread(i->cpus[0]);  // the pool's thread 0
       r->Loop(*i);
@@ -274,9 +303,16 @@ absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::ProbeFeeds(const Warmu
   return feeds;
 }
 
+absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::RunOnPool(const Instance& instance,
+                                                                     const std::vector<runtime::Tensor>& feeds) {
+  std::unique_lock<std::mutex> turn;
+  if (instance.turn) turn = std::unique_lock<std::mutex>(*instance.turn);
+  return session_->Run(feeds, instance.pool.get());
+}
+
 absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::RunWhole(const std::vector<runtime::Tensor>& feeds) {
   const Instance& first = *instances_[0];
-  if (slices_.empty()) return session_->Run(feeds, first.pool.get());
+  if (slices_.empty()) return RunOnPool(first, feeds);
   std::map<std::string, runtime::Tensor> values;
   for (std::size_t i = 0; i < feeds.size(); ++i) values[session_->inputs()[i].name] = feeds[i];
   for (std::size_t k = 0; k < slices_.size(); ++k) {
@@ -595,7 +631,7 @@ void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
   std::unique_ptr<Batch> batch = Begin(std::move(jobs), instance);
   if (batch == nullptr) return;
   if (instance.stages.empty()) {
-    auto outputs = session_->Run(batch->inputs, instance.pool.get());
+    auto outputs = RunOnPool(instance, batch->inputs);
     instance.busy_ns.fetch_add(
         std::chrono::duration_cast<std::chrono::nanoseconds>(BatchClock::now() - batch->dispatched).count());
     Finish(std::move(batch), std::move(outputs), instance);

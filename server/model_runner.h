@@ -124,7 +124,10 @@ class ModelRunner {
   // batches for it.
   struct Instance {
     std::vector<int> cpus;
-    std::unique_ptr<runtime::ThreadPool> pool;    // null for a pipeline
+    std::shared_ptr<runtime::ThreadPool> pool;    // null for a pipeline
+    // Set when `pool` is the pool every model without a layout shares: held for each run on it, so those
+    // models take turns rather than running more threads than there are cores.
+    std::shared_ptr<std::mutex> turn;
     std::vector<std::unique_ptr<Stage>> stages;   // empty unless a pipeline
     std::thread thread;
     std::atomic<int64_t> executions{0};
@@ -145,6 +148,9 @@ class ModelRunner {
   static void Hand(Stage& stage, std::unique_ptr<Batch> batch);
   // Cuts the model into the config's pipeline stages by a profiled run.
   absl::Status CutPipeline();
+  // Session::Run of `feeds` on the instance's pool, in its turn when the pool is shared.
+  absl::StatusOr<std::vector<runtime::Tensor>> RunOnPool(const Instance& instance,
+                                                          const std::vector<runtime::Tensor>& feeds);
   // The whole model on `feeds` (through the stages in order, for a pipeline), on the first instance's pools.
   absl::StatusOr<std::vector<runtime::Tensor>> RunWhole(const std::vector<runtime::Tensor>& feeds);
   // Inputs for a load-time run: zeros (an attention_mask: ones) of the first warm-up's shapes, else of the

@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -462,3 +464,27 @@ def test_models_get_cores_of_their_own(models_dir, tmp_path):
         assert status == 400 and "other models' groups hold the rest: a (CPUs" in body["error"], body
     finally:
         assert s.stop() == 0, s.log()
+
+
+def test_models_without_a_layout_share_one_pool(models_dir, tmp_path):
+    """Models with no threads, groups or pipeline share one pool of every CPU and take turns on it: three such
+    models run one pool's workers (CPUs - 1, the caller being the last) beside their three instance threads,
+    read from the threads' names; and concurrent clients of all three get ONNX Runtime's outputs."""
+    three = serve_copies(models_dir, tmp_path, {f"m{i}": ("bert_tiny", None) for i in range(3)})
+    try:
+        names = [(p / "comm").read_text().strip() for p in Path(f"/proc/{three.proc.pid}/task").iterdir()]
+        assert names.count("cs-instance") == 3, names
+        assert names.count("cs-pool") == len(os.sched_getaffinity(0)) - 1, names
+        feeds = bert_feeds(2, 12)
+        want = reference(models_dir / "bert_tiny" / "1" / "model.onnx", feeds)[0]
+
+        def client(model):
+            c = tgrpc.InferenceServerClient(three.grpc)
+            return [c.infer(model, grpc_inputs(feeds)).as_numpy("logits") for _ in range(8)]
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(client, ["m0", "m1", "m2"] * 2))
+        for outputs in results:
+            for got in outputs:
+                assert_close(got, want)
+    finally:
+        assert three.stop() == 0, three.log()
