@@ -1,6 +1,6 @@
 """The deployment files, checked offline: the Dockerfile (hadolint, and the runtime stage's libraries against the
 binary's NEEDED list), the kustomize overlays (built, then validated against the Kubernetes API schemas), the
-KServe resources (against KServe's API schema), the Prometheus rules (promtool check and unit tests), the
+KServe and Prometheus Operator resources (against their CRDs' schemas, as the projects' generated models carry them), the Prometheus rules (promtool check and unit tests), the
 prometheus-adapter rules and the Grafana dashboard (their PromQL parses and names metrics a real server
 exports), and yamllint over every YAML file. Each checker is also shown to fail on a broken copy, so a pass
 means something. The tools come from the deploy venv (.venv-deploy, scripts/requirements-deploy.txt).
@@ -22,6 +22,7 @@ DEPLOY = ROOT / "deploy"
 VENV = ROOT / ".venv-deploy" / "bin"
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes version EKS still supports in standard support
 OVERLAYS = ["graviton", "x86"]
+CRD_CHECK = ROOT / "tests" / "deploy" / "crd_schema_check.py"
 
 
 def tool(name):
@@ -101,11 +102,16 @@ def test_overlay_builds_and_validates_against_kubernetes_schemas(overlay, tmp_pa
     out.write_text(kustomize(DEPLOY / "overlays" / overlay))
     r = run(tool("kubernetes-validate"), "--strict", "-k", K8S_VERSION, out)
     assert r.returncode == 0, r.stdout + r.stderr
-    kinds = {d["kind"] for d in yaml.safe_load_all(out.read_text())}
-    # The Kubernetes schemas cover these; the operator's two kinds are checked by the tests below.
-    assert kinds == {"ConfigMap", "Service", "PersistentVolumeClaim", "Deployment", "PodDisruptionBudget",
-                     "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule"}
+    docs = list(yaml.safe_load_all(out.read_text()))
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Service", "PersistentVolumeClaim", "Deployment",
+                                         "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor",
+                                         "PrometheusRule"}
+    # The Kubernetes schemas cover six kinds; the Prometheus Operator's two go to its CRDs' schema.
     assert r.stdout.count(" passed for resource ") == 6, r.stdout
+    operator = tmp_path / "operator.yaml"
+    operator.write_text(yaml.safe_dump_all([d for d in docs if d["apiVersion"] == "monitoring.coreos.com/v1"]))
+    r = run(tool("python"), CRD_CHECK, operator)
+    assert r.returncode == 0 and r.stdout.count(": ok") == 2, r.stdout + r.stderr
 
 
 def test_schema_validation_catches_a_misspelled_field(tmp_path):
@@ -160,8 +166,21 @@ def test_overlay_is_consistent(overlay, arch):
 
 # --- KServe -------------------------------------------------------------------------------------------------
 
+def test_custom_resources_checker_catches_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DEPLOY / "base" / "servicemonitor.yaml").read_text().replace("scrapeTimeout", "scrapeTimout"))
+    r = run(tool("python"), CRD_CHECK, bad)
+    assert r.returncode == 1 and "scrapeTimout: no such field" in r.stderr, r.stderr
+    bad.write_text((DEPLOY / "base" / "prometheusrule.yaml").read_text().replace("groups:", "group:"))
+    r = run(tool("python"), CRD_CHECK, bad)
+    assert r.returncode == 1 and "spec.group: no such field" in r.stderr, r.stderr
+    bad.write_text((DEPLOY / "base" / "prometheusrule.yaml").read_text().replace("for: 5m", "for: 5"))
+    r = run(tool("python"), CRD_CHECK, bad)
+    assert r.returncode == 1 and "'for')" in r.stderr, r.stderr
+
+
 def test_kserve_resources_match_kserve_schema(tmp_path):
-    check = ROOT / "tests" / "deploy" / "kserve_schema_check.py"
+    check = CRD_CHECK
     files = sorted((DEPLOY / "kserve").glob("*service*.yaml")) + [DEPLOY / "kserve" / "servingruntime.yaml"]
     r = run(tool("python"), check, *sorted(set(files)))
     assert r.returncode == 0, r.stderr

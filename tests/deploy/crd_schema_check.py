@@ -1,12 +1,17 @@
-"""Checks KServe resources against KServe's API schema, as its Python SDK carries it.
+"""Checks custom resources against their CRDs' schemas, as the projects' generated Python models carry them.
 
-The SDK's model classes (kserve.models, generated from the CRDs' OpenAPI) and the Kubernetes client's (for the
-core types they embed: V1Container, V1ObjectMeta...) list each object's fields with their types
-(`openapi_types`) and JSON names (`attribute_map`). Every field of a document must exist there with a value of
-the declared type, and each object is built through its class, whose constructor rejects a missing required
-field or a value outside an enum. Unknown fields fail, unlike kubectl's lenient decoding.
+KServe (ServingRuntime, InferenceService): the SDK's model classes (kserve.models, generated from the CRDs'
+OpenAPI) and the Kubernetes client's (for the core types they embed: V1Container, V1ObjectMeta...) list each
+object's fields with their types (`openapi_types`) and JSON names (`attribute_map`). Every field of a document
+must exist there with a value of the declared type, and each object is built through its class, whose
+constructor rejects a missing required field or a value outside an enum.
 
-usage: python kserve_schema_check.py FILE.yaml ...   (exit 0 when every document passes; errors on stderr)
+Prometheus Operator (ServiceMonitor, PrometheusRule): cloudcoil's pydantic models of the operator's CRDs check
+types and required fields; a field they drop while parsing is a field the schema does not have.
+
+Unknown fields fail in both, unlike kubectl's lenient decoding.
+
+usage: python crd_schema_check.py FILE.yaml ...   (exit 0 when every document passes; errors on stderr)
 Runs in the deploy venv (.venv-deploy), where kserve is installed without its server dependencies.
 """
 import importlib.util
@@ -23,11 +28,17 @@ _pkg.__path__ = list(_spec.submodule_search_locations)
 sys.modules["kserve"] = _pkg
 import kserve.models as kserve_models  # noqa: E402
 import kubernetes.client.models as k8s_models  # noqa: E402
+import pydantic  # noqa: E402
+from cloudcoil.models.prometheus_operator import v1 as operator_v1  # noqa: E402
 
 KINDS = {
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "V1alpha1ClusterServingRuntime",
     ("serving.kserve.io/v1beta1", "InferenceService"): "V1beta1InferenceService",
+}
+OPERATOR_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): operator_v1.ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): operator_v1.PrometheusRule,
 }
 PRIMITIVES = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "object": (object,),
               "datetime": (str,), "date": (str,)}
@@ -81,10 +92,33 @@ def build(type_name, value, path, errors):
         return None
 
 
+def dropped_fields(given, parsed, path):
+    """The keys of `given` that the parsed model no longer has: fields its schema does not know."""
+    if isinstance(given, dict) and isinstance(parsed, dict):
+        out = [f"{path}.{k}: no such field in the schema" for k in given if k not in parsed]
+        for k in given:
+            if k in parsed:
+                out += dropped_fields(given[k], parsed[k], f"{path}.{k}")
+        return out
+    if isinstance(given, list) and isinstance(parsed, list):
+        return [e for i, (g, p) in enumerate(zip(given, parsed)) for e in dropped_fields(g, p, f"{path}[{i}]")]
+    return []
+
+
+def check_operator(model, doc, kind):
+    try:
+        parsed = model.model_validate(doc)
+    except pydantic.ValidationError as e:
+        return [f"{kind}: {err['loc']}: {err['msg']}" for err in e.errors()]
+    return dropped_fields(doc, parsed.model_dump(by_alias=True, exclude_unset=True, mode="json"), kind)
+
+
 def check(doc):
     key = (doc.get("apiVersion"), doc.get("kind"))
+    if key in OPERATOR_KINDS:
+        return check_operator(OPERATOR_KINDS[key], doc, key[1])
     if key not in KINDS:
-        return [f"not a KServe resource this check knows: apiVersion {key[0]}, kind {key[1]}"]
+        return [f"not a custom resource this check knows: apiVersion {key[0]}, kind {key[1]}"]
     errors = []
     build(KINDS[key], doc, key[1], errors)
     return errors
