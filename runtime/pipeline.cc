@@ -1,6 +1,7 @@
 #include "runtime/pipeline.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -28,7 +29,69 @@ std::vector<int> Boundaries(const std::vector<double>& seconds, int stages) {
   return bounds;
 }
 
+double Elements(const Shape& shape) {
+  double n = 1;
+  for (int64_t d : shape) n *= static_cast<double>(d);
+  return n;
+}
+
+bool IsMatMulLike(const std::string& op) {
+  return op == "MatMul" || op == "Gemm" || op == "FusedMatMul" || op == "PermutedMatMul" || op == "MatMulInteger" ||
+         op == "MatMulIntegerToFloat";
+}
+
+bool IsConvLike(const std::string& op) { return op == "Conv" || op == "NhwcConv" || op == "IntegerConv"; }
+
 }  // namespace
+
+std::vector<StepCost> EstimateStepCosts(const Session& whole, const std::vector<Session::StepShapes>& shapes) {
+  const Graph& g = whole.graph();
+  const std::vector<int> steps = whole.steps();
+  std::vector<StepCost> out(steps.size());
+  for (std::size_t s = 0; s < steps.size() && s < shapes.size(); ++s) {
+    const Node& node = g.nodes[steps[s]];
+    const Session::StepShapes& sh = shapes[s];
+    for (std::size_t i = 0; i < sh.inputs.size() && i < node.inputs.size(); ++i) {
+      if (node.inputs[i] >= 0) out[s].bytes += Elements(sh.inputs[i]) * DataTypeSize(g.values[node.inputs[i]].type);
+    }
+    for (std::size_t o = 0; o < sh.outputs.size() && o < node.outputs.size(); ++o) {
+      if (node.outputs[o] >= 0) out[s].bytes += Elements(sh.outputs[o]) * DataTypeSize(g.values[node.outputs[o]].type);
+    }
+    if (sh.inputs.size() < 2 || sh.outputs.empty() || sh.outputs[0].empty()) continue;
+    const Shape& y = sh.outputs[0];
+    const double y_elems = Elements(y);
+    if (IsMatMulLike(node.op_type)) {
+      // Y = op(A) op(B): each of Y's elements is a dot product over K, and A has (Y's rows) x K elements
+      // whatever its transposition or permutation: K = |A| x N / |Y|.
+      out[s].flops = 2.0 * Elements(sh.inputs[0]) * static_cast<double>(y.back());
+    } else if (IsConvLike(node.op_type) && !sh.inputs[1].empty()) {
+      // Each output element sums C/group x kH x kW products: the weights' elements per output channel.
+      out[s].flops = 2.0 * y_elems * Elements(sh.inputs[1]) / static_cast<double>(sh.inputs[1][0]);
+    }
+  }
+  return out;
+}
+
+std::vector<double> RefineByMeasurement(const Session& whole, const std::vector<StepCost>& estimate,
+                                        const std::vector<double>& measured) {
+  constexpr double kFlopsPerSecond = 100e9, kBytesPerSecond = 20e9;
+  const Graph& g = whole.graph();
+  const std::vector<int> steps = whole.steps();
+  std::vector<double> est(steps.size(), 0.0);
+  std::map<std::string, std::pair<double, double>> by_type;  // op type -> (measured, estimated) seconds
+  for (std::size_t s = 0; s < steps.size() && s < estimate.size() && s < measured.size(); ++s) {
+    est[s] = estimate[s].flops / kFlopsPerSecond + estimate[s].bytes / kBytesPerSecond;
+    auto& [m, e] = by_type[g.nodes[steps[s]].op_type];
+    m += measured[s];
+    e += est[s];
+  }
+  std::vector<double> out(measured.begin(), measured.end());
+  for (std::size_t s = 0; s < out.size() && s < est.size(); ++s) {
+    const auto& [m, e] = by_type[g.nodes[steps[s]].op_type];
+    if (e > 0 && est[s] > 0) out[s] = est[s] * m / e;
+  }
+  return out;
+}
 
 absl::StatusOr<std::vector<PipelineStage>> CutIntoStages(const Session& whole, const std::vector<double>& step_seconds,
                                                          int stages) {

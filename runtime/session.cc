@@ -223,8 +223,10 @@ struct Session::Recorder {
 };
 
 absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs, ThreadPool* pool,
-                                                 std::vector<double>* step_seconds) const {
+                                                 std::vector<double>* step_seconds,
+                                                 std::vector<StepShapes>* step_shapes) const {
   if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
+  if (step_shapes) step_shapes->assign(steps_.size(), StepShapes{});
   if (inputs.size() != inputs_.size()) {
     return absl::InvalidArgumentError(absl::StrCat("expected ", inputs_.size(), " inputs, got ", inputs.size()));
   }
@@ -309,6 +311,9 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
         ctx.inputs.push_back(&values[in]);
       }
     }
+    if (step_shapes) {  // before the operator runs: it may take an input's storage for its output
+      for (const Tensor* in : ctx.inputs) (*step_shapes)[si].inputs.push_back(in ? in->shape() : Shape{});
+    }
     ctx.outputs.resize(node.outputs.size());
     // Inputs whose storage the operator may write its output into: a planned run offers the one the recording
     // run's operator took (the arena's tensors share one owner, so their use counts say nothing); an unplanned
@@ -358,6 +363,9 @@ absl::StatusOr<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inpu
     }
     if (step_seconds) {
       (*step_seconds)[si] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    }
+    if (step_shapes) {
+      for (int v : node.outputs) (*step_shapes)[si].outputs.push_back(v >= 0 ? values[v].shape() : Shape{});
     }
     // Free inputs this step was the last reader of (graph outputs are kept).
     for (int in : node.inputs) {

@@ -53,9 +53,15 @@ class Session {
   // `inputs` in the order of inputs(); returns the outputs in the order of outputs(). InvalidArgument names
   // the input (wrong count, type or shape) or the node that failed; ResourceExhausted when memory runs out.
   // `pool` may be null (single-threaded).
-  // `step_seconds`, when given, receives the wall time of each step (in the order of steps()), for profiling.
+  // `step_seconds`, when given, receives the wall time of each step (in the order of steps()), for profiling;
+  // `step_shapes` the shapes each step read and wrote (a step the shape cache skipped keeps empty lists; an
+  // absent optional input an empty shape), for cost estimates (runtime/pipeline.h).
+  struct StepShapes {
+    std::vector<Shape> inputs, outputs;
+  };
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs, ThreadPool* pool,
-                                          std::vector<double>* step_seconds = nullptr) const;
+                                          std::vector<double>* step_seconds = nullptr,
+                                          std::vector<StepShapes>* step_shapes = nullptr) const;
   // The node index each step runs, in execution order.
   std::vector<int> steps() const;
   // Input-shape signatures whose shape-only results are cached (for tests and diagnostics).

@@ -341,19 +341,23 @@ absl::Status ModelRunner::WarmUp() {
 }
 
 absl::Status ModelRunner::CutPipeline() {
-  // The cut balances time measured on a run at the first warm-up's shapes (else batch 1, other dynamic dims 16),
+  // The cut balances each step's estimated cost (its flops and bytes at the shapes of a run at the first
+  // warm-up's shapes, else batch 1 and other dynamic dims 16) in the seconds its operator type took in that run,
   // on one stage's worth of cores; the first run records the memory plan, the second is timed.
   auto feeds = ProbeFeeds(config_.warmup.empty() ? nullptr : &config_.warmup[0], 16);
   if (!feeds.ok()) return absl::InvalidArgumentError(absl::StrCat("model '", name_, "': pipeline: ", feeds.status().message()));
   runtime::ThreadPool pool(static_cast<int>(config_.pipeline.cores_per_stage));
   std::vector<double> seconds;
+  std::vector<runtime::Session::StepShapes> shapes;
   for (int i = 0; i < 2; ++i) {
-    auto run = session_->Run(*feeds, &pool, &seconds);
+    auto run = session_->Run(*feeds, &pool, &seconds, &shapes);
     if (!run.ok()) {
       return absl::Status(run.status().code(), absl::StrCat("model '", name_, "': pipeline: ", run.status().message()));
     }
   }
-  auto slices = runtime::CutIntoStages(*session_, seconds, static_cast<int>(config_.pipeline.stages));
+  const std::vector<double> cost =
+      runtime::RefineByMeasurement(*session_, runtime::EstimateStepCosts(*session_, shapes), seconds);
+  auto slices = runtime::CutIntoStages(*session_, cost, static_cast<int>(config_.pipeline.stages));
   if (!slices.ok()) {
     return absl::Status(slices.status().code(), absl::StrCat("model '", name_, "': pipeline: ", slices.status().message()));
   }

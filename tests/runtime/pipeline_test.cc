@@ -8,6 +8,8 @@
 #include <cstring>
 #include <random>
 
+#include "tests/onnx_builder.h"
+
 namespace coreserve::runtime {
 namespace {
 
@@ -84,6 +86,87 @@ TEST(Pipeline, CutsItCannotMakeAreRefused) {
   auto even = CutIntoStages(**whole, seconds, 2);
   ASSERT_TRUE(even.ok()) << even.status();
   EXPECT_LE(std::abs((*even)[0].end_step - (steps - (*even)[0].end_step)), 1);
+}
+
+// y = Conv(Reshape(MatMul(x, W), [1, 4, 5, 5]), K) with 3x3 kernels, pads 1: a GEMM step and a convolution
+// step whose flops are known by hand.
+onnx::ModelProto MatMulThenConv() {
+  using coreserve::testing::AddFloatInitializer;
+  using coreserve::testing::AddOnnxNode;
+  using coreserve::testing::AddTensorValue;
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("matmul-conv");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"2", "5", "8"});
+  AddFloatInitializer(g, "W", {8, 10}, std::vector<float>(80, 0.25f));
+  AddFloatInitializer(g, "K", {6, 4, 3, 3}, std::vector<float>(216, 0.5f));
+  auto* shape = g->add_initializer();
+  shape->set_name("shape");
+  shape->set_data_type(onnx::TensorProto::INT64);
+  shape->add_dims(4);
+  for (int64_t d : {1, 4, 5, 5}) shape->add_int64_data(d);
+  AddOnnxNode(g, "MatMul", {"x", "W"}, "xw");
+  AddOnnxNode(g, "Reshape", {"xw", "shape"}, "img");
+  auto* conv = AddOnnxNode(g, "Conv", {"img", "K"}, "y");
+  auto* pads = conv->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(1);
+  AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"1", "6", "5", "5"});
+  return m;
+}
+
+TEST(Pipeline, StepCostsCountEachGemmsAndConvolutionsArithmetic) {
+  const auto dir = coreserve::testing::TempDir("pipeline-cost");
+  auto whole = Session::Load(coreserve::testing::WriteModel(MatMulThenConv(), dir / "model.onnx"));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  Tensor x = Tensor::Allocate(DataType::kFloat32, {2, 5, 8});
+  for (int64_t i = 0; i < x.elements(); ++i) x.data<float>()[i] = 0.01f * static_cast<float>(i);
+  std::vector<double> seconds;
+  std::vector<Session::StepShapes> shapes;
+  ASSERT_TRUE((*whole)->Run({x}, nullptr, &seconds, &shapes).ok());
+  const std::vector<StepCost> cost = EstimateStepCosts(**whole, shapes);
+  ASSERT_EQ(cost.size(), (*whole)->steps().size());
+  double gemm_flops = 0, conv_flops = 0;
+  for (std::size_t s = 0; s < cost.size(); ++s) {
+    const std::string& op = (*whole)->graph().nodes[(*whole)->steps()[s]].op_type;
+    if (op.find("MatMul") != std::string::npos) gemm_flops += cost[s].flops;
+    if (op.find("Conv") != std::string::npos) conv_flops += cost[s].flops;
+    EXPECT_GT(cost[s].bytes, 0) << op;
+  }
+  // [2, 5, 8] x [8, 10]: 100 outputs of 8 products; the convolution: 150 outputs of 4 x 3 x 3 products.
+  EXPECT_EQ(gemm_flops, 2.0 * 100 * 8);
+  EXPECT_EQ(conv_flops, 2.0 * 150 * 36);
+}
+
+TEST(Pipeline, MeasurementScalesTheEstimateOfEachOperatorType) {
+  auto whole = Session::Load(std::string(CORESERVE_FIXTURES_DIR) + "/bert_ts_opset17.onnx");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  std::mt19937 rng(5);
+  std::vector<double> seconds;
+  std::vector<Session::StepShapes> shapes;
+  ASSERT_TRUE((*whole)->Run(FixtureInputs(**whole, 2, 11, rng), nullptr, &seconds, &shapes).ok());
+  const std::vector<StepCost> cost = EstimateStepCosts(**whole, shapes);
+  // Pretend every step took 1 ms: within each operator type the refined costs then add up to the type's
+  // measured total, shared in proportion to the estimates.
+  const std::vector<double> measured(seconds.size(), 1e-3);
+  const std::vector<double> refined = RefineByMeasurement(**whole, cost, measured);
+  ASSERT_EQ(refined.size(), measured.size());
+  std::map<std::string, std::pair<double, int>> by_type;
+  std::map<std::string, std::vector<std::pair<double, double>>> pairs;  // type -> (estimate, refined)
+  for (std::size_t s = 0; s < refined.size(); ++s) {
+    const std::string& op = (*whole)->graph().nodes[(*whole)->steps()[s]].op_type;
+    by_type[op].first += refined[s];
+    by_type[op].second += 1;
+    pairs[op].push_back({cost[s].flops / 100e9 + cost[s].bytes / 20e9, refined[s]});
+  }
+  for (const auto& [op, total] : by_type) EXPECT_NEAR(total.first, 1e-3 * total.second, 1e-9) << op;
+  ASSERT_GT(pairs["FusedMatMul"].size(), 2u);
+  for (const auto& [est, ref] : pairs["FusedMatMul"]) {
+    EXPECT_NEAR(ref / est, pairs["FusedMatMul"][0].second / pairs["FusedMatMul"][0].first, 1e-9);
+  }
 }
 
 }  // namespace
