@@ -40,7 +40,8 @@ RUN apt-get update \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libcpp-httplib0.11 libprometheus-cpp-core1.0 \
       libyaml-cpp0.7 libonnx1 curl ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin coreserve \
+ && groupadd --system --gid 10001 coreserve \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin coreserve \
  && mkdir -p /models /etc/coreserve
 COPY --from=build /out/coreserve /usr/local/bin/coreserve
 COPY config/container.yaml /etc/coreserve/config.yaml

@@ -92,9 +92,12 @@ test_image() {
     failed=true
   else
     echo "container: $tag: HEALTHCHECK passes (${health[*]})"
-    local uid
+    local uid gid
     uid=$(awk '/^Uid:/{print $2}' "/proc/$pid/status")
-    [ "$uid" = 10001 ] || { echo "container: the server runs as uid $uid, not 10001" >&2; failed=true; }
+    gid=$(awk '/^Gid:/{print $2}' "/proc/$pid/status")
+    [ "$uid:$gid" = 10001:10001 ] || { echo "container: the server runs as $uid:$gid, not 10001:10001" >&2; failed=true; }
+    buildah run --isolation chroot "$ctr" -- getent group 10001 >/dev/null ||
+      { echo "container: the image has no group 10001" >&2; failed=true; }
     "$root/.venv/bin/python" tests/container/check_image.py "$models" "$arch" || failed=true
   fi
   [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
