@@ -40,10 +40,37 @@ bool PinCurrentThread(int cpu) {
 #endif
 }
 
-void NameCurrentThread(const char* name) {
+ScopedAffinity::ScopedAffinity(const std::vector<int>& cpus) {
 #if defined(__linux__)
-  pthread_setname_np(pthread_self(), name);
+  if (cpus.empty()) return;
+  cpu_set_t old_set, new_set;
+  if (sched_getaffinity(0, sizeof old_set, &old_set) != 0) return;
+  CPU_ZERO(&new_set);
+  for (int c : cpus) CPU_SET(c, &new_set);
+  if (CPU_EQUAL(&old_set, &new_set) || sched_setaffinity(0, sizeof new_set, &new_set) != 0) return;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &old_set)) saved_.push_back(c);
+  }
 #else
+  (void)cpus;
+#endif
+}
+
+ScopedAffinity::~ScopedAffinity() {
+#if defined(__linux__)
+  if (saved_.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : saved_) CPU_SET(c, &set);
+  sched_setaffinity(0, sizeof set, &set);
+#endif
+}
+
+void NameThread(std::thread& thread, const char* name) {
+#if defined(__linux__)
+  pthread_setname_np(thread.native_handle(), name);
+#else
+  (void)thread;
   (void)name;
 #endif
 }
@@ -52,10 +79,10 @@ ThreadPool::ThreadPool(int threads, std::vector<int> cpus) {
   for (int i = 1; i < threads; ++i) {
     const int cpu = static_cast<std::size_t>(i) < cpus.size() ? cpus[i] : -1;
     workers_.emplace_back([this, cpu] {
-      NameCurrentThread("cs-pool");
       if (cpu >= 0) PinCurrentThread(cpu);
       WorkerLoop();
     });
+    NameThread(workers_.back(), "cs-pool");
   }
 }
 

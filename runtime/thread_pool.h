@@ -18,9 +18,22 @@ namespace coreserve::runtime {
 
 // Pins the calling thread to one CPU (sched_setaffinity on Linux); false when the system refuses.
 bool PinCurrentThread(int cpu);
-// Names the calling thread (at most 15 characters, as Linux keeps them) for top -H, perf and /proc/PID/task:
-// the pool's workers are "cs-pool".
-void NameCurrentThread(const char* name);
+// Keeps the calling thread to `cpus` (sched_setaffinity) until it goes, then gives it back the CPUs it had.
+// Empty `cpus`, or a system that refuses: no change.
+class ScopedAffinity {
+ public:
+  explicit ScopedAffinity(const std::vector<int>& cpus);
+  ~ScopedAffinity();
+  ScopedAffinity(const ScopedAffinity&) = delete;
+  ScopedAffinity& operator=(const ScopedAffinity&) = delete;
+
+ private:
+  std::vector<int> saved_;  // the CPUs to restore; empty when nothing was changed
+};
+
+// Names `thread` (at most 15 characters, as Linux keeps them) for top -H, perf and /proc/PID/task, from the
+// thread that made it, so the name is there as soon as the thread is: the pool's workers are "cs-pool".
+void NameThread(std::thread& thread, const char* name);
 
 class ThreadPool {
  public:

@@ -119,11 +119,28 @@ absl::StatusOr<CoreAllocator::Reservation> CoreAllocator::Reserve(const std::str
   std::vector<int> mine;
   for (const auto& g : r.groups) mine.insert(mine.end(), g.begin(), g.end());
   for (int c : mine) ++held_[c][model];
+  ++generation_;
   r.hold = std::shared_ptr<void>(nullptr, [this, model, mine](void*) {
     std::lock_guard<std::mutex> lock(mu_);
     for (int c : mine) --held_[c][model];
+    ++generation_;
   });
   return r;
+}
+
+std::vector<int> CoreAllocator::Unheld(const std::vector<int>& cpus, uint64_t* generation) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int> free;
+  for (int c : cpus) {
+    const auto it = held_.find(c);
+    bool taken = false;
+    if (it != held_.end()) {
+      for (const auto& [holder, count] : it->second) taken |= count > 0;
+    }
+    if (!taken) free.push_back(c);
+  }
+  if (generation) *generation = generation_.load();
+  return free;
 }
 
 }  // namespace coreserve

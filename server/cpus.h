@@ -1,6 +1,8 @@
 // The CPUs this process may use and how a model's core groups are laid onto them.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,9 +44,14 @@ class CoreAllocator {
   // others when they do not suffice.
   absl::StatusOr<Reservation> Reserve(const std::string& model, const std::vector<int64_t>& sizes, bool share,
                                       const std::vector<int>& cpus);
+  // The CPUs of `cpus` that no model's groups hold; `generation` receives the generation it was read at.
+  std::vector<int> Unheld(const std::vector<int>& cpus, uint64_t* generation) const;
+  // Changes whenever a reservation is made or released (so callers can tell that Unheld may have changed).
+  uint64_t generation() const { return generation_.load(); }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  std::atomic<uint64_t> generation_{1};
   std::map<int, std::map<std::string, int>> held_;  // cpu -> model -> reservations
 };
 

@@ -70,29 +70,57 @@ std::size_t PositionBytes(const runtime::Tensor& t) {
   return bytes;
 }
 
-// The pool the models without a layout (no threads, groups or pipeline) share: every CPU the server may use,
-// unpinned, one execution at a time (`turn`). Several such models then never run more compute threads than
-// there are cores, as separate pools of every CPU would (their workers spin between operators). Made with the
-// first such model, freed with the last.
-struct DefaultPool {
-  explicit DefaultPool(int threads) : pool(threads) {}
-  runtime::ThreadPool pool;
-  std::mutex turn;
-};
-
-std::shared_ptr<DefaultPool> SharedDefaultPool() {
-  static std::mutex mu;
-  static std::weak_ptr<DefaultPool> current;
-  std::lock_guard<std::mutex> lock(mu);
-  std::shared_ptr<DefaultPool> pool = current.lock();
-  if (pool == nullptr) {
-    pool = std::make_shared<DefaultPool>(AvailableCpus());
-    current = pool;
-  }
-  return pool;
-}
-
 }  // namespace
+
+// The pool the models without a layout (no threads, groups or pipeline) share: one execution at a time (`turn`),
+// on the CPUs no model's groups or stages hold — every usable CPU when no model has a layout — one thread per
+// CPU, the workers pinned, the calling thread (the pool's thread 0) kept to the first CPU while it runs.
+// Several such models, or such models beside models with layouts, then never run more compute threads than
+// there are cores, as separate pools of every CPU would (their workers spin between operators). The pool is
+// remade when a load or unload changes the CPUs the layouts hold; if they hold every CPU, it uses them all,
+// overlapping them. Made with the first such model, freed with the last.
+struct ModelRunner::SharedPool {
+  std::mutex turn;
+  std::vector<int> cpus;                      // under `turn`
+  std::unique_ptr<runtime::ThreadPool> pool;  // under `turn`
+  uint64_t generation = 0;                    // the CoreAllocator generation `cpus` was read at
+  mutable std::mutex info_mu;                 // guards `info`: a copy of `cpus` that metrics read without waiting
+  std::vector<int> info;                      // for an execution to finish
+
+  std::vector<int> Cpus() const {
+    std::lock_guard<std::mutex> lock(info_mu);
+    return info;
+  }
+
+  // Under `turn`: the pool over the CPUs the layouts leave free now.
+  runtime::ThreadPool* Current() {
+    CoreAllocator& allocator = CoreAllocator::Global();
+    if (pool != nullptr && allocator.generation() == generation) return pool.get();
+    const std::vector<int> usable = UsableCpus();
+    std::vector<int> free = allocator.Unheld(usable, &generation);
+    if (free.empty()) free = usable;
+    if (pool == nullptr || free != cpus) {
+      cpus = free;
+      pool = std::make_unique<runtime::ThreadPool>(static_cast<int>(cpus.size()), cpus);
+      std::lock_guard<std::mutex> lock(info_mu);
+      info = cpus;
+      LOG_INFO("models without a layout share ", cpus.size(), " CPU(s): ", absl::StrJoin(cpus, ","));
+    }
+    return pool.get();
+  }
+
+  static std::shared_ptr<SharedPool> Get() {
+    static std::mutex mu;
+    static std::weak_ptr<SharedPool> current;
+    std::lock_guard<std::mutex> lock(mu);
+    std::shared_ptr<SharedPool> shared = current.lock();
+    if (shared == nullptr) {
+      shared = std::make_shared<SharedPool>();
+      current = shared;
+    }
+    return shared;
+  }
+};
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& name, const std::string& path,
                                                                const ModelConfig& config) {
@@ -137,9 +165,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
     if (config.threads > 0) {
       instance->pool = std::make_unique<runtime::ThreadPool>(static_cast<int>(config.threads));
     } else {
-      std::shared_ptr<DefaultPool> shared = SharedDefaultPool();
-      instance->pool = std::shared_ptr<runtime::ThreadPool>(shared, &shared->pool);
-      instance->turn = std::shared_ptr<std::mutex>(shared, &shared->turn);
+      instance->shared = SharedPool::Get();
+      std::lock_guard<std::mutex> turn(instance->shared->turn);
+      instance->shared->Current();  // made now, so the load's warm-up and the first request find it
     }
     runner->instances_.push_back(std::move(instance));
   } else {
@@ -164,17 +192,17 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string
   for (auto& instance : runner->instances_) {
     for (std::size_t k = 0; k < instance->stages.size(); ++k) {
       instance->stages[k]->thread = std::thread([r = runner.get(), i = instance.get(), k] {
-        runtime::NameCurrentThread("cs-stage");
         runtime::PinCurrentThread(i->stages[k]->cpus[0]);  // the stage pool's thread 0
         r->StageLoop(*i, k);
       });
+      runtime::NameThread(instance->stages[k]->thread, "cs-stage");
     }
     instance->thread = std::thread([r = runner.get(), i = instance.get()] {
-      runtime::NameCurrentThread("cs-instance");
       // A pipeline's dispatching thread only hands batches on: it runs anywhere.
       if (i->stages.empty() && !i->cpus.empty()) runtime::PinCurrentThread(i->cpus[0]);  // the pool's thread 0
       r->Loop(*i);
     });
+    runtime::NameThread(instance->thread, "cs-instance");
   }
   return runner;
 }
@@ -305,9 +333,12 @@ absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::ProbeFeeds(const Warmu
 
 absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::RunOnPool(const Instance& instance,
                                                                      const std::vector<runtime::Tensor>& feeds) {
-  std::unique_lock<std::mutex> turn;
-  if (instance.turn) turn = std::unique_lock<std::mutex>(*instance.turn);
-  return session_->Run(feeds, instance.pool.get());
+  if (instance.shared == nullptr) return session_->Run(feeds, instance.pool.get());
+  std::lock_guard<std::mutex> turn(instance.shared->turn);
+  runtime::ThreadPool* pool = instance.shared->Current();
+  // The caller is the pool's thread 0: on the first CPU while it runs (the workers hold the others).
+  runtime::ScopedAffinity here({instance.shared->cpus[0]});
+  return session_->Run(feeds, pool);
 }
 
 absl::StatusOr<std::vector<runtime::Tensor>> ModelRunner::RunWhole(const std::vector<runtime::Tensor>& feeds) {
@@ -492,6 +523,7 @@ int ModelRunner::threads() const {
   int n = 0;
   for (const auto& i : instances_) {
     if (i->pool) n += i->pool->threads();
+    if (i->shared) n += std::max<int>(1, static_cast<int>(i->shared->Cpus().size()));
     for (const auto& stage : i->stages) n += stage->pool->threads();
   }
   return n;
@@ -501,8 +533,8 @@ std::vector<ModelRunner::InstanceStats> ModelRunner::instance_stats() const {
   std::vector<InstanceStats> out;
   for (const auto& i : instances_) {
     InstanceStats st;
-    st.cpus = i->cpus;
-    st.threads = i->pool ? i->pool->threads() : 0;
+    st.cpus = i->shared ? i->shared->Cpus() : i->cpus;
+    st.threads = i->pool ? i->pool->threads() : static_cast<int>(st.cpus.size());
     st.executions = i->executions.load();
     st.busy_seconds = static_cast<double>(i->busy_ns.load()) * 1e-9;
     st.in_flight = i->in_flight.load();

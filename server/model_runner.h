@@ -122,12 +122,12 @@ class ModelRunner {
   };
   // One instance: its pool (pinned to its core group, if any) or its pipeline's stages, and the thread that takes
   // batches for it.
+  // The pool every model without a layout shares (model_runner.cc).
+  struct SharedPool;
   struct Instance {
     std::vector<int> cpus;
-    std::shared_ptr<runtime::ThreadPool> pool;    // null for a pipeline
-    // Set when `pool` is the pool every model without a layout shares: held for each run on it, so those
-    // models take turns rather than running more threads than there are cores.
-    std::shared_ptr<std::mutex> turn;
+    std::unique_ptr<runtime::ThreadPool> pool;    // null for a pipeline and for the default layout
+    std::shared_ptr<SharedPool> shared;           // the default layout's pool: no threads, groups or pipeline
     std::vector<std::unique_ptr<Stage>> stages;   // empty unless a pipeline
     std::thread thread;
     std::atomic<int64_t> executions{0};

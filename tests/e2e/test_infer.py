@@ -488,3 +488,26 @@ def test_models_without_a_layout_share_one_pool(models_dir, tmp_path):
                 assert_close(got, want)
     finally:
         assert three.stop() == 0, three.log()
+
+
+def test_models_without_a_layout_keep_off_the_cores_layouts_hold(models_dir, tmp_path):
+    """Beside a model whose one-core group holds a CPU, the models without a layout share the other CPU only:
+    their pool has one thread (no worker) and their instances report that CPU; they still compute correctly."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) != 2:
+        pytest.skip("written for two CPUs")
+    s = serve_copies(models_dir, tmp_path, {"g": ("bert_tiny", "groups: [1]\n"), "m0": ("bert_tiny", None),
+                                            "m1": ("bert_tiny", None)})
+    try:
+        names = [(p / "comm").read_text().strip() for p in Path(f"/proc/{s.proc.pid}/task").iterdir()]
+        assert names.count("cs-pool") == 0 and names.count("cs-instance") == 3, names
+        families = scrape(s)
+        held = {x.labels["model"]: x.labels["cpus"] for x in families["coreserve_instance_execution_count"].samples}
+        assert held["m0"] == held["m1"] and {held["g"], held["m0"]} == {str(c) for c in cpus}, held
+        feeds = bert_feeds(1, 9)
+        want = reference(models_dir / "bert_tiny" / "1" / "model.onnx", feeds)[0]
+        for model in ("g", "m0", "m1"):
+            assert_close(tgrpc.InferenceServerClient(s.grpc).infer(model, grpc_inputs(feeds)).as_numpy("logits"), want)
+        assert "models without a layout share 1 CPU(s)" in s.log()
+    finally:
+        assert s.stop() == 0, s.log()

@@ -79,6 +79,24 @@ TEST(Cpus, ModelsGetCpusOfTheirOwnUnlessTheyShare) {
               HasSubstr("groups [3] need 3 cores, but the server may use 2 (CPUs 0,1)"));
 }
 
+TEST(Cpus, UnheldCpusAndTheirGenerationFollowReservations) {
+  CoreAllocator cores;
+  const std::vector<int> cpus = {0, 1, 2};
+  uint64_t g0 = 0, g1 = 0, g2 = 0;
+  EXPECT_EQ(cores.Unheld(cpus, &g0), cpus);
+  auto a = cores.Reserve("a", {1}, false, cpus);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(cores.Unheld(cpus, &g1), (std::vector<int>{1, 2}));
+  EXPECT_NE(g1, g0);
+  auto shared = cores.Reserve("b", {3}, true, cpus);  // share_cores holds nothing
+  ASSERT_TRUE(shared.ok());
+  EXPECT_EQ(cores.Unheld(cpus, nullptr), (std::vector<int>{1, 2}));
+  EXPECT_EQ(cores.generation(), g1);
+  a = absl::InternalError("released");
+  EXPECT_EQ(cores.Unheld(cpus, &g2), cpus);
+  EXPECT_NE(g2, g1);
+}
+
 // Each worker of a pool built with CPUs runs only on its CPU.
 TEST(Cpus, PoolWorkersArePinnedToTheirCpus) {
   const std::vector<int> cpus = UsableCpus();
