@@ -1,0 +1,121 @@
+"""Hostile and broken input (issue "Load tests and hardening", the bad-input suite), beyond the request errors
+test_infer.py covers: each gets a clear error of the documented kind, and afterwards the server answers a normal
+request correctly. Checked against the server's own contract (HTTP status, {"error": ...} naming the problem)
+and ONNX Runtime for the follow-up request."""
+import http.client
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import RunningServer, write_config
+from http_util import get, get_json
+from test_infer import assert_close, bert_feeds, reference
+
+MODEL = "bert_tiny"
+
+
+def infer_path(model=MODEL):
+    return f"/v2/models/{model}/infer"
+
+
+def assert_still_serving(server, models_dir):
+    """A normal request after the bad one gets ONNX Runtime's answer."""
+    feeds = bert_feeds(1, 6)
+    body = {"inputs": [{"name": k, "shape": list(v.shape), "datatype": "INT64", "data": v.flatten().tolist()}
+                       for k, v in feeds.items()]}
+    status, reply = get_json(server.http, infer_path(), "POST", json.dumps(body).encode())
+    assert status == 200, reply
+    want = reference(models_dir / MODEL / "1" / "model.onnx", feeds)[0]
+    assert_close(np.array(reply["outputs"][0]["data"], np.float32).reshape(want.shape), want)
+
+
+def raw_request(server, method, path, headers, body=b""):
+    """One request over a plain socket, so headers such as a false Content-Length go out as written."""
+    host, port = server.http.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    if body:
+        conn.send(body)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, json.loads(data) if data else None
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'{"inputs": [{"name": "input_ids"', "invalid JSON"),                  # truncated
+    (b"\xff\xfe{}", "invalid JSON"),                                         # not UTF-8 at all
+    (b"[" * 200000 + b"]" * 200000, "must be a JSON object"),                # deeply nested arrays
+    (b'{"a":' * 100000 + b"1" + b"}" * 100000, "'inputs' must be an array"),  # deeply nested objects
+    (json.dumps({"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [2 ** 62, 2 ** 62, 4],
+                             "data": [1]}]}).encode(), "byte limit"),        # element count beyond size_t
+    (json.dumps({"inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [10 ** 20],
+                             "data": [1]}]}).encode(), "'shape' must hold integers"),  # beyond int64
+    (b'{"inputs":[{"name":"input_ids","datatype":"BYTES","shape":[1],"data":["\xff\xfe"]}]}', "BYTES"),
+])
+def test_malformed_bodies_get_400(server, models_dir, body, message):
+    status, reply = get_json(server.http, infer_path(), "POST", body)
+    assert status == 400 and message in reply["error"], reply
+    assert_still_serving(server, models_dir)
+
+
+def test_a_huge_content_length_is_refused_before_reading(server, models_dir):
+    status, reply = raw_request(server, "POST", infer_path(), {"Content-Length": str(2 ** 31),
+                                                               "Content-Type": "application/json"}, b"{")
+    assert status == 413 and "max_request_bytes" in reply["error"], reply
+    assert_still_serving(server, models_dir)
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v2/nothing"), ("DELETE", f"/v2/models/{MODEL}"), ("PUT", infer_path()),
+    ("POST", "/v2/models/..%2F..%2Fetc%2Fpasswd/infer"), ("GET", "/v2/models/a%2Fb"),
+    ("GET", "/v2/models/../../etc/passwd"), ("POST", "/v2/models/%2e%2e/infer"),
+])
+def test_unknown_routes_methods_and_model_names_get_404(server, models_dir, method, path):
+    status, _, data = get(server.http, path, method=method, body=b"{}" if method != "GET" else None)
+    assert status == 404, (status, data)
+    assert "error" in json.loads(data)
+    assert_still_serving(server, models_dir)
+
+
+def broken_models(repo):
+    """A repository of broken models beside a good one: not ONNX at all, a graph with a cycle, a node reading a
+    value nothing defines."""
+    (repo / "not_onnx" / "1").mkdir(parents=True)
+    (repo / "not_onnx" / "1" / "model.onnx").write_bytes(b"\x00\x01 this is not a protobuf \xff" * 50)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    cycle = helper.make_graph([helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+                               helper.make_node("Identity", ["a"], ["y"])], "cycle", [x], [y])
+    missing = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "missing", [x], [y])
+    for name, graph in (("cycle", cycle), ("missing_initializer", missing)):
+        (repo / name / "1").mkdir(parents=True)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        (repo / name / "1" / "model.onnx").write_bytes(model.SerializeToString())
+
+
+def test_broken_models_in_the_repository_fail_alone(models_dir, tmp_path):
+    repo = tmp_path / "repo"
+    broken_models(repo)
+    (repo / MODEL / "1").mkdir(parents=True)
+    (repo / MODEL / "1" / "model.onnx").write_bytes((models_dir / MODEL / "1" / "model.onnx").read_bytes())
+    server = RunningServer(write_config(tmp_path / "server.yaml", [repo]))
+    try:
+        reasons = {}
+        for name in ("not_onnx", "cycle", "missing_initializer"):
+            status, reply = get_json(server.http, f"/v2/models/{name}")
+            assert status == 400, reply
+            reasons[name] = reply["error"]
+            status, reply = get_json(server.http, infer_path(name), "POST", b'{"inputs": []}')
+            assert status == 503 and "is not ready" in reply["error"], reply
+        assert "not an ONNX model" in reasons["not_onnx"], reasons
+        assert "is on a cycle" in reasons["cycle"], reasons
+        assert "input 'w' is not a graph input, initializer or node output" in reasons["missing_initializer"], reasons
+        assert_still_serving(server, models_dir)
+    finally:
+        assert server.stop() == 0, server.log()
