@@ -1,12 +1,15 @@
-"""Hostile and broken input (issue "Load tests and hardening", the bad-input suite), beyond the request errors
+"""Hostile and broken input over HTTP and gRPC (issue "Load tests and hardening", the bad-input suite), beyond the errors
 test_infer.py covers: each gets a clear error of the documented kind, and afterwards the server answers a normal
 request correctly. Checked against the server's own contract (HTTP status, {"error": ...} naming the problem)
 and ONNX Runtime for the follow-up request."""
 import http.client
 import json
+import math
 
+import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc as tgrpc
 from onnx import TensorProto, helper
 
 from conftest import RunningServer, write_config
@@ -119,3 +122,45 @@ def test_broken_models_in_the_repository_fail_alone(models_dir, tmp_path):
         assert_still_serving(server, models_dir)
     finally:
         assert server.stop() == 0, server.log()
+
+
+def grpc_request(model=MODEL, shape=(1, 4), datatype="INT64", raw=None, names=("input_ids", "attention_mask",
+                                                                                "token_type_ids")):
+    """A ModelInferRequest built field by field (no client-side checks in the way); each input's bytes are `raw`,
+    else ones for the shape (one value when the shape is negative or huge)."""
+    request = tgrpc.service_pb2.ModelInferRequest(model_name=model)
+    for name in names:
+        t = request.inputs.add(name=name, datatype=datatype)
+        t.shape.extend(shape)
+    count = math.prod(shape) if min(shape) >= 0 and math.prod(shape) < 1 << 20 else 1
+    for _ in names:
+        request.raw_input_contents.append(raw if raw is not None else np.ones(count, np.int64).tobytes())
+    return request
+
+
+@pytest.mark.parametrize("request_args,code,message", [
+    (dict(shape=(1, -4)), "INVALID_ARGUMENT", "is negative"),
+    (dict(shape=(2 ** 62, 2 ** 62, 4)), "INVALID_ARGUMENT", "byte limit"),
+    (dict(raw=b"\0" * 7), "INVALID_ARGUMENT", "7 bytes of data for shape [1,4] of INT64, which needs 32"),
+    (dict(datatype="FP32", raw=np.ones(4, np.float32).tobytes()), "INVALID_ARGUMENT",
+     "input 'input_ids': expected int64, got float32"),
+    (dict(datatype="FP99"), "INVALID_ARGUMENT", "FP99"),
+    (dict(names=("input_ids",)), "INVALID_ARGUMENT", "missing input 'attention_mask'"),
+    (dict(model="../../etc/passwd"), "NOT_FOUND", "unknown model '../../etc/passwd'"),
+    (dict(model="a/b"), "NOT_FOUND", "unknown model 'a/b'"),
+])
+def test_grpc_bad_requests_get_their_status(server, models_dir, request_args, code, message):
+    stub = tgrpc.service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ModelInfer(grpc_request(**request_args), timeout=30)
+    assert e.value.code().name == code and message in e.value.details(), (e.value.code(), e.value.details())
+    # and the next request, over gRPC, gets ONNX Runtime's answer
+    feeds = bert_feeds(1, 6)
+    client = tgrpc.InferenceServerClient(server.grpc)
+    inputs = []
+    for name, value in feeds.items():
+        inp = tgrpc.InferInput(name, list(value.shape), "INT64")
+        inp.set_data_from_numpy(value)
+        inputs.append(inp)
+    want = reference(models_dir / MODEL / "1" / "model.onnx", feeds)[0]
+    assert_close(client.infer(MODEL, inputs).as_numpy("logits"), want)
