@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -47,7 +48,7 @@ def main(models_dir, arch):
     grpc = tgrpc.InferenceServerClient(GRPC)
     assert http.is_server_live() and http.is_server_ready(), "HTTP health"
     assert grpc.is_server_live() and grpc.is_server_ready(), "gRPC health"
-    for model in sorted(p.name for p in __import__("pathlib").Path(models_dir).iterdir() if p.is_dir()):
+    for model in sorted(p.name for p in Path(models_dir).iterdir() if p.is_dir()):
         path = f"{models_dir}/{model}/1/model.onnx"
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         feeds = feeds_for(session)

@@ -11,9 +11,12 @@
 #include <thread>
 
 #include "runtime/session.h"
+#include "tests/fixture_inputs.h"
 
 namespace coreserve::runtime {
 namespace {
+
+using coreserve::testing::InputsFor;
 
 void ExpectValid(const std::vector<BufferLifetime>& buffers, const MemoryPlan& plan) {
   ASSERT_EQ(plan.offsets.size(), buffers.size());
@@ -67,32 +70,6 @@ TEST(PlanMemory, RandomLifetimes) {
 TEST(PlanMemory, Empty) {
   const MemoryPlan plan = PlanMemory({});
   EXPECT_EQ(plan.arena_bytes, 0);
-}
-
-Tensor Ids(int64_t batch, int64_t seq, int64_t vocab, std::mt19937& rng) {
-  Tensor t = Tensor::Allocate(DataType::kInt64, {batch, seq});
-  for (int64_t i = 0; i < t.elements(); ++i) t.data<int64_t>()[i] = static_cast<int64_t>(rng() % vocab);
-  return t;
-}
-
-// Inputs for the fixtures' text models (input_ids, attention_mask[, token_type_ids]) or the image model.
-std::vector<Tensor> InputsFor(const Session& s, int64_t batch, int64_t seq, std::mt19937& rng) {
-  std::vector<Tensor> in;
-  for (const TensorInfo& info : s.inputs()) {
-    if (info.name == "pixel_values") {
-      Tensor t = Tensor::Allocate(DataType::kFloat32, {batch, 3, 64, 64});
-      std::normal_distribution<float> d;
-      for (int64_t i = 0; i < t.elements(); ++i) t.data<float>()[i] = d(rng);
-      in.push_back(t);
-    } else if (info.name == "attention_mask") {
-      Tensor t = Tensor::Allocate(DataType::kInt64, {batch, seq});
-      for (int64_t i = 0; i < t.elements(); ++i) t.data<int64_t>()[i] = (i % seq) < seq - (i / seq) || seq == 1;
-      in.push_back(t);
-    } else {
-      in.push_back(Ids(batch, seq, info.name == "token_type_ids" ? 2 : 1000, rng));
-    }
-  }
-  return in;
 }
 
 void ExpectIdentical(const std::vector<Tensor>& a, const std::vector<Tensor>& b, const std::string& what) {

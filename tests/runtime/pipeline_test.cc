@@ -8,39 +8,20 @@
 #include <cstring>
 #include <random>
 
+#include "tests/fixture_inputs.h"
 #include "tests/onnx_builder.h"
 
 namespace coreserve::runtime {
 namespace {
 
-std::vector<Tensor> FixtureInputs(const Session& s, int64_t batch, int64_t seq, std::mt19937& rng) {
-  std::vector<Tensor> inputs;
-  for (const TensorInfo& info : s.inputs()) {
-    if (info.name == "pixel_values") {
-      Tensor t = Tensor::Allocate(DataType::kFloat32, {batch, 3, 64, 64});
-      std::normal_distribution<float> d;
-      for (int64_t i = 0; i < t.elements(); ++i) t.data<float>()[i] = d(rng);
-      inputs.push_back(t);
-      continue;
-    }
-    Tensor t = Tensor::Allocate(DataType::kInt64, {batch, seq});
-    for (int64_t i = 0; i < t.elements(); ++i) {
-      const int64_t p = i % seq;
-      t.data<int64_t>()[i] = info.name == "input_ids" ? static_cast<int64_t>(rng() % 1000)
-                             : info.name == "attention_mask" ? int64_t{p < seq - i / seq}
-                                                             : int64_t{p >= seq / 2};
-    }
-    inputs.push_back(t);
-  }
-  return inputs;
-}
+using coreserve::testing::InputsFor;
 
 TEST(Pipeline, StagesComputeExactlyWhatTheWholeSessionComputes) {
   for (const char* name : {"bert_ts_opset17", "gpt2_dynamo", "resnet_ts_opset17", "distilbert_ort_optimized"}) {
     auto whole = Session::Load(std::string(CORESERVE_FIXTURES_DIR) + "/" + name + ".onnx");
     ASSERT_TRUE(whole.ok()) << whole.status();
     std::mt19937 rng(5);
-    const std::vector<Tensor> inputs = FixtureInputs(**whole, 2, 11, rng);
+    const std::vector<Tensor> inputs = InputsFor(**whole, 2, 11, rng);
     ThreadPool pool(2);
     std::vector<double> seconds;
     auto want = (*whole)->Run(inputs, &pool, &seconds);
@@ -147,7 +128,7 @@ TEST(Pipeline, MeasurementScalesTheEstimateOfEachOperatorType) {
   std::mt19937 rng(5);
   std::vector<double> seconds;
   std::vector<Session::StepShapes> shapes;
-  ASSERT_TRUE((*whole)->Run(FixtureInputs(**whole, 2, 11, rng), nullptr, &seconds, &shapes).ok());
+  ASSERT_TRUE((*whole)->Run(InputsFor(**whole, 2, 11, rng), nullptr, &seconds, &shapes).ok());
   const std::vector<StepCost> cost = EstimateStepCosts(**whole, shapes);
   // Pretend every step took 1 ms: within each operator type the refined costs then add up to the type's
   // measured total, shared in proportion to the estimates.
