@@ -5,10 +5,13 @@
 // is the im2col matrix), bias and Relu are per-column epilogue work, a 1x1 stride-1 convolution reads X as it
 // is, and im2col rows are runs of whole channel vectors (memcpy) rather than single pixels.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <string>
 
+#include "kernels/conv/winograd_f23.h"
 #include "kernels/gemm/qgemm.h"
 #include "kernels/gemm/sgemm.h"
 #include "runtime/ops/conv_window.h"
@@ -37,7 +40,25 @@ struct NhwcWeights {
   bool integer = false;  // u8/s8 weights of a QDQ model (IntegerConv): exact integer products, see RunIntegerConv
   std::vector<float> b;  // K x N row-major, kept only when the active kernel reads B unpacked
   std::shared_ptr<const kernels::SgemmPackedB> packed;
+  // fp32 3x3 convolutions with stride 1 and no dilation: the 16 transformed weight matrices U[e] (CI x CO) of
+  // Winograd F(2x2, 3x3), packed; empty otherwise (see RunWinograd).
+  std::vector<std::shared_ptr<const kernels::SgemmPackedB>> winograd;
 };
+
+// Whether a convolution runs as Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, fp32, with enough channels
+// that the GEMMs, not the transforms, set the pace (the transforms cost about as much per channel as 4-8 of the
+// direct form's multiply-adds per output channel). CORESERVE_WINOGRAD=0 turns it off, for comparisons.
+bool WinogradFits(const WindowAttrs& attrs, int64_t kh, int64_t kw, int64_t ci, int64_t co) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("CORESERVE_WINOGRAD");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  auto all_one = [](const std::vector<int64_t>& v) {
+    return std::all_of(v.begin(), v.end(), [](int64_t x) { return x == 1; });
+  };
+  return enabled && kh == 3 && kw == 3 && all_one(attrs.strides) && all_one(attrs.dilations) && ci >= 16 &&
+         co >= 16;
+}
 
 // W[co, ci, i, j] -> B[(i, j, ci), co].
 template <typename T>
@@ -51,7 +72,8 @@ std::vector<T> WeightsAsB(const T* pw, int64_t co, int64_t ci, int64_t taps) {
   return b;
 }
 
-absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& graph, const Node& node) {
+absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& graph, const Node& node,
+                                                                  const WindowAttrs& attrs) {
   const int w_id = node.inputs.size() > 1 ? node.inputs[1] : -1;
   if (w_id < 0 || !graph.values[w_id].constant) {
     return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": weights must be a constant"));
@@ -77,6 +99,13 @@ absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& g
   const kernels::GemmPrecision precision = graph.gemm_precision;
   if (kernels::SgemmUsesPackedB(precision)) {
     out->packed = kernels::SgemmPackB(b.data(), n, false, k, n, precision);
+    if (precision == kernels::GemmPrecision::kFp32 && WinogradFits(attrs, out->kh, out->kw, out->ci, n)) {
+      std::vector<float> u(static_cast<std::size_t>(16 * out->ci * n));
+      kernels::WinogradF23Weights(w.data<float>(), n, out->ci, u.data());
+      for (int e = 0; e < 16; ++e) {
+        out->winograd.push_back(kernels::SgemmPackB(u.data() + e * out->ci * n, n, false, out->ci, n, precision));
+      }
+    }
   } else {
     out->b = std::move(b);
   }
@@ -238,6 +267,67 @@ absl::Status RunIntegerConv(OpContext& ctx, const NhwcWeights& weights, const Wi
   return absl::OkStatus();
 }
 
+// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3): per block of output tiles, the input transform writes
+// V[e] (tiles x CI), 16 GEMMs M[e] = V[e] * U[e] (U packed at load), the output transform writes Y's pixels
+// with bias, residual (which may be Y itself) and Relu. Two schedules:
+// - many tiles, U small enough for L2 (ResNet's first two stages): each task takes a block of tiles through all
+//   three steps on its own core, V and M in its L2, no barrier between the steps;
+// - few tiles or a large U (the last stages, 7x7 and 14x14 at batch 1): each step over the pool in turn, the
+//   16 GEMMs split by e and columns, so each U[e] is read by one core once.
+void RunWinograd(OpContext& ctx, const NhwcWeights& weights, const kernels::WinogradF23Shape& s, const float* x,
+                 const float* bias, const float* residual, bool relu, float* y) {
+  const kernels::WinogradF23Kernel& kernel = kernels::WinogradF23();
+  const int64_t tiles = s.Tiles(), ci = s.ci, co = s.co;
+  const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
+  auto gemm_args = [&](int64_t e, const float* v, int64_t v_stride, float* m, int64_t m_stride, int64_t rows) {
+    kernels::SgemmArgs p;
+    p.m = rows; p.n = co; p.k = ci;
+    p.a = v + e * v_stride; p.lda = ci;
+    p.packed_b = weights.winograd[static_cast<std::size_t>(e)].get();
+    p.c = m + e * m_stride; p.ldc = co;
+    return p;
+  };
+  const int64_t u_bytes = 16 * ci * co * static_cast<int64_t>(sizeof(float));
+  // Tiles per block such that the block's V (16 x tiles x CI floats) takes a quarter of L2.
+  const int64_t l2_tiles = std::max<int64_t>(12, kL2Bytes / 4 / (16 * ci * static_cast<int64_t>(sizeof(float))));
+  if (u_bytes <= kL2Bytes && tiles >= 2 * threads * 12) {
+    const int64_t blocks = std::max((tiles + l2_tiles - 1) / l2_tiles, 2 * threads);
+    const int64_t per_block = (tiles + blocks - 1) / blocks;
+    Parallel(ctx, (tiles + per_block - 1) / per_block, 1, [&](int64_t b0, int64_t b1) {
+      thread_local std::vector<float> v_buf, m_buf;
+      if (v_buf.size() < static_cast<std::size_t>(16 * per_block * ci)) v_buf.resize(static_cast<std::size_t>(16 * per_block * ci));
+      if (m_buf.size() < static_cast<std::size_t>(16 * per_block * co)) m_buf.resize(static_cast<std::size_t>(16 * per_block * co));
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t t0 = b * per_block, t1 = std::min(tiles, t0 + per_block), rows = t1 - t0;
+        kernel.input(s, x, t0, t1, v_buf.data(), rows * ci);
+        for (int64_t e = 0; e < 16; ++e) {
+          kernels::Sgemm(gemm_args(e, v_buf.data(), rows * ci, m_buf.data(), rows * co, rows), 0, rows, 0, co);
+        }
+        kernel.output(s, m_buf.data(), rows * co, t0, t1, bias, residual, relu, y);
+      }
+    });
+    return;
+  }
+  // Chunks of tiles whose V and M take at most 8 MB, in buffers of the calling thread (the pool's threads read
+  // them).
+  const int64_t chunk = std::clamp<int64_t>((int64_t{8} << 20) / (16 * (ci + co) * static_cast<int64_t>(sizeof(float))), 12, tiles);
+  thread_local std::vector<float> v_buf, m_buf;
+  if (v_buf.size() < static_cast<std::size_t>(16 * chunk * ci)) v_buf.resize(static_cast<std::size_t>(16 * chunk * ci));
+  if (m_buf.size() < static_cast<std::size_t>(16 * chunk * co)) m_buf.resize(static_cast<std::size_t>(16 * chunk * co));
+  float* v = v_buf.data();
+  float* m = m_buf.data();
+  for (int64_t c0 = 0; c0 < tiles; c0 += chunk) {
+    const int64_t rows = std::min(chunk, tiles - c0);
+    Parallel(ctx, rows, RowGrain(16 * ci), [&](int64_t r0, int64_t r1) {
+      kernel.input(s, x, c0 + r0, c0 + r1, v + r0 * ci, rows * ci);
+    });
+    ParallelGemm(ctx, 16, rows, co, [&](int64_t e) { return gemm_args(e, v, rows * ci, m, rows * co, rows); });
+    Parallel(ctx, rows, RowGrain(16 * co), [&](int64_t r0, int64_t r1) {
+      kernel.output(s, m + r0 * co, rows * co, c0 + r0, c0 + r1, bias, residual, relu, y);
+    });
+  }
+}
+
 // NhwcConv: X (N, H, W, C), W (O, C, kH, kW) constant, optional bias (O), optional residual (NHWC, attribute
 // coreserve_residual=1) and coreserve_activation="relu" as the NCHW fused Conv has; Y (N, OH, OW, O).
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const Node& node) {
@@ -246,7 +336,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
   ASSIGN_OR_RETURN(int64_t has_residual, node.attributes.Int("coreserve_residual", 0));
   ASSIGN_OR_RETURN(std::string activation, node.attributes.String("coreserve_activation", "none"));
   if (group != 1) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": group must be 1"));
-  ASSIGN_OR_RETURN(std::shared_ptr<const NhwcWeights> weights, PrepareWeights(graph, node));
+  ASSIGN_OR_RETURN(std::shared_ptr<const NhwcWeights> weights, PrepareWeights(graph, node, attrs));
   const bool relu = activation == "relu";
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
     const Tensor& x = ctx.in(0);
@@ -273,7 +363,8 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     // Where this is the residual's last reader, Y is the residual's own buffer and the GEMM accumulates onto it
     // (beta = 1): C's lines are read and written in place instead of a residual read beside a fresh C, which is
     // what a short-K convolution (ResNet's 1x1 expansions, K = 64) waits on.
-    Tensor* in_place = residual_in_gemm ? ctx.ReuseInput(3, 0) : nullptr;
+    // (Never when the residual is X itself: the convolution still reads X's neighbouring pixels.)
+    Tensor* in_place = residual_in_gemm && residual->raw() != x.raw() ? ctx.ReuseInput(3, 0) : nullptr;
     Tensor& y = in_place ? *in_place : ctx.Output(0, DataType::kFloat32, y_shape);
     const int64_t pixels = win.oh * win.ow, m = n * pixels, k = weights->kh * weights->kw * c;
     float* py = y.data<float>();
@@ -318,7 +409,14 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
     const bool pointwise = weights->kh == 1 && weights->kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
                            win.pad_left == 0 && win.oh == h && win.ow == w;
-    if (pointwise) {
+    if (!weights->winograd.empty() && win.sh == 1 && win.sw == 1 && win.dh == 1 && win.dw == 1) {
+      kernels::WinogradF23Shape s;
+      s.n = n, s.h = h, s.w = w, s.ci = c, s.co = co, s.pad_top = win.pad_top, s.pad_left = win.pad_left;
+      s.oh = win.oh, s.ow = win.ow;
+      const float* res = residual_in_gemm ? (in_place ? py : residual->data<float>()) : nullptr;
+      RunWinograd(ctx, *weights, s, x.data<float>(), bias ? bias->data<float>() : nullptr, res,
+                  relu && !late_residual, py);
+    } else if (pointwise) {
       gemm(x.data<float>(), c, 0, m);
     } else if (c >= kIndirectMinChannels && weights->kh * weights->kw > 1) {
       // The GEMM reads each output pixel's taps where they lie in X, one pointer per tap: no im2col copy, and

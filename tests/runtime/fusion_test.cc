@@ -462,9 +462,11 @@ TEST(Fusions, LargeConvolutionsInSeveralIm2colBlocks) {
   }
 }
 
-// Residual blocks with 16 channels (the indirect, im2col-free path of 3x3 convolutions): the first block's
-// shortcut r1 is read again after it (by the Add making r3), so its convolution must not accumulate in r1's
-// buffer; the second block's shortcut r3 is read last by its second convolution, which then does.
+// Residual blocks with 16 channels (3x3 convolutions as Winograd F(2x2, 3x3), against the plain NCHW Conv): the
+// first block's shortcut r1 is read again after it (by the Add making r3), so its convolution must not
+// accumulate in r1's buffer; the second block's shortcut r3 is read last by its second convolution, a 3x3 one,
+// whose output transform then adds it in place. The 9x11 image has few tiles (the Winograd steps run one after
+// the other over the pool), the 2x20x14 batch many (each task takes its tiles through all three).
 onnx::ModelProto ResidualBlocks() {
   onnx::ModelProto m;
   m.set_ir_version(8);
