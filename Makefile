@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test bench bench-kernels bench-models bench-serving bench-placement container container-test clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test test-asan test-tsan bench bench-kernels bench-models bench-serving bench-placement container container-test clean
 
 all: build
 
@@ -49,9 +49,34 @@ e2e-test: build
 	@if [ "$$(uname -m)" = x86_64 ]; then scripts/setup-perf-analyzer.sh; fi
 	@CORESERVE_BIN=$(CURDIR)/$(BUILD_DIR)/coreserve $(PYTHON) -m pytest tests/e2e
 
-# Unit tests (native, then arm64 under qemu), then the end-to-end tests against the real binary; pytest's
-# summary line ends the run.
-test: unit-test arm64-test e2e-test
+# Sanitizers (docs/SECURITY.md): every unit test, then the end-to-end tests against the sanitized server, in a
+# build of their own. A finding stops the process with a report: a unit test fails, and a server's log is checked
+# for reports when it stops (tests/e2e/conftest.py). test-tsan runs the tests whose threads meet: the batcher and
+# runners, the pipeline, the thread pool, and the servers' concurrent requests.
+ASAN_BUILD_DIR ?= build-asan
+TSAN_BUILD_DIR ?= build-tsan
+SANITIZER_E2E := tests/e2e --ignore=tests/e2e/test_deploy.py --ignore=tests/e2e/test_perf_analyzer.py
+export ASAN_OPTIONS ?= detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1
+
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCORESERVE_SANITIZE=address,undefined \
+	  -DCORESERVE_BUILD_BENCH=OFF -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
+	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+	@cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	@CORESERVE_BIN=$(CURDIR)/$(ASAN_BUILD_DIR)/coreserve $(PYTHON) -m pytest -q $(SANITIZER_E2E)
+
+test-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCORESERVE_SANITIZE=thread \
+	  -DCORESERVE_BUILD_BENCH=OFF -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
+	@cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target coreserve model_runner_test batch_policy_test pipeline_test session_test
+	@cd $(TSAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -R '^(ModelRunner|BatchPolicy|Pipeline|Session|ThreadPool)'
+	@CORESERVE_BIN=$(CURDIR)/$(TSAN_BUILD_DIR)/coreserve $(PYTHON) -m pytest -q tests/e2e/test_infer.py tests/e2e/test_model_control.py
+
+# Unit tests (native, then arm64 under qemu), the end-to-end tests against the real binary, then all of them
+# again under ASan and UBSan.
+test: unit-test arm64-test e2e-test test-asan
 
 # The container images (docs/DEPLOY.md): linux/amd64 and linux/arm64, built with podman from local Debian base
 # images (no Docker engine, no registry), then run on the default model repository and checked from outside.

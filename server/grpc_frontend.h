@@ -28,7 +28,7 @@ class GrpcFrontend {
  public:
   // Binds and starts serving. `state` must outlive the front end. Unavailable when the port cannot be bound.
   // `control` (may be null: no repository extension) must outlive it too.
-  static absl::StatusOr<std::unique_ptr<GrpcFrontend>> Start(const ListenerConfig& listener,
+  static absl::StatusOr<std::unique_ptr<GrpcFrontend>> Start(const ListenerConfig& listener, int64_t max_request_bytes,
                                                              const ServerState* state, ModelControl* control);
   ~GrpcFrontend();
 

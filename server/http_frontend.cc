@@ -139,7 +139,7 @@ const ModelEntry* InferenceTarget(const ServerState* state, const httplib::Reque
     return nullptr;
   }
   if (!e->ready) {
-    SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+    SendError(res, 503, absl::StrCat("model '", e->name, "' is not ready: ", e->ClientError()));
     return nullptr;
   }
   return e;
@@ -288,7 +288,7 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
     std::shared_ptr<const ModelRepository> hold;
     const ModelEntry* e = FindModel(state, req, res, &hold);
     if (e == nullptr) return;
-    if (!e->ready) return SendError(res, 400, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+    if (!e->ready) return SendError(res, 400, absl::StrCat("model '", e->name, "' is not ready: ", e->ClientError()));
     inference::ModelConfig config;
     FillModelConfig(*e, &config);
     res.set_content(ModelConfigJson(config), kJson);
@@ -298,7 +298,7 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
     const ModelEntry* e = FindModel(state, req, res, &hold);
     if (e == nullptr) return;
     if (!e->ready) {
-      SendError(res, 400, absl::StrCat("model '", e->name, "' is not ready: ", e->error));
+      SendError(res, 400, absl::StrCat("model '", e->name, "' is not ready: ", e->ClientError()));
       return;
     }
     res.set_content(ModelMetadataJson(*e), kJson);

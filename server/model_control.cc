@@ -51,7 +51,7 @@ std::vector<ModelControl::IndexEntry> ModelControl::Index() const {
   if (repo == nullptr) return out;
   for (const ModelEntry& e : repo->models()) {
     out.push_back({e.name, e.version > 0 ? std::to_string(e.version) : "", e.ready ? "READY" : "UNAVAILABLE",
-                   e.ready ? "" : e.error});
+                   e.ready ? "" : e.ClientError()});
   }
   // Folders that are not in the repository yet (added since it was read): listed, not loaded.
   for (const std::string& root : config_.model_repositories) {
@@ -90,7 +90,7 @@ absl::Status ModelControl::LoadLocked(const std::string& name) {
   const auto old = repo->Find(name, "");
   std::vector<std::string> errors;
   for (const ModelEntry& e : entries) {
-    if (!e.ready) errors.push_back(e.version > 0 ? absl::StrCat("version ", e.version, ": ", e.error) : e.error);
+    if (!e.ready) errors.push_back(e.version > 0 ? absl::StrCat("version ", e.version, ": ", e.ClientError()) : e.ClientError());
   }
   if (!errors.empty()) {
     // All or nothing: a model whose versions did not all load keeps what it served.

@@ -8,9 +8,17 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "server/log.h"
 
 namespace coreserve {
+
+std::string ModelEntry::ClientError() const {
+  const std::filesystem::path folder(dir);
+  if (dir.empty() || !folder.has_parent_path()) return error;
+  const std::string root = folder.parent_path().string();
+  return absl::StrReplaceAll(error, {{root + "/", ""}, {root, "."}});
+}
 namespace {
 
 namespace fs = std::filesystem;

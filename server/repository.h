@@ -33,6 +33,10 @@ struct ModelEntry {
   ModelConfig config;                  // <model>/config.yaml over the server's model_defaults
   std::shared_ptr<ModelRunner> runner;  // set when ready
   double load_seconds = 0;             // time to read, optimize and start the served version
+
+  // `error` as clients see it: paths relative to the repository root (<name>/<N>/model.onnx), since the
+  // server's own filesystem layout is no business of theirs. The log keeps the full paths.
+  std::string ClientError() const;
 };
 
 class ModelRepository {

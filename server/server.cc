@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   server->control_ = std::make_unique<ModelControl>(server->state_.get(), config);
   ASSIGN_OR_RETURN(server->http_, HttpFrontend::Start(config.http, config.max_request_bytes, server->state_.get(),
                                                       server->control_.get()));
-  ASSIGN_OR_RETURN(server->grpc_, GrpcFrontend::Start(config.grpc, server->state_.get(), server->control_.get()));
+  ASSIGN_OR_RETURN(server->grpc_, GrpcFrontend::Start(config.grpc, config.max_request_bytes, server->state_.get(), server->control_.get()));
   // Tests and operators read these lines to find ports chosen with port 0.
   LOG_INFO("http listening on ", JoinHostPort(config.http.address, server->http_port()));
   LOG_INFO("grpc listening on ", JoinHostPort(config.grpc.address, server->grpc_port()));

@@ -219,7 +219,7 @@ std::string TfsStatusJson(const ModelEntry& e, bool all_versions) {
     w.Key("error_code");
     w.String(ready ? "OK" : "UNKNOWN");
     w.Key("error_message");
-    WriteString(w, ready ? "" : e.error);
+    WriteString(w, ready ? "" : e.ClientError());
     w.EndObject();
     w.EndObject();
   }

@@ -16,6 +16,9 @@ import make_models  # noqa: E402  (the generator under test, imported from scrip
 BINARY = Path(os.environ.get("CORESERVE_BIN", ROOT / "build" / "coreserve"))
 LISTEN_RE = re.compile(r"(http|grpc|metrics) listening on (\S+):(\d+)$")
 START_TIMEOUT_S = 30
+# What AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer and ThreadSanitizer print when they find
+# something (make test-asan / test-tsan run these tests against sanitized builds); never in a plain build's log.
+SANITIZER_REPORT_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: |WARNING: ThreadSanitizer")
 
 
 class RunningServer:
@@ -72,6 +75,7 @@ class RunningServer:
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
+        assert not SANITIZER_REPORT_RE.search(self.log()), "sanitizer report:\n" + self.log()
         return code
 
 

@@ -116,6 +116,9 @@ def test_broken_models_in_the_repository_fail_alone(models_dir, tmp_path):
             reasons[name] = reply["error"]
             status, reply = get_json(server.http, infer_path(name), "POST", b'{"inputs": []}')
             assert status == 503 and "is not ready" in reply["error"], reply
+            # Named by its place in the repository, never by the server's own path to it.
+            assert f"{name}/1/model.onnx" in reply["error"] and str(tmp_path) not in reply["error"], reply
+            assert str(tmp_path) in server.log()
         assert "not an ONNX model" in reasons["not_onnx"], reasons
         assert "is on a cycle" in reasons["cycle"], reasons
         assert "input 'w' is not a graph input, initializer or node output" in reasons["missing_initializer"], reasons
@@ -164,3 +167,34 @@ def test_grpc_bad_requests_get_their_status(server, models_dir, request_args, co
         inputs.append(inp)
     want = reference(models_dir / MODEL / "1" / "model.onnx", feeds)[0]
     assert_close(client.infer(MODEL, inputs).as_numpy("logits"), want)
+
+
+def test_grpc_messages_are_bounded_by_max_request_bytes(models_dir, tmp_path):
+    """gRPC takes messages up to max_request_bytes (past gRPC's own 4 MB default), and refuses larger ones with
+    RESOURCE_EXHAUSTED before parsing them; the server keeps serving."""
+    config = write_config(tmp_path / "server.yaml", [models_dir])
+    config.write_text(config.read_text() + "max_request_bytes: 8388608\n")
+    server = RunningServer(config)
+    try:
+        stub = tgrpc.service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
+        rng = np.random.default_rng(5)
+
+        def request(batch):
+            pixels = rng.random((batch, 3, 32, 32), dtype=np.float32)
+            r = tgrpc.service_pb2.ModelInferRequest(model_name="resnet_tiny")
+            r.inputs.add(name="pixel_values", datatype="FP32", shape=pixels.shape)
+            r.raw_input_contents.append(pixels.tobytes())
+            return r, pixels
+
+        big, pixels = request(512)  # 6.3 MB
+        assert big.ByteSize() > 4 << 20
+        reply = stub.ModelInfer(big, timeout=120)
+        got = np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(reply.outputs[0].shape)
+        assert_close(got, reference(models_dir / "resnet_tiny" / "1" / "model.onnx", {"pixel_values": pixels})[0])
+        too_big, _ = request(1024)  # 12.6 MB
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ModelInfer(too_big, timeout=120)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+        assert_still_serving(server, models_dir)
+    finally:
+        assert server.stop() == 0, server.log()
