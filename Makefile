@@ -51,8 +51,10 @@ e2e-test: build
 
 # Sanitizers (docs/SECURITY.md): every unit test, then the end-to-end tests against the sanitized server, in a
 # build of their own. A finding stops the process with a report: a unit test fails, and a server's log is checked
-# for reports when it stops (tests/e2e/conftest.py). test-tsan runs the tests whose threads meet: the batcher and
-# runners, the pipeline, the thread pool, and the servers' concurrent requests.
+# for reports when it stops (tests/e2e/conftest.py). test-tsan runs the unit tests whose threads meet: the batcher
+# and runners (concurrent requests, reloads), the pipeline, sessions and the thread pool. (Not the whole server:
+# ThreadSanitizer cannot see the synchronization inside Debian's uninstrumented gRPC and Abseil, and reports races
+# in them at start.)
 ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 SANITIZER_E2E := tests/e2e --ignore=tests/e2e/test_deploy.py --ignore=tests/e2e/test_perf_analyzer.py
@@ -70,9 +72,8 @@ test-asan: deps
 test-tsan: deps
 	@cmake -S . -B $(TSAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCORESERVE_SANITIZE=thread \
 	  -DCORESERVE_BUILD_BENCH=OFF -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
-	@cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target coreserve model_runner_test batch_policy_test pipeline_test session_test
+	@cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target model_runner_test batch_policy_test pipeline_test session_test
 	@cd $(TSAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -R '^(ModelRunner|BatchPolicy|Pipeline|Session|ThreadPool)'
-	@CORESERVE_BIN=$(CURDIR)/$(TSAN_BUILD_DIR)/coreserve $(PYTHON) -m pytest -q tests/e2e/test_infer.py tests/e2e/test_model_control.py
 
 # Unit tests (native, then arm64 under qemu), the end-to-end tests against the real binary, then all of them
 # again under ASan and UBSan.
