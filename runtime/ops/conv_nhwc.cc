@@ -41,7 +41,7 @@ struct NhwcWeights {
   std::vector<float> b;  // K x N row-major, kept only when the active kernel reads B unpacked
   std::shared_ptr<const kernels::SgemmPackedB> packed;
   // fp32 3x3 convolutions with stride 1 and no dilation: the 16 transformed weight matrices U[e] (CI x CO) of
-  // Winograd F(2x2, 3x3), packed; empty otherwise (see RunWinograd).
+  // Winograd F(2x2, 3x3), packed, in place of `packed`; empty otherwise (see RunWinograd).
   std::vector<std::shared_ptr<const kernels::SgemmPackedB>> winograd;
 };
 
@@ -97,15 +97,16 @@ absl::StatusOr<std::shared_ptr<const NhwcWeights>> PrepareWeights(const Graph& g
   // The model's precision, as for MatMul: bf16 weights, or s8 weights per output channel with each im2col row
   // (one output pixel's receptive field) quantized per call — finer than ONNX Runtime's per-tensor ConvInteger.
   const kernels::GemmPrecision precision = graph.gemm_precision;
-  if (kernels::SgemmUsesPackedB(precision)) {
-    out->packed = kernels::SgemmPackB(b.data(), n, false, k, n, precision);
-    if (precision == kernels::GemmPrecision::kFp32 && WinogradFits(attrs, out->kh, out->kw, out->ci, n)) {
-      std::vector<float> u(static_cast<std::size_t>(16 * out->ci * n));
-      kernels::WinogradF23Weights(w.data<float>(), n, out->ci, u.data());
-      for (int e = 0; e < 16; ++e) {
-        out->winograd.push_back(kernels::SgemmPackB(u.data() + e * out->ci * n, n, false, out->ci, n, precision));
-      }
+  if (kernels::SgemmUsesPackedB(precision) && precision == kernels::GemmPrecision::kFp32 &&
+      WinogradFits(attrs, out->kh, out->kw, out->ci, n)) {
+    // Strides and dilations are attributes, so such a convolution always runs as Winograd: only U is kept.
+    std::vector<float> u(static_cast<std::size_t>(16 * out->ci * n));
+    kernels::WinogradF23Weights(w.data<float>(), n, out->ci, u.data());
+    for (int e = 0; e < 16; ++e) {
+      out->winograd.push_back(kernels::SgemmPackB(u.data() + e * out->ci * n, n, false, out->ci, n, precision));
     }
+  } else if (kernels::SgemmUsesPackedB(precision)) {
+    out->packed = kernels::SgemmPackB(b.data(), n, false, k, n, precision);
   } else {
     out->b = std::move(b);
   }
@@ -409,7 +410,7 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeNhwcConv(const Graph& graph, const
     const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
     const bool pointwise = weights->kh == 1 && weights->kw == 1 && win.sh == 1 && win.sw == 1 && win.pad_top == 0 &&
                            win.pad_left == 0 && win.oh == h && win.ow == w;
-    if (!weights->winograd.empty() && win.sh == 1 && win.sw == 1 && win.dh == 1 && win.dw == 1) {
+    if (!weights->winograd.empty()) {
       kernels::WinogradF23Shape s;
       s.n = n, s.h = h, s.w = w, s.ci = c, s.co = co, s.pad_top = win.pad_top, s.pad_left = win.pad_left;
       s.oh = win.oh, s.ow = win.ow;
