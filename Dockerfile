@@ -38,7 +38,7 @@ ARG VERSION=0.1.0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libcpp-httplib0.11 libprometheus-cpp-core1.0 \
-      libyaml-cpp0.7 libonnx1 curl ca-certificates \
+      libyaml-cpp0.7 libonnx1 libssl3 curl ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 coreserve \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin coreserve \

@@ -28,6 +28,8 @@ build_packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libabsl-dev
   # HTTP, metrics, config, model format
   libcpp-httplib-dev prometheus-cpp-dev libyaml-cpp-dev libonnx-dev
+  # TLS for the listeners (the OpenSSL cpp-httplib and gRPC use)
+  libssl-dev
   # JSON: RapidJSON parses and writes in place with no DOM copy, which matters for MB-sized tensor bodies
   rapidjson-dev
 )
@@ -38,6 +40,8 @@ test_packages=(
   libonnx-testdata
   # the Python venv for end-to-end tests and model generation; curl for the README's try-it line
   python3 python3-venv curl ca-certificates
+  # openssl makes the throwaway CA and certificates the TLS tests run with
+  openssl
   # promtool, which checks the /metrics exposition (the package also ships a Prometheus server, never started)
   prometheus
 )
@@ -63,7 +67,7 @@ if [ "$target_arch" != "$host_arch" ]; then
   # Tools run on the host; libraries (and their headers) are the target's. rapidjson-dev is header-only (all).
   packages=(g++-"$triplet" make cmake ninja-build pkg-config protobuf-compiler protobuf-compiler-grpc rapidjson-dev)
   for p in libprotobuf-dev libgrpc++-dev libabsl-dev libcpp-httplib-dev prometheus-cpp-dev libyaml-cpp-dev \
-           libonnx-dev; do
+           libonnx-dev libssl-dev; do
     packages+=("$p:$target_arch")
   done
 fi

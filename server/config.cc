@@ -14,11 +14,42 @@ namespace {
 
 namespace fs = std::filesystem;
 
+std::string Resolve(const std::string& path, const std::string& base_dir) {
+  const fs::path p(path);
+  if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
+  return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+absl::StatusOr<TlsConfig> ReadTls(const YAML::Node& node, const std::string& source, const std::string& key,
+                                  const std::string& base_dir) {
+  if (!node.IsMap()) {
+    return KeyError(source, key, absl::StrCat("expected a mapping with cert_file and key_file, got ", Describe(node)));
+  }
+  RETURN_IF_ERROR(CheckKeys(node, source, key, {"cert_file", "key_file", "client_ca_file"}));
+  TlsConfig tls;
+  std::string* const fields[] = {&tls.cert_file, &tls.key_file, &tls.client_ca_file};
+  const char* const names[] = {"cert_file", "key_file", "client_ca_file"};
+  for (int i = 0; i < 3; ++i) {
+    if (const YAML::Node file = node[names[i]]) {
+      ASSIGN_OR_RETURN(std::string path, ReadString(file, source, absl::StrCat(key, ".", names[i])));
+      *fields[i] = Resolve(path, base_dir);
+    }
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return KeyError(source, key, "needs both cert_file and key_file");
+  }
+  return tls;
+}
+
 absl::StatusOr<ListenerConfig> ReadListener(const YAML::Node& node, const std::string& source,
-                                            const std::string& key, ListenerConfig value) {
+                                            const std::string& key, ListenerConfig value,
+                                            const std::string& base_dir) {
   if (!node.IsMap()) return KeyError(source, key, absl::StrCat("expected a mapping with address and port, got ",
                                                                Describe(node)));
-  RETURN_IF_ERROR(CheckKeys(node, source, key, {"address", "port"}));
+  RETURN_IF_ERROR(CheckKeys(node, source, key, {"address", "port", "tls"}));
+  if (const YAML::Node tls = node["tls"]) {
+    ASSIGN_OR_RETURN(value.tls, ReadTls(tls, source, key + ".tls", base_dir));
+  }
   if (node["address"]) {
     ASSIGN_OR_RETURN(value.address, ReadString(node["address"], source, key + ".address"));
   }
@@ -31,12 +62,6 @@ absl::StatusOr<ListenerConfig> ReadListener(const YAML::Node& node, const std::s
     value.port = parsed;
   }
   return value;
-}
-
-std::string Resolve(const std::string& path, const std::string& base_dir) {
-  const fs::path p(path);
-  if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
-  return (fs::path(base_dir) / p).lexically_normal().string();
 }
 
 }  // namespace
@@ -59,11 +84,11 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
     RETURN_IF_ERROR(CheckKeys(root, source, "",
                               {"http", "grpc", "metrics", "model_repository", "log_level",
                                "shutdown_grace_seconds", "model_defaults", "model_control", "model_poll_seconds",
-                               "max_request_bytes", "hourly_price"}));
-    if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http)); }
-    if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc)); }
+                               "model_control_token_file", "max_request_bytes", "hourly_price"}));
+    if (root["http"]) { ASSIGN_OR_RETURN(config.http, ReadListener(root["http"], source, "http", config.http, base_dir)); }
+    if (root["grpc"]) { ASSIGN_OR_RETURN(config.grpc, ReadListener(root["grpc"], source, "grpc", config.grpc, base_dir)); }
     if (root["metrics"]) {
-      ASSIGN_OR_RETURN(config.metrics, ReadListener(root["metrics"], source, "metrics", config.metrics));
+      ASSIGN_OR_RETURN(config.metrics, ReadListener(root["metrics"], source, "metrics", config.metrics, base_dir));
     }
     if (const YAML::Node repo = root["model_repository"]) {
       if (repo.IsScalar()) {
@@ -110,6 +135,10 @@ absl::StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml, const st
         return KeyError(source, "model_control", absl::StrCat("expected none, explicit or poll, got '", mode, "'"));
       }
     }
+    if (const YAML::Node token = root["model_control_token_file"]) {
+      ASSIGN_OR_RETURN(std::string path, ReadString(token, source, "model_control_token_file"));
+      config.model_control_token_file = Resolve(path, base_dir);
+    }
     if (const YAML::Node poll = root["model_poll_seconds"]) {
       double seconds = -1;
       if (!poll.IsScalar() || !YAML::convert<double>::decode(poll, seconds) || !(seconds >= 0.1) || seconds > 86400) {
@@ -149,6 +178,12 @@ absl::Status ValidateServerConfig(const ServerConfig& c, const std::string& sour
                                                        "; each listener needs its own port"));
       }
     }
+  }
+  if (c.model_control != ModelControlMode::kNone && c.model_control_token_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": model_control: ", c.model_control == ModelControlMode::kPoll ? "poll" : "explicit",
+        " turns on the repository API (load, unload), which needs model_control_token_file: a file holding the "
+        "bearer token its clients must send"));
   }
   return absl::OkStatus();
 }

@@ -14,9 +14,19 @@
 
 namespace coreserve {
 
+// A listener's TLS: the certificate and key it presents and, for mutual TLS, the CAs its clients' certificates
+// must be signed by. PEM files, read when the server starts (server/tls.h checks them and names the bad key).
+struct TlsConfig {
+  std::string cert_file;       // the certificate chain, leaf first
+  std::string key_file;        // the leaf's private key (unencrypted)
+  std::string client_ca_file;  // empty: clients are not asked for a certificate
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ListenerConfig {
   std::string address;
   int port = 0;  // 0 asks the OS for a free port; the bound port is logged at start
+  TlsConfig tls;
 };
 
 // How the repository may change while serving (server/model_control.h): not at all, by the repository API's
@@ -24,9 +34,9 @@ struct ListenerConfig {
 enum class ModelControlMode { kNone, kExplicit, kPoll };
 
 struct ServerConfig {
-  ListenerConfig http{"127.0.0.1", 8000};
-  ListenerConfig grpc{"127.0.0.1", 8001};
-  ListenerConfig metrics{"127.0.0.1", 8002};
+  ListenerConfig http{"127.0.0.1", 8000, {}};
+  ListenerConfig grpc{"127.0.0.1", 8001, {}};
+  ListenerConfig metrics{"127.0.0.1", 8002, {}};
   // Folders holding <model>/<version>/model.onnx. Relative paths in a file are resolved against the
   // folder of that file, so a config means the same thing whatever the working directory.
   std::vector<std::string> model_repositories;
@@ -38,6 +48,10 @@ struct ServerConfig {
   // The largest HTTP request body; a larger Content-Length is refused with 413 before the body is read.
   int64_t max_request_bytes = int64_t{512} << 20;
   ModelControlMode model_control = ModelControlMode::kNone;
+  // The file holding the bearer token the repository API (index, load, unload) requires; required when
+  // model_control is explicit or poll. Read again on every such request, so a rotated secret takes effect
+  // without a restart; its contents are never logged.
+  std::string model_control_token_file;
   double model_poll_seconds = 10.0;  // with model_control: poll, the period of the repository scan
   // What this host (or the container's share of it) costs per hour, in any currency; > 0 exports each model's
   // cost per million inferences.

@@ -16,7 +16,9 @@
 #include "inference.grpc.pb.h"
 #include "server/grpc_infer.h"
 #include "server/http_listener.h"
+#include "server/log.h"
 #include "server/model_control.h"
+#include "server/tls.h"
 #include "server/triton_config.h"
 #include "server/v2_datatype.h"
 #include "server/version.h"
@@ -142,6 +144,7 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
                                             const inference::RepositoryIndexRequest* request,
                                             inference::RepositoryIndexResponse* response) override {
     if (control_ == nullptr) return Finish(context, absl::UnimplementedError("model control is not available"));
+    if (absl::Status allowed = Authorize(*context); !allowed.ok()) return Finish(context, allowed);
     for (const ModelControl::IndexEntry& e : control_->Index()) {
       if (request->ready() && e.state != "READY") continue;
       auto* m = response->add_models();
@@ -157,6 +160,7 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
                                                 const inference::RepositoryModelLoadRequest* request,
                                                 inference::RepositoryModelLoadResponse*) override {
     if (control_ == nullptr) return Finish(context, absl::UnimplementedError("model control is not available"));
+    if (absl::Status allowed = Authorize(*context); !allowed.ok()) return Finish(context, allowed);
     return OnWorker(context, [this, name = request->model_name()] { return control_->Load(name); });
   }
 
@@ -164,6 +168,7 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
                                                   const inference::RepositoryModelUnloadRequest* request,
                                                   inference::RepositoryModelUnloadResponse*) override {
     if (control_ == nullptr) return Finish(context, absl::UnimplementedError("model control is not available"));
+    if (absl::Status allowed = Authorize(*context); !allowed.ok()) return Finish(context, allowed);
     return OnWorker(context, [this, name = request->model_name()] { return control_->Unload(name); });
   }
 
@@ -202,6 +207,17 @@ class V2GrpcService final : public inference::GRPCInferenceService::CallbackServ
   }
 
  private:
+  // ModelControl::Authorize on the call's "authorization" metadata; a refusal is logged without the value.
+  absl::Status Authorize(const grpc::CallbackServerContext& context) const {
+    const auto& metadata = context.client_metadata();
+    const auto it = metadata.find("authorization");
+    const std::string_view header = it == metadata.end() ? std::string_view()
+                                                         : std::string_view(it->second.data(), it->second.size());
+    absl::Status status = control_->Authorize(header);
+    if (!status.ok()) LOG_WARNING("grpc repository call from ", context.peer(), ": refused: ", status.message());
+    return status;
+  }
+
   // A model entry together with the repository snapshot that owns it, so a concurrent repository swap
   // cannot free the entry while this call reads it.
   struct Found {
@@ -264,7 +280,9 @@ absl::StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const Listener
   int selected_port = 0;
   // gRPC sets SO_REUSEPORT by default, which would let a second server share (and steal from) a busy port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &selected_port);
+  auto credentials = MakeGrpcCredentials(listener, "grpc");
+  if (!credentials.ok()) return credentials.status();
+  builder.AddListeningPort(address, *credentials, &selected_port);
   // The same bound as HTTP bodies (gRPC's own default is 4 MB: a batch of 8 ResNet-50 images is 4.8 MB). A
   // larger request fails with RESOURCE_EXHAUSTED before it is parsed.
   builder.SetMaxReceiveMessageSize(

@@ -3,12 +3,18 @@
 #include <httplib.h>
 
 #include <future>
+#include <memory>
+#include <regex>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/status_macros.h"
 #include "server/http_infer.h"
 #include "server/model_control.h"
 #include "server/tfs_rest.h"
+#include "server/tls.h"
 #include "server/triton_config.h"
 #include "server/json_writer.h"
 #include "server/log.h"
@@ -83,6 +89,39 @@ std::string ModelMetadataJson(const ModelEntry& e) {
   w.EndObject();
   return buffer.GetString();
 }
+
+// Adds routes to the httplib server and remembers each pattern's methods, so that a request for a known path with
+// another method can be answered 405 with an Allow header (httplib answers every unmatched request 404).
+class RouteTable {
+ public:
+  explicit RouteTable(httplib::Server& s) : s_(s) {}
+
+  template <typename Handler>
+  void Get(const std::string& pattern, Handler handler) {
+    routes_.push_back({std::regex(pattern), "GET, HEAD"});  // httplib answers HEAD with the GET handler
+    s_.Get(pattern, std::move(handler));
+  }
+  template <typename Handler>
+  void Post(const std::string& pattern, Handler handler) {
+    routes_.push_back({std::regex(pattern), "POST"});
+    s_.Post(pattern, std::move(handler));
+  }
+
+  // The methods served on `path` ("GET, HEAD, POST"), empty when no route matches it. Matched as httplib does.
+  std::string Allowed(const std::string& path) const {
+    std::string allowed;
+    for (const auto& [pattern, methods] : routes_) {
+      if (std::regex_match(path, pattern) && allowed.find(methods) == std::string::npos) {
+        absl::StrAppend(&allowed, allowed.empty() ? "" : ", ", methods);
+      }
+    }
+    return allowed;
+  }
+
+ private:
+  httplib::Server& s_;
+  std::vector<std::pair<std::regex, std::string>> routes_;
+};
 
 // Queues the request on the model's runner and waits for its result (httplib answers on the thread that read
 // the request; the compute runs on the runner's threads).
@@ -168,10 +207,22 @@ std::string RepositoryIndexJson(const std::vector<ModelControl::IndexEntry>& ind
   return buffer.GetString();
 }
 
+// Whether the repository API request may go on (ModelControl::Authorize); if not, writes the 401 (with the
+// challenge RFC 6750 asks for) or 503 and logs the refusal, never the header's value.
+bool Authorized(const ModelControl* control, const httplib::Request& req, httplib::Response& res) {
+  const absl::Status status = control->Authorize(req.get_header_value("Authorization"));
+  if (status.ok()) return true;
+  LOG_WARNING("http ", req.method, " ", req.path, " from ", req.remote_addr, ": refused: ", status.message());
+  if (status.code() == absl::StatusCode::kUnauthenticated) res.set_header("WWW-Authenticate", "Bearer realm=\"coreserve\"");
+  SendStatus(res, status);
+  return false;
+}
+
 // The repository extension: index, load, unload (server/model_control.h). A load runs on this handler's thread
 // while every model keeps serving on its own runner.
-void AddRepositoryRoutes(httplib::Server& s, ModelControl* control) {
+void AddRepositoryRoutes(RouteTable& s, ModelControl* control) {
   s.Post("/v2/repository/index", [control](const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(control, req, res)) return;
     bool ready_only = false;
     if (!req.body.empty()) {
       rapidjson::Document doc;
@@ -187,18 +238,20 @@ void AddRepositoryRoutes(httplib::Server& s, ModelControl* control) {
   });
   const std::string repo_model = R"(/v2/repository/models/([^/]+))";
   s.Post(repo_model + "/load", [control](const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(control, req, res)) return;
     const absl::Status status = control->Load(req.matches[1].str());
     if (!status.ok()) return SendStatus(res, status);
     res.set_content("{}", kJson);
   });
   s.Post(repo_model + "/unload", [control](const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(control, req, res)) return;
     const absl::Status status = control->Unload(req.matches[1].str());
     if (!status.ok()) return SendStatus(res, status);
     res.set_content("{}", kJson);
   });
 }
 
-void AddRoutes(httplib::Server& s, const ServerState* state) {
+void AddRoutes(RouteTable& s, const ServerState* state) {
   s.Get("/v2/health/live", [state](const httplib::Request&, httplib::Response& res) {
     res.status = state->live() ? 200 : 400;
   });
@@ -310,10 +363,11 @@ void AddRoutes(httplib::Server& s, const ServerState* state) {
 absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const ListenerConfig& listener,
                                                                    int64_t max_request_bytes, const ServerState* state,
                                                                    ModelControl* control) {
-  auto server = std::make_unique<httplib::Server>();
+  ASSIGN_OR_RETURN(std::unique_ptr<httplib::Server> server, MakeHttpServer(listener, "http"));
   httplib::Server& s = *server;
-  AddRoutes(s, state);
-  AddRepositoryRoutes(s, control);
+  auto routes = std::make_shared<RouteTable>(s);
+  AddRoutes(*routes, state);
+  AddRepositoryRoutes(*routes, control);
   s.set_payload_max_length(static_cast<std::size_t>(max_request_bytes));
   // A Content-Length over the limit is answered before any of the body is read (httplib's own check would first
   // read and discard the whole announced body), and the connection is closed, since the body is still unread.
@@ -328,12 +382,20 @@ absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const Listener
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  // Unmatched routes and methods: httplib leaves status 404 and no body; give them the JSON error. (The
-  // handler also sees our own 4xx responses; those carry a body already, or are empty by protocol.)
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.body.empty() && (res.status == 404 || res.status == 405)) {
+  // Unmatched requests: httplib leaves status 404 and no body. A known path asked with another method gets 405
+  // and the methods it takes (RFC 9110); anything else the JSON 404. (The handler also sees our own 4xx
+  // responses; those carry a body already, or are empty by protocol.)
+  s.set_error_handler([routes](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty() || res.status != 404) return;
+    const std::string allowed = routes->Allowed(req.path);
+    if (allowed.empty()) {
       res.set_content(ErrorJson(absl::StrCat("no route for ", req.method, " ", req.path)), kJson);
+      return;
     }
+    res.status = 405;
+    res.set_header("Allow", allowed);
+    res.set_content(ErrorJson(absl::StrCat("method ", req.method, " is not allowed on ", req.path, " (allowed: ",
+                                           allowed, ")")), kJson);
   });
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";

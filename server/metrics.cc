@@ -16,6 +16,7 @@
 #include "prometheus/text_serializer.h"
 #include "server/cpus.h"
 #include "server/process_stats.h"
+#include "server/tls.h"
 #include "server/version.h"
 
 namespace coreserve {
@@ -245,7 +246,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Listen
 
   server->state_collector_ = std::make_unique<StateCollector>(state, hourly_price);
 
-  auto http = std::make_unique<httplib::Server>();
+  auto made = MakeHttpServer(listener, "metrics");
+  if (!made.ok()) return made.status();
+  std::unique_ptr<httplib::Server> http = *std::move(made);
   const MetricsServer* self = server.get();
   http->Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     // The content type of the Prometheus text exposition format, version 0.0.4.

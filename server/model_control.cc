@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/status_macros.h"
+#include "server/bearer_token.h"
 #include "server/log.h"
 
 namespace coreserve {
@@ -43,6 +44,11 @@ absl::Status ModelControl::CheckEnabled() const {
         "model control is disabled; set model_control: explicit (or poll) in the server config");
   }
   return absl::OkStatus();
+}
+
+absl::Status ModelControl::Authorize(std::string_view authorization) const {
+  if (config_.model_control_token_file.empty()) return absl::OkStatus();
+  return CheckBearer(authorization, config_.model_control_token_file);
 }
 
 std::vector<ModelControl::IndexEntry> ModelControl::Index() const {

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,12 @@ class ModelControl {
   struct IndexEntry {
     std::string name, version, state, reason;  // state: READY or UNAVAILABLE
   };
+  // Whether a repository API request may go on, given its Authorization header (HTTP) or "authorization"
+  // metadata (gRPC): OK when no token file is configured (model control off, index only) or the header carries
+  // the file's bearer token; Unauthenticated or Unavailable otherwise (server/bearer_token.h). The frontends
+  // call it before Index, Load and Unload.
+  absl::Status Authorize(std::string_view authorization) const;
+
   // Every model folder of the repositories and every model served, by name.
   std::vector<IndexEntry> Index() const;
 

@@ -3,6 +3,7 @@
 #include "kernels/cpu_features.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/status_macros.h"
+#include "server/bearer_token.h"
 #include "server/log.h"
 
 namespace coreserve {
@@ -16,6 +17,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   for (const auto& [family, kernel] : ChosenKernels()) absl::StrAppend(&chosen, chosen.empty() ? "" : " ", family, "=", kernel);
   LOG_INFO("cpu features: ", kernels::DescribeCpuFeatures(kernels::ActiveCpuFeatures()), "; kernels: ", chosen);
 
+  if (!config.model_control_token_file.empty()) {  // fail now rather than at the first repository call
+    RETURN_IF_ERROR(ReadTokenFile(config.model_control_token_file, "model_control_token_file").status());
+  }
   ASSIGN_OR_RETURN(server->metrics_, MetricsServer::Start(config.metrics, server->state_.get(), config.hourly_price));
   server->control_ = std::make_unique<ModelControl>(server->state_.get(), config);
   ASSIGN_OR_RETURN(server->http_, HttpFrontend::Start(config.http, config.max_request_bytes, server->state_.get(),

@@ -28,6 +28,7 @@ class RunningServer:
         self.lines = []
         self.ports = {}
         self._ready = threading.Event()
+        self._eof = False  # stderr closed: the process has ended (or is ending)
         self._cv = threading.Condition()
         self.proc = subprocess.Popen(
             [str(BINARY), "serve", "--config", str(config_path), "--http-port", "0", "--grpc-port", "0",
@@ -38,7 +39,8 @@ class RunningServer:
         if not self._ready.wait(START_TIMEOUT_S):
             self.stop()
             raise RuntimeError("coreserve did not start:\n" + "".join(self.lines))
-        if self.proc.poll() is not None:
+        if self._eof or self.proc.poll() is not None:
+            self.proc.wait(timeout=10)
             raise RuntimeError("coreserve exited at start:\n" + "".join(self.lines))
 
     def _read(self):
@@ -51,6 +53,7 @@ class RunningServer:
                 self.ports[m.group(1)] = int(m.group(3))
             if "server ready" in line or "server not ready" in line:
                 self._ready.set()
+        self._eof = True
         self._ready.set()  # the process ended: wake the starter
 
     @property

@@ -4,9 +4,9 @@ import urllib.error
 import urllib.request
 
 
-def get(address, path, method="GET", body=None):
+def get(address, path, method="GET", body=None, headers=None):
     """Returns (status, headers, body bytes) without raising on HTTP error statuses."""
-    req = urllib.request.Request(f"http://{address}{path}", method=method, data=body)
+    req = urllib.request.Request(f"http://{address}{path}", method=method, data=body, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.headers, r.read()

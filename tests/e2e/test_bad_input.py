@@ -75,14 +75,27 @@ def test_a_huge_content_length_is_refused_before_reading(server, models_dir):
 
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/v2/nothing"), ("DELETE", f"/v2/models/{MODEL}"), ("PUT", infer_path()),
-    ("POST", "/v2/models/..%2F..%2Fetc%2Fpasswd/infer"), ("GET", "/v2/models/a%2Fb"),
-    ("GET", "/v2/models/../../etc/passwd"), ("POST", "/v2/models/%2e%2e/infer"),
+    ("GET", "/v2/nothing"), ("DELETE", "/v2/nothing"), ("POST", "/v2/models/..%2F..%2Fetc%2Fpasswd/infer"),
+    ("GET", "/v2/models/a%2Fb"), ("GET", "/v2/models/../../etc/passwd"), ("POST", "/v2/models/%2e%2e/infer"),
 ])
-def test_unknown_routes_methods_and_model_names_get_404(server, models_dir, method, path):
+def test_unknown_routes_and_model_names_get_404(server, models_dir, method, path):
     status, _, data = get(server.http, path, method=method, body=b"{}" if method != "GET" else None)
     assert status == 404, (status, data)
     assert "error" in json.loads(data)
+    assert_still_serving(server, models_dir)
+
+
+@pytest.mark.parametrize("method,path,allowed", [
+    ("DELETE", f"/v2/models/{MODEL}", "GET, HEAD"), ("PUT", infer_path(), "POST"), ("GET", infer_path(), "POST"),
+    ("POST", "/v2/health/ready", "GET, HEAD"), ("PATCH", "/v2/repository/index", "POST"),
+    ("GET", f"/v1/models/{MODEL}:predict", "POST"),
+])
+def test_known_paths_with_another_method_get_405(server, models_dir, method, path, allowed):
+    """RFC 9110: 405 names the methods the path takes in an Allow header."""
+    status, headers, data = get(server.http, path, method=method, body=b"{}" if method != "GET" else None)
+    assert status == 405, (status, data)
+    assert headers["Allow"] == allowed
+    assert f"method {method} is not allowed" in json.loads(data)["error"]
     assert_still_serving(server, models_dir)
 
 

@@ -2,6 +2,7 @@
 switches to the new version; a failed reload keeps the old version serving and says why; unloading a model
 leaves the server ready; the API is refused when model control is off."""
 import json
+import secrets
 import shutil
 import threading
 
@@ -41,14 +42,23 @@ def close(a, b):
     return a.shape == b.shape and np.all(np.abs(a - b) <= 1e-4 * np.maximum(1.0, np.abs(b)))
 
 
-def post(server, path, body=b""):
-    status, _, data = get(server.http, path, method="POST", body=body)
+# The bearer token the tests' servers read from their token file (model control needs one).
+TOKEN = "test-token-" + secrets.token_hex(16)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+GRPC_AUTH = {"authorization": f"Bearer {TOKEN}"}  # gRPC metadata keys are lower case
+
+
+def post(server, path, body=b"", headers=AUTH):
+    status, _, data = get(server.http, path, method="POST", body=body, headers=headers)
     return status, json.loads(data) if data else None
 
 
 def start(tmp_path, mode, extra=""):
     config = tmp_path / "server.yaml"
-    config.write_text(f"model_repository: [{tmp_path / 'repo'}]\nmodel_control: {mode}\n{extra}")
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    control = "" if mode == "none" else f"model_control_token_file: {token}\n"
+    config.write_text(f"model_repository: [{tmp_path / 'repo'}]\nmodel_control: {mode}\n{control}{extra}")
     return RunningServer(config)
 
 
@@ -155,22 +165,22 @@ def test_repository_extension_over_grpc(models_dir, tmp_path):
     s = start(tmp_path, "explicit")
     try:
         client = tgrpc.InferenceServerClient(s.grpc)
-        index = client.get_model_repository_index(as_json=True)["models"]
+        index = client.get_model_repository_index(headers=GRPC_AUTH, as_json=True)["models"]
         assert [(m["name"], m["version"], m["state"]) for m in index] == [("m", "1", "READY")]
-        client.unload_model("m")
+        client.unload_model("m", headers=GRPC_AUTH)
         assert not client.is_model_ready("m")
-        assert client.get_model_repository_index(as_json=True).get("models", []) == [
+        assert client.get_model_repository_index(headers=GRPC_AUTH, as_json=True).get("models", []) == [
             {"name": "m", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}]
         ready_only = tgrpc.service_pb2.RepositoryIndexRequest(ready=True)
-        assert list(client._client_stub.RepositoryIndex(ready_only).models) == []
+        assert list(client._client_stub.RepositoryIndex(ready_only, metadata=list(GRPC_AUTH.items())).models) == []
         scaled_copy(src, tmp_path / "repo" / "m" / "2" / "model.onnx", 2.0)
-        client.load_model("m")
+        client.load_model("m", headers=GRPC_AUTH)
         assert client.is_model_ready("m", "2")
         x = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
         assert close(infer(thttp.InferenceServerClient(s.http), x),
                      reference(tmp_path / "repo" / "m" / "2" / "model.onnx", x))
         with pytest.raises(InferenceServerException) as e:
-            client.load_model("nope")
+            client.load_model("nope", headers=GRPC_AUTH)
         assert e.value.status() == "StatusCode.NOT_FOUND" and "no model repository holds a folder 'nope'" in e.value.message()
     finally:
         assert s.stop() == 0, s.log()
@@ -181,3 +191,78 @@ def test_repository_extension_over_grpc(models_dir, tmp_path):
         assert e.value.status() == "StatusCode.FAILED_PRECONDITION" and "model control is disabled" in e.value.message()
     finally:
         assert off.stop() == 0, off.log()
+
+
+def test_model_control_needs_the_bearer_token(models_dir, tmp_path):
+    """With model control on, index, load and unload over both protocols need `Authorization: Bearer <token>`
+    with the token file's contents: missing or wrong tokens get 401 / UNAUTHENTICATED and change nothing; the
+    file is read per request, so a rotated token takes effect at once; no token ever reaches the log."""
+    src = models_dir / "resnet_tiny" / "1" / "model.onnx"
+    (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
+    shutil.copy(src, tmp_path / "repo" / "m" / "1" / "model.onnx")
+    s = start(tmp_path, "explicit")
+    wrong = "Bearer " + "x" * len(TOKEN)
+    try:
+        for path in ("/v2/repository/index", "/v2/repository/models/m/unload", "/v2/repository/models/m/load"):
+            status, headers, data = get(s.http, path, method="POST", body=b"")
+            assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), (path, status)
+            assert "Authorization: Bearer <token>" in json.loads(data)["error"]
+            for value in (wrong, TOKEN, "Basic " + TOKEN, "Bearer"):
+                status, body = post(s, path, headers={"Authorization": value})
+                assert status == 401 and "error" in body, (path, value, status)
+        # Nothing changed: the model still serves; inference never needs the token.
+        assert get(s.http, "/v2/models/m/ready")[0] == 200
+        x = np.random.default_rng(9).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        assert close(infer(thttp.InferenceServerClient(s.http), x), reference(src, x))
+
+        client = tgrpc.InferenceServerClient(s.grpc)
+        for headers in (None, {"authorization": wrong}):
+            for call in (lambda: client.get_model_repository_index(headers=headers),
+                         lambda: client.unload_model("m", headers=headers)):
+                with pytest.raises(InferenceServerException) as e:
+                    call()
+                assert e.value.status() == "StatusCode.UNAUTHENTICATED", e.value
+        assert client.is_model_ready("m")
+        # The scheme is case-insensitive (RFC 7235); the token is not.
+        assert post(s, "/v2/repository/models/m/unload", headers={"Authorization": "bearer " + TOKEN})[0] == 200
+        assert not client.is_model_ready("m")
+        client.load_model("m", headers=GRPC_AUTH)
+        assert client.is_model_ready("m")
+
+        # Rotation: the file's new token is the only one accepted from the next request on.
+        rotated = "rotated-" + secrets.token_hex(16)
+        (tmp_path / "token").write_text(rotated)
+        assert post(s, "/v2/repository/index")[0] == 401
+        assert post(s, "/v2/repository/index", headers={"Authorization": f"Bearer {rotated}"})[0] == 200
+        with pytest.raises(InferenceServerException) as e:
+            client.get_model_repository_index(headers=GRPC_AUTH)
+        assert e.value.status() == "StatusCode.UNAUTHENTICATED"
+        client.get_model_repository_index(headers={"authorization": f"Bearer {rotated}"})
+        # An unreadable token file refuses every call (503 / UNAVAILABLE) rather than opening the API.
+        (tmp_path / "token").unlink()
+        status, body = post(s, "/v2/repository/index", headers={"Authorization": f"Bearer {rotated}"})
+        assert status == 503 and "token file" in body["error"]
+        assert get(s.http, "/v2/health/ready")[0] == 200
+    finally:
+        assert s.stop() == 0, s.log()
+    log = s.log()
+    assert "refused" in log
+    assert TOKEN not in log and rotated not in log and "x" * len(TOKEN) not in log
+
+
+@pytest.mark.parametrize("token, error", [
+    (None, "needs model_control_token_file"),
+    ("short\n", "is too short; it needs at least 16 characters"),
+    ("  \n", "is empty"),
+])
+def test_model_control_refuses_to_start_without_a_usable_token(models_dir, tmp_path, token, error):
+    (tmp_path / "repo").mkdir()
+    config = tmp_path / "server.yaml"
+    line = ""
+    if token is not None:
+        (tmp_path / "token").write_text(token)
+        line = f"model_control_token_file: {tmp_path / 'token'}\n"
+    config.write_text(f"model_repository: [{tmp_path / 'repo'}]\nmodel_control: explicit\n{line}")
+    with pytest.raises(RuntimeError, match="exited at start") as e:
+        RunningServer(config)
+    assert error in str(e.value)

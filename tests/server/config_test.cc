@@ -64,7 +64,7 @@ TEST(ServerConfig, UnknownKeyNamesFileKeyAndAllowed) {
   EXPECT_THAT(e, HasSubstr("test.yaml"));
   EXPECT_THAT(e, HasSubstr("'htp'"));
   EXPECT_THAT(e, HasSubstr("allowed: http, grpc, metrics"));
-  EXPECT_THAT(Error("http: {prot: 1}\n"), HasSubstr("unknown key 'http.prot' (allowed: address, port)"));
+  EXPECT_THAT(Error("http: {prot: 1}\n"), HasSubstr("unknown key 'http.prot' (allowed: address, port, tls)"));
 }
 
 TEST(ServerConfig, BadValuesNameKeyAndAllowedValues) {
@@ -125,6 +125,28 @@ TEST(ModelConfig, ServerDefaultsThenTheModelsOwnFile) {
   EXPECT_EQ(own->max_queue_size, 0);
 }
 
+TEST(ServerConfig, Tls) {
+  auto c = Parse(R"(
+http:
+  tls: {cert_file: tls/server.crt, key_file: /keys/server.key}
+grpc:
+  port: 9001
+  tls: {cert_file: a.crt, key_file: a.key, client_ca_file: ca.crt}
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->http.tls.enabled());
+  EXPECT_EQ(c->http.tls.cert_file, "/etc/cs/tls/server.crt");
+  EXPECT_EQ(c->http.tls.key_file, "/keys/server.key");
+  EXPECT_TRUE(c->http.tls.client_ca_file.empty());
+  EXPECT_EQ(c->http.port, 8000);
+  EXPECT_EQ(c->grpc.tls.client_ca_file, "/etc/cs/ca.crt");
+  EXPECT_FALSE(c->metrics.tls.enabled());
+  EXPECT_THAT(Error("http: {tls: {cert_file: a.crt}}\n"), HasSubstr("test.yaml: http.tls: needs both cert_file and key_file"));
+  EXPECT_THAT(Error("grpc: {tls: {key_file: a.key}}\n"), HasSubstr("grpc.tls: needs both"));
+  EXPECT_THAT(Error("metrics: {tls: {cert: a.crt}}\n"), HasSubstr("unknown key 'metrics.tls.cert' (allowed: cert_file, key_file, client_ca_file)"));
+  EXPECT_THAT(Error("http: {tls: on}\n"), HasSubstr("http.tls: expected a mapping with cert_file and key_file"));
+}
+
 TEST(ServerConfig, RequestLimit) {
   EXPECT_EQ(Parse("")->max_request_bytes, int64_t{512} << 20);
   EXPECT_EQ(Parse("max_request_bytes: 4096\n")->max_request_bytes, 4096);
@@ -133,11 +155,19 @@ TEST(ServerConfig, RequestLimit) {
 
 TEST(ServerConfig, ModelControl) {
   EXPECT_EQ(Parse("")->model_control, ModelControlMode::kNone);
-  auto c = Parse("model_control: poll\nmodel_poll_seconds: 2.5\n");
+  EXPECT_TRUE(Parse("")->model_control_token_file.empty());
+  auto c = Parse("model_control: poll\nmodel_poll_seconds: 2.5\nmodel_control_token_file: secrets/token\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model_control, ModelControlMode::kPoll);
   EXPECT_EQ(c->model_poll_seconds, 2.5);
-  EXPECT_EQ(Parse("model_control: explicit\n")->model_control, ModelControlMode::kExplicit);
+  EXPECT_EQ(c->model_control_token_file, "/etc/cs/secrets/token");
+  EXPECT_EQ(Parse("model_control: explicit\nmodel_control_token_file: /t\n")->model_control,
+            ModelControlMode::kExplicit);
+  // The repository API is never on without a token.
+  EXPECT_THAT(Error("model_control: explicit\n"),
+              HasSubstr("test.yaml: model_control: explicit turns on the repository API (load, unload), which needs "
+                        "model_control_token_file"));
+  EXPECT_THAT(Error("model_control: poll\n"), HasSubstr("model_control: poll turns on the repository API"));
   EXPECT_THAT(Error("model_control: auto\n"),
               HasSubstr("test.yaml: model_control: expected none, explicit or poll, got 'auto'"));
   EXPECT_THAT(Error("model_poll_seconds: 0\n"), HasSubstr("model_poll_seconds: expected a number of seconds"));
