@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test test-asan test-tsan bench bench-kernels bench-models bench-serving bench-placement container container-test clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test test-asan test-tsan fuzz bench bench-kernels bench-models bench-serving bench-placement container container-test clean
 
 all: build
 
@@ -74,6 +74,20 @@ test-tsan: deps
 	  -DCORESERVE_BUILD_BENCH=OFF -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
 	@cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target model_runner_test batch_policy_test pipeline_test session_test
 	@cd $(TSAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -R '^(ModelRunner|BatchPolicy|Pipeline|Session|ThreadPool)'
+
+# Fuzzing (tests/fuzz/README.md): the parsers' libFuzzer targets built with clang, ASan and UBSan, each run for
+# FUZZ_SECONDS; a finding stops with exit 1 and its input under $(FUZZ_BUILD_DIR)/fuzz-artifacts. Not part of
+# `make test`, which runs the committed corpora instead (ctest's FuzzCorpus.* in every build).
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= http_infer grpc_infer tfs_predict config onnx_load
+fuzz: deps
+	@scripts/install-deps.sh --fuzz
+	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize \
+	  -DCORESERVE_SANITIZE=address,undefined -DCORESERVE_FUZZ=ON -DCORESERVE_BUILD_BENCH=OFF \
+	  -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS))
+	@scripts/fuzz.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Unit tests (native, then arm64 under qemu), the end-to-end tests against the real binary, then all of them
 # again under ASan and UBSan.

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -219,8 +220,15 @@ absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path) {
   if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open model file"));
   std::stringstream bytes;
   bytes << file.rdbuf();
+  const std::string text = bytes.str();
+  return ParseOnnxBytes(text, path);
+}
+
+absl::StatusOr<onnx::ModelProto> ParseOnnxBytes(std::string_view bytes, const std::string& source) {
+  const std::string& path = source;
   onnx::ModelProto model;
-  if (!model.ParseFromString(bytes.str())) {
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+      !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not an ONNX model (protobuf parse failed)"));
   }
   if (CheckerUnderstands(model)) {

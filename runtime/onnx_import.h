@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "runtime/graph.h"
@@ -18,6 +19,9 @@ namespace coreserve::runtime {
 // newer ones rely on the session's own validation). NotFound when unreadable; InvalidArgument (naming the path)
 // when it does not parse or the checker rejects it.
 absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path);
+
+// The same for a model already in memory; `source` names it in errors (the fuzz target's entry point).
+absl::StatusOr<onnx::ModelProto> ParseOnnxBytes(std::string_view bytes, const std::string& source);
 
 // Converts a checked model. `model_dir` resolves external-data files, which must stay inside it.
 absl::StatusOr<Graph> ImportOnnx(const onnx::ModelProto& model, const std::string& model_dir);

@@ -2,18 +2,21 @@
 # Installs the Debian 12 packages coreserve builds and tests with. Idempotent: it asks apt only for what
 # dpkg does not already list as installed, so a second run does nothing and needs no network.
 #
-# usage: install-deps.sh [--build-only [--target-arch ARCH]]
+# usage: install-deps.sh [--build-only [--target-arch ARCH]] [--fuzz]
 #   --build-only: just what building the coreserve binary needs, as the container's build stage uses;
+#   --fuzz: also clang and its libFuzzer/sanitizer runtimes, for `make fuzz` only (not needed by `make test`);
 #   --target-arch arm64 (on an amd64 host): the libraries for that architecture
 #   through Debian multiarch, plus the host's cross compiler and code generators (protoc, grpc_cpp_plugin), for
 #   the container's cross build (cmake/debian-multiarch-*.cmake).
 set -euo pipefail
 
 build_only=false
+fuzz=false
 target_arch=$(dpkg --print-architecture)
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-only) build_only=true ;;
+    --fuzz) fuzz=true ;;
     --target-arch) target_arch=${2:?--target-arch needs an architecture}; shift ;;
     *) echo "install-deps: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -54,6 +57,7 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
 fi
 packages=("${build_packages[@]}")
 $build_only || packages+=("${test_packages[@]}")
+$fuzz && packages+=(clang-14 libclang-rt-14-dev)
 
 foreign=false
 if [ "$target_arch" != "$host_arch" ]; then
