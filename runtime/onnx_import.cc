@@ -1,9 +1,13 @@
 #include "runtime/onnx_import.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <vector>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -213,6 +217,64 @@ bool CheckerUnderstands(const onnx::ModelProto& model) {
   return true;
 }
 
+// Inputs the com.microsoft operators the runtime implements cannot do without (the onnx library has no schemas
+// for them): by position, as ONNX Runtime's contrib schemas define them.
+const std::map<std::string, std::vector<int>>& ContribRequiredInputs() {
+  static const auto* table = new std::map<std::string, std::vector<int>>{
+      {"Attention", {0, 1}},                          // input, weights (bias, mask, past optional)
+      {"SkipLayerNormalization", {0, 1, 2}},          // input, skip, gamma
+      {"EmbedLayerNormalization", {0, 2, 3, 5, 6}},   // input_ids, word/position embeddings, gamma, beta
+      {"BiasGelu", {0, 1}},
+      {"FastGelu", {0}},
+      {"Gelu", {0}},
+  };
+  return *table;
+}
+
+// The node has every input its operator requires, and no more inputs or fewer outputs than the operator has:
+// kernels read required inputs without checking for them. Operators the onnx library knows are checked against
+// its schema for the model's opset (also for models too new for its checker); com.microsoft ones against
+// ContribRequiredInputs. Others are left to the session, which lists every operator it does not implement.
+absl::Status CheckArity(const Node& node) {
+  auto missing = [&](std::size_t i) {
+    return i >= node.inputs.size() || node.inputs[i] < 0;
+  };
+  if (node.domain == "com.microsoft") {
+    const auto& table = ContribRequiredInputs();
+    const auto it = table.find(node.op_type);
+    if (it == table.end()) return absl::OkStatus();
+    for (int i : it->second) {
+      if (missing(static_cast<std::size_t>(i))) {
+        return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": input ", i, " is required"));
+      }
+    }
+    if (node.outputs.empty()) return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": has no output"));
+    return absl::OkStatus();
+  }
+  if (!node.domain.empty()) return absl::OkStatus();
+  const onnx::OpSchema* schema =
+      onnx::OpSchemaRegistry::Schema(node.op_type, static_cast<int>(std::min<int64_t>(node.opset, INT32_MAX)), "");
+  if (schema == nullptr) return absl::OkStatus();
+  const auto& formal = schema->inputs();
+  for (std::size_t i = 0; i < formal.size(); ++i) {
+    if (formal[i].GetOption() == onnx::OpSchema::Single && missing(i)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(node.Describe(), ": input ", i, " ('", formal[i].GetName(), "') is required"));
+    }
+  }
+  if (static_cast<int>(node.inputs.size()) > schema->max_input()) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", node.inputs.size(),
+                                                   " inputs, the operator takes at most ", schema->max_input()));
+  }
+  if (static_cast<int>(node.outputs.size()) < schema->min_output() ||
+      static_cast<int>(node.outputs.size()) > schema->max_output()) {
+    return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", node.outputs.size(),
+                                                   " outputs, the operator has ", schema->min_output(), " to ",
+                                                   schema->max_output()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path) {
@@ -272,6 +334,11 @@ absl::StatusOr<Graph> ImportOnnx(const onnx::ModelProto& model, const std::strin
     node.opset = opset == g.opsets.end() ? 0 : opset->second;
     for (const auto& in : proto.input()) node.inputs.push_back(in.empty() ? -1 : g.ValueId(in));
     for (const auto& out : proto.output()) node.outputs.push_back(out.empty() ? -1 : g.ValueId(out));
+    if (node.domain == "coreserve") {  // the optimizer's own fused operators take trusted attributes only
+      return absl::InvalidArgumentError(
+          absl::StrCat(node.Describe(), ": the 'coreserve' operator domain is internal to the runtime"));
+    }
+    RETURN_IF_ERROR(CheckArity(node));
     RETURN_IF_ERROR(ReadAttributes(proto, model_dir, node));
     if (node.op_type == "Constant" && node.domain.empty() && node.outputs.size() == 1) {
       ASSIGN_OR_RETURN(Tensor t, ConstantValue(node));

@@ -12,8 +12,9 @@ std::string Key(const std::string& domain, const std::string& op_type) {
 
 Tensor& OpContext::Output(std::size_t i, DataType type, Shape shape) {
   if (i < slots.size() && slots[i].offset >= 0 && arena != nullptr) {
-    const int64_t bytes = ElementCount(shape) * static_cast<int64_t>(DataTypeSize(type));
-    if (bytes == slots[i].bytes) {
+    int64_t bytes = 0;
+    if (!__builtin_mul_overflow(ElementCount(shape), static_cast<int64_t>(DataTypeSize(type)), &bytes) &&
+        bytes == slots[i].bytes) {
       outputs[i] = Tensor::Wrap(type, std::move(shape), arena + slots[i].offset, arena_owner);
       return outputs[i];
     }

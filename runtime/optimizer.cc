@@ -1,11 +1,17 @@
 #include "runtime/optimizer.h"
 
+#include <new>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/fusions.h"
 #include "runtime/op.h"
 #include "runtime/status_macros.h"
 
 namespace coreserve::runtime {
+
+namespace {
+constexpr std::size_t kMaxFoldedBytes = std::size_t{1} << 30;
+}  // namespace
 
 absl::Status FoldConstants(Graph& graph) {
   ASSIGN_OR_RETURN(std::vector<int> order, graph.TopologicalOrder());
@@ -23,8 +29,16 @@ absl::Status FoldConstants(Graph& graph) {
     ctx.node = &node;
     for (int in : node.inputs) ctx.inputs.push_back(in < 0 ? nullptr : &*graph.values[in].constant);
     ctx.outputs.resize(node.outputs.size());
-    // A constant subgraph that fails would fail on every request: report it at load.
-    RETURN_IF_ERROR(kernel->Run(ctx));
+    // A constant subgraph that fails would fail on every request: report it at load. So does one whose output
+    // would exceed kMaxFoldedBytes: no model we serve has such a constant (GPT-2's largest weight is 154 MB),
+    // and building it would take the memory of every model on the host.
+    try {
+      ScopedAllocationLimit limit(kMaxFoldedBytes);
+      RETURN_IF_ERROR(kernel->Run(ctx));
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError(absl::StrCat(node.Describe(), ": its constant output would take more than ",
+                                                       kMaxFoldedBytes >> 20, " MiB"));
+    }
     for (std::size_t o = 0; o < node.outputs.size(); ++o) {
       const int out = node.outputs[o];
       if (out < 0) continue;

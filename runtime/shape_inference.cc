@@ -31,13 +31,14 @@ int64_t DimOf(std::optional<int64_t> value) { return value && *value >= 0 ? *val
 std::optional<int64_t> ValueOf(int64_t dim) { return dim < 0 ? std::nullopt : std::optional<int64_t>(dim); }
 bool Followed(DataType t) { return t == DataType::kInt64 || t == DataType::kInt32 || t == DataType::kBool; }
 
-// Product of dims [begin, end); -1 when one of them is unknown (unless another is 0).
+// Product of dims [begin, end); -1 when one of them is unknown (unless another is 0) or the product overflows
+// (such a tensor could never be allocated; the run fails there with ResourceExhausted).
 int64_t Product(const Shape& s, std::size_t begin, std::size_t end) {
   int64_t p = 1;
   bool unknown = false;
   for (std::size_t i = begin; i < end; ++i) {
     if (s[i] == 0) return 0;
-    if (s[i] < 0) unknown = true; else p *= s[i];
+    if (s[i] < 0 || __builtin_mul_overflow(p, s[i], &p)) unknown = true;
   }
   return unknown ? -1 : p;
 }

@@ -17,10 +17,25 @@ namespace coreserve::runtime {
 
 using Shape = std::vector<int64_t>;
 
-// Product of the dimensions (1 for a scalar); dimensions must be >= 0.
+// Product of the dimensions (1 for a scalar; 0 when any is 0); dimensions must be >= 0. -1 when the product does
+// not fit in int64_t (Tensor::Allocate then fails with bad_alloc).
 int64_t ElementCount(const Shape& shape);
 // "[2,3,4]", for messages.
 std::string ShapeString(const Shape& shape);
+
+// While one is alive on a thread, Tensor::Allocate on that thread refuses (std::bad_alloc) any tensor of more
+// than `max_bytes`. Constant folding runs under one, so a constant subgraph that would build a huge tensor fails
+// the model's load with an error instead of taking the host's memory.
+class ScopedAllocationLimit {
+ public:
+  explicit ScopedAllocationLimit(std::size_t max_bytes);
+  ~ScopedAllocationLimit();
+  ScopedAllocationLimit(const ScopedAllocationLimit&) = delete;
+  ScopedAllocationLimit& operator=(const ScopedAllocationLimit&) = delete;
+
+ private:
+  std::size_t previous_;
+};
 
 class Tensor {
  public:

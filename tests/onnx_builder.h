@@ -56,6 +56,16 @@ inline void AddFloatInitializer(onnx::GraphProto* g, const std::string& name, co
   for (float v : values) t->add_float_data(v);
 }
 
+// Adds an int64 initializer of `dims` holding `values`.
+inline void AddInt64Initializer(onnx::GraphProto* g, const std::string& name, const std::vector<int64_t>& dims,
+                                const std::vector<int64_t>& values) {
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::INT64);
+  for (int64_t d : dims) t->add_dims(d);
+  for (int64_t v : values) t->add_int64_data(v);
+}
+
 // y = MatMul(x, W) with x: float[batch, 4], W: float[4, 2] initializer, y: float[batch, 2].
 // `list_initializer_as_input` writes W into graph.input too, as exporters before IR version 4 did.
 inline onnx::ModelProto TinyMatMulModel(bool list_initializer_as_input = false) {

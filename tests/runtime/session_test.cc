@@ -153,6 +153,40 @@ TEST(Session, RejectsCyclesAndNamesTheNode) {
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("cycle"));
 }
 
+// Hostile model files (found by tests/fuzz/onnx_load_fuzz.cc): each fails at load with an error naming the
+// node, instead of a kernel reading an input that is not there or folding a constant no host could hold.
+TEST(Session, LoadRefusesMalformedNodes) {
+  const auto dir = TempDir("malformed");
+  // IR version 10 is newer than Debian's onnx checker (IR 8), which then does not run: the runtime's own checks
+  // are what stands between such a file and the kernels (the checker catches these cases in older files).
+  auto load_error = [&](onnx::ModelProto m) {
+    m.set_ir_version(10);
+    auto s = Session::Load(WriteModel(m, dir / "model.onnx"));
+    EXPECT_FALSE(s.ok());
+    return s.ok() ? std::string() : std::string(s.status().message());
+  };
+  auto m = FoldableModel();
+  m.mutable_graph()->mutable_node(1)->mutable_input()->RemoveLast();  // Add with one input
+  EXPECT_THAT(load_error(m), HasSubstr("(Add): input 1 ('B') is required"));
+  m = FoldableModel();
+  m.mutable_graph()->mutable_node(1)->set_input(1, "");  // an empty name: an omitted input
+  EXPECT_THAT(load_error(m), HasSubstr("input 1 ('B') is required"));
+  m = FoldableModel();
+  m.mutable_graph()->mutable_node(2)->add_input("x");  // Relu takes one input
+  EXPECT_THAT(load_error(m), HasSubstr("2 inputs, the operator takes at most 1"));
+  m = FoldableModel();
+  m.mutable_graph()->mutable_node(2)->set_domain("coreserve");
+  EXPECT_THAT(load_error(m), HasSubstr("the 'coreserve' operator domain is internal to the runtime"));
+
+  // ConstantOfShape([2^20, 2^20]): 4 TiB of floats, folded at load.
+  m = FoldableModel();
+  auto* g = m.mutable_graph();
+  coreserve::testing::AddInt64Initializer(g, "huge_shape", {2}, {int64_t{1} << 20, int64_t{1} << 20});
+  coreserve::testing::AddOnnxNode(g, "ConstantOfShape", {"huge_shape"}, "huge");
+  AddTensorValue(g->add_output(), "huge", onnx::TensorProto::FLOAT, {"a", "b"});
+  EXPECT_THAT(load_error(m), HasSubstr("(ConstantOfShape): its constant output would take more than 1024 MiB"));
+}
+
 TEST(Session, InputValidationNamesTheInput) {
   const auto dir = TempDir("validate");
   auto s = Session::Load(WriteModel(FoldableModel(), dir / "model.onnx"));
