@@ -670,6 +670,7 @@ void ModelRunner::Execute(std::vector<Job> jobs, Instance& instance) {
     auto outputs = RunOnPool(instance, batch->inputs);
     instance.busy_ns.fetch_add(
         std::chrono::duration_cast<std::chrono::nanoseconds>(BatchClock::now() - batch->dispatched).count());
+    if (!outputs.ok() && batch->jobs.size() > 1) return RetryAlone(std::move(batch), instance, nullptr);
     Finish(std::move(batch), std::move(outputs), instance);
     return;
   }
@@ -719,7 +720,23 @@ void ModelRunner::StageLoop(Instance& instance, std::size_t k) {
       outputs = batch->status;
     }
     batch->values.clear();
+    if (!outputs.ok() && batch->jobs.size() > 1) {
+      RetryAlone(std::move(batch), instance, stage.pool.get());
+      continue;
+    }
     Finish(std::move(batch), std::move(outputs), instance);
+  }
+}
+
+void ModelRunner::RetryAlone(std::unique_ptr<Batch> batch, Instance& instance, runtime::ThreadPool* stage_pool) {
+  for (Job& job : batch->jobs) {
+    auto single = std::make_unique<Batch>();
+    single->dispatched = BatchClock::now();
+    single->rows = job.queued.batch;
+    single->inputs = job.inputs;  // a request's own tensors, untouched by the batch's concatenation
+    single->jobs.push_back(std::move(job));
+    auto outputs = stage_pool == nullptr ? RunOnPool(instance, single->inputs) : session_->Run(single->inputs, stage_pool);
+    Finish(std::move(single), std::move(outputs), instance);
   }
 }
 

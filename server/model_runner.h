@@ -143,6 +143,10 @@ class ModelRunner {
   std::unique_ptr<Batch> Begin(std::vector<Job> jobs, Instance& instance);
   // Checks the outputs and answers each request of the batch.
   void Finish(std::unique_ptr<Batch> batch, absl::StatusOr<std::vector<runtime::Tensor>> outputs, Instance& instance);
+  // A batch of several requests whose run failed: runs each request again on its own (on `stage_pool`, a
+  // pipeline's last stage, or else the instance's pool) and finishes each with its own result, so that one
+  // request whose input makes the model fail does not fail the requests batched with it.
+  void RetryAlone(std::unique_ptr<Batch> batch, Instance& instance, runtime::ThreadPool* stage_pool);
   // A pipeline stage's thread, and handing a batch to a stage (waiting while one already waits there).
   void StageLoop(Instance& instance, std::size_t k);
   static void Hand(Stage& stage, std::unique_ptr<Batch> batch);

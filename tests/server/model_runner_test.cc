@@ -164,6 +164,59 @@ TEST(ModelRunner, DynamicBatchingRunsQueuedRequestsAsOneAndSplitsTheRowsBack) {
   EXPECT_EQ(stats.queue.count, 5);
 }
 
+// One request whose input makes the model fail (a token id past the embedding table) batched with good ones:
+// only it gets the error; the others are run again on their own and get their rows.
+TEST(ModelRunner, AFailingRequestDoesNotFailTheRequestsBatchedWithIt) {
+  onnx::ModelProto m = TinyMatMulModel();
+  auto* g = m.mutable_graph();
+  g->clear_node();
+  g->clear_initializer();
+  g->clear_input();
+  g->clear_output();
+  coreserve::testing::AddFloatInitializer(g, "table", {4, 2}, {0, 1, 10, 11, 20, 21, 30, 31});
+  coreserve::testing::AddTensorValue(g->add_input(), "ids", onnx::TensorProto::INT64, {"batch", "1"});
+  coreserve::testing::AddOnnxNode(g, "Gather", {"table", "ids"}, "y");
+  coreserve::testing::AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"batch", "1", "2"});
+  ModelConfig config;
+  config.threads = 1;
+  config.max_batch_size = 8;
+  config.dynamic_batching = true;
+  const auto dir = TempDir("gather");
+  auto runner = ModelRunner::Load("gather", WriteModel(m, dir / "1" / "model.onnx"), config);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  auto ids = [](int64_t id) {
+    InferRequest r;
+    runtime::Tensor t = runtime::Tensor::Allocate(runtime::DataType::kInt64, {1, 1});
+    t.data<int64_t>()[0] = id;
+    r.inputs = {{"ids", t}};
+    return r;
+  };
+  Hold hold(**runner, ids(0));
+  const std::vector<int64_t> requested = {1, 7, 3, 2};  // 7 is past the table's 4 rows
+  std::vector<std::promise<absl::StatusOr<NamedTensors>>> results(requested.size());
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    (*runner)->Submit(ids(requested[i]),
+                      [&results, i](absl::StatusOr<NamedTensors> out) { results[i].set_value(std::move(out)); });
+  }
+  hold.Release();
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    absl::StatusOr<NamedTensors> out = results[i].get_future().get();
+    if (requested[i] == 7) {
+      ASSERT_FALSE(out.ok());
+      EXPECT_THAT(std::string(out.status().message()), HasSubstr("index 7 is out of range"));
+      continue;
+    }
+    ASSERT_TRUE(out.ok()) << "request " << i << ": " << out.status();
+    const runtime::Tensor& y = (*out)[0].second;
+    ASSERT_EQ(y.shape(), (runtime::Shape{1, 1, 2}));
+    EXPECT_EQ(y.data<float>()[0], 10.0f * requested[i]);
+    EXPECT_EQ(y.data<float>()[1], 10.0f * requested[i] + 1);
+  }
+  const RunnerStats stats = (*runner)->stats();
+  EXPECT_EQ(stats.success.count, 4);  // the held request and the three good ones
+  EXPECT_EQ((*runner)->in_flight(), 0);
+}
+
 // A transformer's request: `rows` x `length` token ids (seeded), an attention mask with row r's last r positions
 // masked (the client's own padding), and token types when the model takes them.
 InferRequest TextRequest(const ModelRunner& runner, int64_t rows, int64_t length, uint32_t seed) {
