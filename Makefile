@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/.venv/bin/python
 ARM64_BUILD_DIR ?= build-arm64
 HOST_ARCH := $(shell uname -m)
 
-.PHONY: all deps build models serve test unit-test arm64-test e2e-test test-asan test-tsan fuzz bench bench-kernels bench-models bench-serving bench-placement container container-test clean
+.PHONY: all deps build models serve test unit-test arm64-test e2e-test test-asan test-tsan fuzz load-test bench bench-kernels bench-models bench-serving bench-placement container container-test clean
 
 all: build
 
@@ -88,6 +88,21 @@ fuzz: deps
 	  -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
 	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS))
 	@scripts/fuzz.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Load tests (load-tests/README.md): protocol overhead, overload, soak (LOAD_SOAK_SECONDS), faults and AWS's
+# Inferentia table against the real server on loopback; the report and plots go to load-tests/reports/latest.
+# About 25 minutes with the defaults; LOAD_SCENARIOS picks some. Exit 1 when a scenario's check fails.
+LOAD_SCENARIOS ?= protocol,overload,soak,faults,inferentia
+LOAD_SOAK_SECONDS ?= 600
+load-test: build
+	@scripts/setup-venv.sh .venv-load scripts/requirements-load.txt
+	@scripts/setup-perf-analyzer.sh
+	@if echo "$(LOAD_SCENARIOS)" | grep -q inferentia; then \
+	  scripts/setup-venv.sh .venv-export scripts/requirements-export.txt && \
+	  $(EXPORT_PYTHON) scripts/make_bench_models.py --out $(BUILD_DIR)/bench-models; fi
+	@.venv-load/bin/python load-tests/run.py --coreserve-bin $(BUILD_DIR)/coreserve \
+	  --perf-analyzer .perf-analyzer/perf_analyzer --out load-tests/reports/latest --scenarios $(LOAD_SCENARIOS) \
+	  --soak-seconds $(LOAD_SOAK_SECONDS) --bench-models $(BUILD_DIR)/bench-models
 
 # Unit tests (native, then arm64 under qemu), the end-to-end tests against the real binary, then all of them
 # again under ASan and UBSan.

@@ -204,12 +204,12 @@ PA_RE = {"throughput": re.compile(r"Throughput: ([\d.]+) infer/sec"),
          "p99_ms": re.compile(r"p99 latency: (\d+) usec")}
 
 
-def perf_analyzer(binary, protocol, port, model, concurrency, seconds, batch=1, cpus=None):
+def perf_analyzer(binary, protocol, port, model, concurrency, seconds, batch=1, cpus=None, extra=()):
     """perf_analyzer at one concurrency; its throughput counts inferences (requests x batch). `cpus`: the CPUs it
-    may run on (default: any)."""
+    may run on (default: any); `extra`: more of its flags."""
     args = [str(binary), "-m", model, "-u", f"127.0.0.1:{port}", "-i", protocol, "-b", str(batch), "--concurrency-range",
             str(concurrency), "--measurement-interval", str(int(seconds * 1000)), "--max-trials", "6",
-            "--stability-percentage", "25", "--input-data", "zero"]  # 25%: this machine's neighbours are noisy
+            "--stability-percentage", "25", "--input-data", "zero", *extra]  # 25%: this machine's neighbours are noisy
     run = subprocess.run(args, capture_output=True, text=True, timeout=600,
                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     if run.returncode != 0:

@@ -20,7 +20,10 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 
-sum=$(sha256sum "$req" | cut -d' ' -f1)
+# The stamp covers the file and the ones it includes with -r, so a change to either reinstalls.
+included=$(sed -n 's/^-r[[:space:]]*//p' "$req" | while read -r f; do echo "$(dirname "$req")/$f"; done)
+# shellcheck disable=SC2086
+sum=$(cat "$req" $included | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
   exit 0
 fi

@@ -397,6 +397,11 @@ absl::StatusOr<std::unique_ptr<HttpFrontend>> HttpFrontend::Start(const Listener
     res.set_content(ErrorJson(absl::StrCat("method ", req.method, " is not allowed on ", req.path, " (allowed: ",
                                            allowed, ")")), kJson);
   });
+  // While shutting down, every answer closes its connection, so no client sends another request on it that the
+  // listener's stop could cut off (Server::Shutdown drains the connections before stopping).
+  s.set_post_routing_handler([state](const httplib::Request&, httplib::Response& res) {
+    if (state->shutting_down()) res.set_header("Connection", "close");
+  });
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";
     try {

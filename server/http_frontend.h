@@ -26,6 +26,9 @@ class HttpFrontend {
                                                              const ServerState* state, ModelControl* control);
 
   int port() const { return listener_->port(); }
+  // Waits (at most `seconds`) for clients to close their connections; while the server shuts down every answer
+  // asks them to ("Connection: close").
+  void Drain(double seconds) { listener_->Drain(seconds); }
   // Stops accepting, waits for handlers in flight, joins the listener thread. Idempotent.
   void Stop() { listener_->Stop(); }
 

@@ -5,10 +5,46 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 
 namespace coreserve {
+
+struct HttpListener::Connections {
+  std::mutex mu;
+  std::condition_variable closed;
+  int open = 0;
+};
+
+namespace {
+
+// httplib's thread pool, counting the connections it is serving: each task is one connection, from accept to
+// close (all its keep-alive requests).
+class CountingTaskQueue : public httplib::TaskQueue {
+ public:
+  CountingTaskQueue(int threads, std::shared_ptr<HttpListener::Connections> connections)
+      : pool_(static_cast<std::size_t>(threads)), connections_(std::move(connections)) {}
+  void enqueue(std::function<void()> fn) override {
+    {
+      std::lock_guard<std::mutex> lock(connections_->mu);
+      ++connections_->open;
+    }
+    pool_.enqueue([fn = std::move(fn), c = connections_] {
+      fn();
+      std::lock_guard<std::mutex> lock(c->mu);
+      if (--c->open == 0) c->closed.notify_all();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+  std::shared_ptr<HttpListener::Connections> connections_;
+};
+
+}  // namespace
 
 std::string JoinHostPort(const std::string& host, int port) {
   if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
@@ -32,7 +68,9 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
   // httplib closes a keep-alive connection after 5 requests by default; a client with requests in flight on
   // several connections (perf_analyzer at concurrency 16) can race that close and see the connection reset.
   s.set_keep_alive_max_count(1000);
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  s.set_keep_alive_timeout(kKeepAliveSeconds);
+  l->connections_ = std::make_shared<Connections>();
+  s.new_task_queue = [threads, c = l->connections_] { return new CountingTaskQueue(threads, c); };
   const int port = listener.port == 0 ? s.bind_to_any_port(listener.address)
                                       : (s.bind_to_port(listener.address, listener.port) ? listener.port : -1);
   if (port <= 0) {
@@ -46,6 +84,13 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
     self->finished_.store(true);
   });
   return l;
+}
+
+void HttpListener::Drain(double seconds) {
+  if (connections_ == nullptr) return;
+  std::unique_lock<std::mutex> lock(connections_->mu);
+  connections_->closed.wait_for(lock, std::chrono::duration<double>(seconds),
+                                [this] { return connections_->open == 0; });
 }
 
 void HttpListener::Stop() {

@@ -26,11 +26,21 @@ class HttpListener {
   ~HttpListener();  // Stop()s
 
   int port() const { return port_; }
+  // Waits until no connection is open, or `seconds` have passed: the shutdown's drain, so that Stop() does not
+  // close a keep-alive connection a client may be sending its next request on. Connections end after a response
+  // marked "Connection: close" (the front end marks them while shutting down) or when idle for the keep-alive
+  // timeout.
+  void Drain(double seconds);
   // Stops accepting, lets handlers in flight finish, joins the thread. Idempotent.
   void Stop();
 
+  // How long an idle keep-alive connection is kept open.
+  static constexpr int kKeepAliveSeconds = 5;
+  struct Connections;  // the count of open connections, kept by the listener's task queue
+
  private:
   HttpListener() = default;
+  std::shared_ptr<Connections> connections_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> finished_{false};  // set by thread_ when the serve loop has returned

@@ -1,7 +1,10 @@
 #include "server/model_runner.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -399,6 +402,47 @@ absl::Status ModelRunner::CutPipeline() {
   for (const auto& s : slices_) shares.push_back(absl::StrCat(s.end_step - s.first_step, " steps ", static_cast<int>(100 * s.seconds / total), "%"));
   LOG_INFO("model ", name_, ": pipeline of ", slices_.size(), " stages: ", absl::StrJoin(shares, ", "));
   return absl::OkStatus();
+}
+
+namespace {
+// Deletions Share moved off a runner's own thread and not yet finished.
+std::mutex retiring_mu;
+std::condition_variable retiring_done;
+int retiring = 0;
+}  // namespace
+
+std::shared_ptr<ModelRunner> ModelRunner::Share(std::unique_ptr<ModelRunner> runner) {
+  return std::shared_ptr<ModelRunner>(runner.release(), [](ModelRunner* r) {
+    if (!r->OnOwnThread()) {
+      delete r;
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(retiring_mu);
+      ++retiring;
+    }
+    std::thread([r] {
+      delete r;
+      std::lock_guard<std::mutex> lock(retiring_mu);
+      if (--retiring == 0) retiring_done.notify_all();
+    }).detach();
+  });
+}
+
+void ModelRunner::WaitForRetired() {
+  std::unique_lock<std::mutex> lock(retiring_mu);
+  retiring_done.wait(lock, [] { return retiring == 0; });
+}
+
+bool ModelRunner::OnOwnThread() const {
+  const std::thread::id self = std::this_thread::get_id();
+  for (const auto& instance : instances_) {
+    if (instance->thread.get_id() == self) return true;
+    for (const auto& stage : instance->stages) {
+      if (stage->thread.get_id() == self) return true;
+    }
+  }
+  return false;
 }
 
 ModelRunner::~ModelRunner() {

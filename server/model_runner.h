@@ -51,6 +51,13 @@ class ModelRunner {
   // Answers every request still queued, then stops.
   ~ModelRunner();
 
+  // The runner as repository snapshots share it. Its last owner may be a request's callback running on one of
+  // the runner's own threads (a gRPC answer holding the snapshot it started with, after a reload swapped that
+  // snapshot out); a thread cannot join itself, so that deletion moves to a thread of its own.
+  static std::shared_ptr<ModelRunner> Share(std::unique_ptr<ModelRunner> runner);
+  // Waits until every deletion Share moved off a runner's thread has finished (the server's shutdown).
+  static void WaitForRetired();
+
   const runtime::Session& session() const { return *session_; }
   // The model's inputs and outputs as clients see them: the session's, with the config's overrides applied.
   const std::vector<runtime::TensorInfo>& inputs() const { return inputs_; }
@@ -95,6 +102,8 @@ class ModelRunner {
     QueuedRequest queued;  // what the batch policy sees
   };
   ModelRunner() = default;
+  // Whether the calling thread is one of this runner's instance or stage threads.
+  bool OnOwnThread() const;
   absl::StatusOr<Job> Prepare(InferRequest request) const;
   // A batch taken from the queue, on its way through an instance (one Session run, or a pipeline's stages).
   struct Batch {

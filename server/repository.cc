@@ -93,7 +93,7 @@ void LoadVersion(ModelEntry& entry) {
     entry.error = std::string(runner.status().message());
     return;
   }
-  entry.runner = *std::move(runner);
+  entry.runner = ModelRunner::Share(*std::move(runner));
   // The inputs and outputs as the runtime knows them: the file's declarations completed by its shape inference.
   entry.info.inputs = entry.runner->inputs();
   entry.info.outputs = entry.runner->outputs();

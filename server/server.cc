@@ -1,5 +1,8 @@
 #include "server/server.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "kernels/cpu_features.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/status_macros.h"
@@ -45,9 +48,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
 
 void Server::Shutdown() {
   state_->BeginShutdown();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration<double>(config_.shutdown_grace_seconds);
   if (grpc_) grpc_->Stop(config_.shutdown_grace_seconds);
-  if (http_) http_->Stop();
+  if (http_) {
+    // Within the grace period, and no longer than an idle connection's keep-alive timeout (after which httplib
+    // closes it anyway): connections still open then are cut.
+    const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+    http_->Drain(std::clamp(left, 0.0, static_cast<double>(HttpListener::kKeepAliveSeconds)));
+    http_->Stop();
+  }
   metrics_.reset();
+  ModelRunner::WaitForRetired();  // a runner retired by a reload may still be answering its last requests
 }
 
 Server::~Server() { Shutdown(); }

@@ -266,3 +266,49 @@ def test_model_control_refuses_to_start_without_a_usable_token(models_dir, tmp_p
     with pytest.raises(RuntimeError, match="exited at start") as e:
         RunningServer(config)
     assert error in str(e.value)
+
+
+def test_reloads_under_grpc_load(models_dir, tmp_path):
+    """gRPC answers hold the repository snapshot they started with, so after a reload the old model's last
+    answer can drop its last reference on the old runner's own thread; the runner must then still go away
+    cleanly (it once tried to join that thread and aborted the server). Several reloads under gRPC load: every
+    answer is one version's, none fails, and the server exits 0."""
+    src = models_dir / "resnet_tiny" / "1" / "model.onnx"
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    shutil.copy(src, repo / "m" / "1" / "model.onnx")
+    x = np.random.default_rng(4).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    answers = [reference(src, x)]
+    s = start(tmp_path, "explicit")
+    results, errors, stop = [], [], threading.Event()
+
+    def load_loop():
+        client = tgrpc.InferenceServerClient(s.grpc)
+        while not stop.is_set():
+            try:
+                i = tgrpc.InferInput("pixel_values", list(x.shape), "FP32")
+                i.set_data_from_numpy(x)
+                results.append(client.infer("m", [i]).as_numpy("logits"))
+            except Exception as e:  # noqa: BLE001 -- every failure is recorded and asserted on
+                errors.append(e)
+
+    workers = [threading.Thread(target=load_loop) for _ in range(4)]
+    try:
+        for w in workers:
+            w.start()
+        for version in range(2, 7):
+            scaled_copy(src, repo / "m" / str(version) / "model.onnx", float(version))
+            answers.append(reference(repo / "m" / str(version) / "model.onnx", x))
+            before = len(results)
+            assert post(s, "/v2/repository/models/m/load")[0] == 200
+            while len(results) < before + 10 and not errors:
+                pass
+        stop.set()
+        for w in workers:
+            w.join()
+        assert not errors, errors[:3]
+        assert all(any(close(r, a) for a in answers) for r in results)
+        assert close(results[-1], answers[-1])
+    finally:
+        stop.set()
+        assert s.stop() == 0, s.log()
