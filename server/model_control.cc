@@ -110,11 +110,14 @@ absl::Status ModelControl::LoadLocked(const std::string& name) {
     state_->SetRepository(repo->With(name, std::move(entries)));
     return absl::InvalidArgumentError(absl::StrCat("model '", name, "' failed to load: ", error));
   }
+  std::vector<std::string> loaded;
   for (const ModelEntry& e : entries) {
-    LOG_INFO("model ", name, " version ", e.version, " loaded: precision ", PrecisionName(e.config.precision), ", ",
-             e.runner->threads(), " threads");
+    loaded.push_back(absl::StrCat("model ", name, " version ", e.version, " loaded: precision ",
+                                  PrecisionName(e.config.precision), ", ", e.runner->threads(), " threads"));
   }
   state_->SetRepository(repo->With(name, std::move(entries)));
+  // Logged once the new versions serve, so that "loaded" in the log means requests reach them.
+  for (const std::string& line : loaded) LOG_INFO(line);
   return absl::OkStatus();
 }
 
