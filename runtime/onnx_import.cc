@@ -255,6 +255,11 @@ absl::Status CheckArity(const Node& node) {
   const onnx::OpSchema* schema =
       onnx::OpSchemaRegistry::Schema(node.op_type, static_cast<int>(std::min<int64_t>(node.opset, INT32_MAX)), "");
   if (schema == nullptr) return absl::OkStatus();
+  // An opset newer than the library's gets the library's latest schema, which may take fewer inputs than the
+  // operator now does (ReduceMean's axes became an input in opset 18): only the required inputs are checked.
+  const auto& known = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
+  const auto range = known.find("");
+  const bool newer = range == known.end() || node.opset > range->second.second;
   const auto& formal = schema->inputs();
   for (std::size_t i = 0; i < formal.size(); ++i) {
     if (formal[i].GetOption() == onnx::OpSchema::Single && missing(i)) {
@@ -262,6 +267,7 @@ absl::Status CheckArity(const Node& node) {
           absl::StrCat(node.Describe(), ": input ", i, " ('", formal[i].GetName(), "') is required"));
     }
   }
+  if (newer) return absl::OkStatus();
   if (static_cast<int>(node.inputs.size()) > schema->max_input()) {
     return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": ", node.inputs.size(),
                                                    " inputs, the operator takes at most ", schema->max_input()));

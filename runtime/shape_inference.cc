@@ -1,6 +1,7 @@
 #include "runtime/shape_inference.h"
 
 #include <algorithm>
+#include <limits>
 #include <functional>
 #include <map>
 #include <optional>
@@ -681,12 +682,15 @@ std::map<std::string, Rule> BuildRules() {
     Info out{v.type(0), Shape{-1}, std::nullopt};
     const auto start = v.known_ints(0), limit = v.known_ints(1), delta = v.known_ints(2);
     if (start && limit && delta && start->size() == 1 && limit->size() == 1 && delta->size() == 1 && (*delta)[0]) {
-      const int64_t d = (*delta)[0], span = (*limit)[0] - (*start)[0];
-      const int64_t n = std::max<int64_t>(0, d > 0 ? (span + d - 1) / d : (span + d + 1) / d);
+      // In 128 bits: a hostile model's start and limit can be far enough apart to overflow 64 (Range then
+      // fails at run time, when it would allocate).
+      const __int128 d = (*delta)[0], span = static_cast<__int128>((*limit)[0]) - (*start)[0];
+      const __int128 count = std::max<__int128>(0, d > 0 ? (span + d - 1) / d : (span + d + 1) / d);
+      const int64_t n = count > std::numeric_limits<int64_t>::max() ? -1 : static_cast<int64_t>(count);
       out.shape = Shape{n};
-      if (n <= kMaxFollowed) {
+      if (n >= 0 && n <= kMaxFollowed) {
         out.ints = Values(n);
-        for (int64_t i = 0; i < n; ++i) (*out.ints)[i] = (*start)[0] + i * d;
+        for (int64_t i = 0; i < n; ++i) (*out.ints)[i] = (*start)[0] + i * (*delta)[0];
       }
     }
     return v.One(std::move(out));

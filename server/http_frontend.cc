@@ -25,12 +25,11 @@ namespace coreserve {
 namespace {
 
 constexpr char kJson[] = "application/json";
-// Connection threads of the REST listener. cpp-httplib gives each keep-alive connection a thread while it is
-// open, and an inference request holds its thread until the runner answers, so every concurrent client needs
-// one: with fewer, the clients beyond them queue behind idle keep-alive connections (perf_analyzer at
-// concurrency 16 over 8 threads got connection failures). Compute never runs on them; an idle thread costs
-// only its stack's address space.
-constexpr int kHttpThreads = 64;
+// Connection threads of the REST listener, at most. cpp-httplib gives each keep-alive connection a thread while
+// it is open, and an inference request holds its thread until the runner answers, so every concurrent client
+// needs one; the listener makes them as connections arrive (server/http_listener.cc). Compute never runs on
+// them; an idle thread costs its stack's address space and a few pages.
+constexpr int kHttpThreads = 1024;
 
 void SendError(httplib::Response& res, int status, std::string_view message) {
   res.status = status;

@@ -5,6 +5,11 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+#include <limits>
 #include <condition_variable>
 #include <mutex>
 
@@ -20,28 +25,72 @@ struct HttpListener::Connections {
 
 namespace {
 
-// httplib's thread pool, counting the connections it is serving: each task is one connection, from accept to
-// close (all its keep-alive requests).
-class CountingTaskQueue : public httplib::TaskQueue {
+// The listener's connection threads: httplib gives each connection a thread from accept to close (all its
+// keep-alive requests), and an inference request holds it until the model answers. A fixed pool starves the
+// connections beyond its size (perf_analyzer at concurrency 64 has 65: its workers' and its own), so this one
+// grows by a thread whenever a connection arrives and none is idle, up to the listener's thread limit; threads
+// stay for reuse and are joined at shutdown. It also counts the open connections, for Drain().
+class ConnectionThreads : public httplib::TaskQueue {
  public:
-  CountingTaskQueue(int threads, std::shared_ptr<HttpListener::Connections> connections)
-      : pool_(static_cast<std::size_t>(threads)), connections_(std::move(connections)) {}
+  ConnectionThreads(int max_threads, std::shared_ptr<HttpListener::Connections> connections)
+      : max_threads_(static_cast<std::size_t>(max_threads)), connections_(std::move(connections)) {}
+  ~ConnectionThreads() override { shutdown(); }
+
   void enqueue(std::function<void()> fn) override {
     {
       std::lock_guard<std::mutex> lock(connections_->mu);
       ++connections_->open;
     }
-    pool_.enqueue([fn = std::move(fn), c = connections_] {
-      fn();
-      std::lock_guard<std::mutex> lock(c->mu);
-      if (--c->open == 0) c->closed.notify_all();
-    });
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(fn));
+    // Every waiting connection needs an idle thread of its own: one thread woken for two connections would
+    // serve the first for as long as it stays open while the second waits.
+    if (queue_.size() > idle_ && threads_.size() < max_threads_) {
+      threads_.emplace_back([this] { Work(); });
+    } else {
+      wake_.notify_one();
+    }
   }
-  void shutdown() override { pool_.shutdown(); }
+
+  // Serves every connection already accepted, then joins the threads.
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
 
  private:
-  httplib::ThreadPool pool_;
+  void Work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      ++idle_;
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      --idle_;
+      if (queue_.empty()) return;  // stopping, and every accepted connection served
+      std::function<void()> fn = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      fn();
+      {
+        std::lock_guard<std::mutex> count(connections_->mu);
+        if (--connections_->open == 0) connections_->closed.notify_all();
+      }
+      lock.lock();
+    }
+  }
+
+  const std::size_t max_threads_;
   std::shared_ptr<HttpListener::Connections> connections_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;  // only enqueue (the listener's thread) adds to it, before shutdown
+  std::size_t idle_ = 0;
+  bool stopping_ = false;
 };
 
 }  // namespace
@@ -65,12 +114,15 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   s.set_tcp_nodelay(true);  // small JSON replies must not wait for Nagle's algorithm
-  // httplib closes a keep-alive connection after 5 requests by default; a client with requests in flight on
-  // several connections (perf_analyzer at concurrency 16) can race that close and see the connection reset.
-  s.set_keep_alive_max_count(1000);
+  // httplib closes a keep-alive connection after 5 requests by default, marking the last answer "Connection:
+  // close"; a client whose next request is already on its way races that close and sees the connection reset
+  // (perf_analyzer at concurrency 16 with a limit of 5, at concurrency 64 and 10k requests/s with 1000). A
+  // million requests take a connection hours; before that it ends when its client closes it or it idles past the
+  // keep-alive timeout. (The count is announced in each answer's Keep-Alive header: keep it a plain number.)
+  s.set_keep_alive_max_count(std::size_t{1} << 20);
   s.set_keep_alive_timeout(kKeepAliveSeconds);
   l->connections_ = std::make_shared<Connections>();
-  s.new_task_queue = [threads, c = l->connections_] { return new CountingTaskQueue(threads, c); };
+  s.new_task_queue = [threads, c = l->connections_] { return new ConnectionThreads(threads, c); };
   const int port = listener.port == 0 ? s.bind_to_any_port(listener.address)
                                       : (s.bind_to_port(listener.address, listener.port) ? listener.port : -1);
   if (port <= 0) {
