@@ -530,7 +530,7 @@ def main(argv):
     p.add_argument("--hourly-price", type=float, default=0.0725)
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    sections, failed = [], []
+    failed = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for name in args.scenarios.split(","):
         fn = globals()[f"scenario_{name}"]
@@ -542,12 +542,16 @@ def main(argv):
                 failed.append(name)
                 for log in Path(tmp).glob("*.log"):
                     shutil.copy(log, args.out / f"{name}-{log.name}")
-        sections.append(f"## {name}: {'passed' if checks.passed else 'FAILED'} ({time.perf_counter() - t:.0f} s)\n\n"
-                        f"{fn.__doc__.strip()}\n\n{checks.markdown()}\n\n{body}\n")
-    header = (f"# Load tests — {started}\n\n`make load-test` ({' '.join(sys.argv[1:])}); {os.cpu_count()} CPUs, "
-              f"{Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}.\n"
-              f"Failed: {', '.join(failed) or 'none'}.\n")
-    (args.out / "REPORT.md").write_text(header + "\n" + "\n".join(sections))
+        # Each scenario's section is a file of its own, so that a rerun of some scenarios updates only theirs.
+        (args.out / f"section-{SCENARIOS.index(name)}-{name}.md").write_text(
+            f"## {name}: {'passed' if checks.passed else 'FAILED'} ({time.perf_counter() - t:.0f} s, {started})\n\n"
+            f"{fn.__doc__.strip()}\n\n{checks.markdown()}\n\n{body}\n")
+    sections = sorted(args.out.glob("section-*.md"))
+    failing = [p.stem.split("-", 2)[2] for p in sections if "FAILED" in p.read_text().splitlines()[0]]
+    header = (f"# Load tests\n\n`make load-test` (load-tests/run.py); {os.cpu_count()} CPUs, "
+              f"{Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}. "
+              f"Each section gives the time of its run. Failing: {', '.join(failing) or 'none'}.\n")
+    (args.out / "REPORT.md").write_text(header + "\n" + "\n".join(p.read_text() for p in sections))
     print(f"load-test: report in {args.out / 'REPORT.md'}; failed: {failed or 'none'}")
     return 1 if failed else 0
 

@@ -7,6 +7,8 @@
 #include <sched.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -106,22 +108,26 @@ TEST(Cpus, PoolWorkersArePinnedToTheirCpus) {
   std::mutex mu;
   std::set<int> worker_masks_cpu;
   bool other_cpu_seen = false;
-  std::atomic<int> worker_chunks{0};
-  for (int round = 0; round < 200 && worker_chunks.load() == 0; ++round) {
-    pool.ParallelFor(64, 1, [&](int64_t, int64_t) {
-      if (std::this_thread::get_id() == caller) return;
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      sched_getaffinity(0, sizeof set, &set);
-      std::lock_guard<std::mutex> lock(mu);
-      ++worker_chunks;
-      for (int c = 0; c < CPU_SETSIZE; ++c) {
-        if (CPU_ISSET(c, &set)) worker_masks_cpu.insert(c);
-      }
-      other_cpu_seen = other_cpu_seen || sched_getcpu() != cpus[1];
-    }, 1);
-  }
-  ASSERT_GT(worker_chunks.load(), 0) << "the worker never took a chunk";
+  std::condition_variable worker_took;
+  int worker_chunks = 0;
+  // The caller's chunks wait for a worker's, so the worker always takes some however busy the machine is.
+  pool.ParallelFor(64, 1, [&](int64_t, int64_t) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (std::this_thread::get_id() == caller) {
+      worker_took.wait_for(lock, std::chrono::seconds(60), [&] { return worker_chunks > 0; });
+      return;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    ++worker_chunks;
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) worker_masks_cpu.insert(c);
+    }
+    other_cpu_seen = other_cpu_seen || sched_getcpu() != cpus[1];
+    worker_took.notify_all();
+  }, 1);
+  ASSERT_GT(worker_chunks, 0) << "the worker never took a chunk";
   EXPECT_EQ(worker_masks_cpu, (std::set<int>{cpus[1]}));
   EXPECT_FALSE(other_cpu_seen);
 }
