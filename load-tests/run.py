@@ -10,7 +10,6 @@ Exit status 1 when a scenario's check failed (the report says which and why).
 import argparse
 import asyncio
 import http.client
-import json
 import os
 import secrets
 import shutil
@@ -154,10 +153,6 @@ class Server:
         code = self.proc.wait(timeout=120)
         self._sampling = False
         return code
-
-
-def records_since(records, t):
-    return [r for r in records if r.start >= t]
 
 
 async def drive(protocol, address, workload, coro_fn, timeout=30, reconnect=False):
@@ -398,7 +393,7 @@ def scenario_faults(args, tmp, out):
     """Faults, each beside normal traffic that must lose nothing: a model that fails to load, a request whose
     input makes inference fail (batched with good ones), clients that disconnect mid-request, slow clients
     (slowloris), a reload under load, and SIGTERM under load."""
-    checks, notes = Checks(), []
+    checks = Checks()
     token = "load-test-" + secrets.token_hex(16)
     (tmp / "token").write_text(token)
     repo = mlp_repo(tmp, "faults", "max_batch_size: 8\nmax_queue_size: 256\ndynamic_batching: {}\n")
@@ -497,9 +492,8 @@ def scenario_faults(args, tmp, out):
     finally:
         if server.proc.poll() is None:
             server.stop(signal.SIGKILL)
-    notes.append("Each check names its traffic; outcomes: ok, corrupt, rejected (429), refused (another clean "
-                 "error), unreachable (no listener), lost (no answer on a connection made).")
-    return checks, "\n".join(notes)
+    return checks, ("Each check names its traffic; outcomes: ok, corrupt, rejected (429), refused (another clean "
+                    "error), unreachable (no listener), lost (no answer on a connection made).")
 
 
 def scenario_inferentia(args, tmp, out):

@@ -293,17 +293,16 @@ absl::StatusOr<onnx::ModelProto> ParseOnnxFile(const std::string& path) {
 }
 
 absl::StatusOr<onnx::ModelProto> ParseOnnxBytes(std::string_view bytes, const std::string& source) {
-  const std::string& path = source;
   onnx::ModelProto model;
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
       !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not an ONNX model (protobuf parse failed)"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not an ONNX model (protobuf parse failed)"));
   }
   if (CheckerUnderstands(model)) {
     try {
       onnx::checker::check_model(model);
     } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ONNX checker: ", e.what()));
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ONNX checker: ", e.what()));
     }
   }
   return model;
