@@ -1,8 +1,9 @@
 // Times Session::Run on one model in-process, for bench/bench_models.py, which runs ONNX Runtime on the same
 // inputs and cores in the same run and prints the ratios.
 //
-// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--profile 1|2] [--precision fp32|bf16|int8]
-// Prints one JSON object: {"runs": N, "p50_ms": ..., "p95_ms": ..., "mean_ms": ...}.
+// usage: bench_session MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--runs N] [--profile 1|2] [--precision fp32|bf16|int8]
+// Prints one JSON object: {"runs": N, "p50_ms": ..., "p95_ms": ..., "mean_ms": ...}. --runs N times exactly N runs
+// instead of running for --seconds (for A/B runs of two builds, interleaved).
 #include <algorithm>
 #include <cstdlib>
 #include <chrono>
@@ -19,11 +20,12 @@ using namespace coreserve::runtime;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--profile 1|2] [--precision fp32|bf16|int8]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.onnx --input NAME=FILE.npy ... [--threads N] [--warmup N] [--seconds S] [--runs N] [--profile 1|2] [--precision fp32|bf16|int8]\n", argv[0]);
     return 2;
   }
   std::map<std::string, std::string> files;
   int threads = 1, warmup = 3;
+  long runs = 0;
   double seconds = 3.0;
   int profile = 0;
   SessionOptions options;
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
       files[value.substr(0, eq)] = value.substr(eq + 1);
     } else if (flag == "--threads") {
       threads = std::stoi(value);
+    } else if (flag == "--runs") {
+      runs = std::stol(value);
     } else if (flag == "--warmup") {
       warmup = std::stoi(value);
     } else if (flag == "--profile") {
@@ -73,7 +77,11 @@ int main(int argc, char** argv) {
   }
   std::vector<double> ms;
   const auto start = std::chrono::steady_clock::now();
-  while (ms.size() < 3 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
+  auto more = [&] {
+    if (runs > 0) return static_cast<long>(ms.size()) < runs;
+    return ms.size() < 3 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds;
+  };
+  while (more()) {
     const auto t0 = std::chrono::steady_clock::now();
     auto out = (*session)->Run(inputs, &pool);
     const auto t1 = std::chrono::steady_clock::now();

@@ -17,6 +17,7 @@
 #include <cassert>
 #include <vector>
 
+#include "kernels/convert/half.h"
 #include "kernels/gemm/gemm_epilogue.h"
 #include "kernels/gemm/gemm_epilogue_avx512.h"
 #include "kernels/gemm/gemm_kernels.h"
@@ -115,6 +116,37 @@ void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t 
         const __m512i lo = Bf16Bits(_mm512_maskz_loadu_ps(m, r0 + 16 * h));
         const __m512i hi = Bf16Bits(_mm512_maskz_loadu_ps(pair ? m : 0, r1 + 16 * h));
         _mm512_store_si512(panel + (l / 2) * 64 + 32 * h, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      }
+    }
+  }
+}
+
+void bf16_pack_bt_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t col_begin, int64_t col_end,
+                                 uint16_t* packed) {
+  // op(B)[l, j] = b[j * ldb + l]: the pair (l, l + 1) of column j is two adjacent floats, so one 64-bit gather
+  // fetches the pairs of 8 columns, and narrowing each converted lane to its 16 bits lays them out as the 8
+  // (low, high) dwords of the packed row. Masked-off columns (past col_end) gather zeros: the panel's padding.
+  const int64_t panel_elements = PackedPanelElements(PackedFormat::kBf16Pairs32, k);
+  alignas(64) int64_t offsets[8];
+  for (int t = 0; t < 8; ++t) offsets[t] = t * ldb * static_cast<int64_t>(sizeof(float));
+  const __m512i column_offsets = _mm512_load_si512(offsets);
+  for (int64_t j0 = col_begin; j0 < col_end; j0 += kNr) {
+    uint16_t* panel = packed + (j0 / kNr) * panel_elements;
+    for (int64_t g = 0; g < kNr / 8; ++g) {
+      const int64_t valid = std::clamp<int64_t>(col_end - j0 - 8 * g, 0, 8);
+      const __mmask8 m = static_cast<__mmask8>((1u << valid) - 1);
+      const float* base = b + (j0 + 8 * g) * ldb;
+      int64_t l = 0;
+      for (; l + 1 < k; l += 2) {
+        const __m512i pairs = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), m, column_offsets, base + l, 1);
+        const __m256i words = _mm512_cvtepi32_epi16(Bf16Bits(_mm512_castsi512_ps(pairs)));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(panel + (l / 2) * 64 + 16 * g), words);
+      }
+      if (l < k) {  // odd K: the last row pairs with zero
+        for (int64_t t = 0; t < 8; ++t) {
+          panel[(l / 2) * 64 + 16 * g + 2 * t] = t < valid ? FloatToBfloat16(base[t * ldb + l]) : 0;
+          panel[(l / 2) * 64 + 16 * g + 2 * t + 1] = 0;
+        }
       }
     }
   }

@@ -62,6 +62,7 @@ std::shared_ptr<SgemmPackedB> PackIntegerB(PackedFormat format, const void* b, i
 struct QgemmProblem {
   int64_t k = 0;
   const float* a_f32 = nullptr;  // quantized dynamically, per row, to u8
+  const SgemmQuantizedA* a_quantized = nullptr;  // or quantized so beforehand
   const uint8_t* a_u8 = nullptr;  // or already integer: u8 (a_flip 0) or s8 bytes (a_flip 0x80 makes them u8)
   int64_t lda = 0;
   uint8_t a_flip = 0;
@@ -98,6 +99,7 @@ inline void RowQuantParams(float lo, float hi, float* scale, float* zero_point) 
 // Quantizes one row of fp32 A (length k) to u8 as sgemm.h specifies; returns s_i and z_i. The scalar definition
 // the vector quantizers match bit for bit.
 void QuantizeRowU8Reference(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
+using QuantizeRowFn = void (*)(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
 
 // Row i of A as every int8 kernel reads it, in q (u8 values as T: uint8_t, or int16_t for AVX2's vpmaddwd): fp32 A
 // quantized by `quantize` (the kernel's form of QuantizeRowU8Reference), or integer A copied with its flip to
@@ -108,7 +110,12 @@ QgemmRow PrepareQuantizedRow(const QgemmProblem& p, int64_t i, int64_t padded, b
                              Quantize quantize) {
   const int64_t k = p.k;
   QgemmRow row{p.alpha, p.a_zero_point, 0};
-  if (p.a_f32 != nullptr) {
+  if (p.a_quantized != nullptr) {
+    const uint8_t* src = p.a_quantized->data + i * p.a_quantized->ld;
+    std::copy(src, src + k, q);
+    row.scale = p.alpha * p.a_quantized->scale[i];
+    row.zero_point = p.a_quantized->zero_point[i];
+  } else if (p.a_f32 != nullptr) {
     float s;
     quantize(p.a_f32 + i * p.lda, k, q, &s, &row.zero_point);
     row.scale = p.alpha * s;
@@ -139,12 +146,18 @@ void bf16gemm_12x32_avx512(const SgemmArgs& args, int64_t m_begin, int64_t m_end
 // F/BW only.
 void bf16_pack_b_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t col_begin, int64_t col_end,
                                 uint16_t* packed);
+// The same for transposed B (op(B)[l, j] = b[j * ldb + l]: attention's K^T, Gemm's transB weights).
+void bf16_pack_bt_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t col_begin, int64_t col_end,
+                                 uint16_t* packed);
+// The vector forms of QuantizeRowU8Reference (bit for bit), behind SgemmQuantizeRows.
+void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
 void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void qgemm_u8s8_avx2(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #elif defined(__aarch64__)
 void bf16gemm_8x8_bfmmla(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 // The same GEMM with fp32 FMLA on NEON CPUs without BF16 (Graviton2), over kBf16Panel32 widened in the kernel.
 void bf16gemm_6x16_neon(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void QuantizeRowU8Neon(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
 void qgemm_u8s8_8x8_usmmla(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void qgemm_u8s8_6x16_sdot(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #endif
@@ -164,6 +177,8 @@ struct GemmKernel {
   bool fuses_residual = false;
   // Whether the kernel reads indirect A (SgemmArgs::a_rows) itself; Sgemm gathers the rows for the others.
   bool reads_indirect_a = false;
+  // int8 kernels: the fastest row quantizer on the kernel's CPUs (null: QuantizeRowU8Reference).
+  QuantizeRowFn quantize_row = nullptr;
 };
 // The kernel of `precision` for `features`; null for fp32 without packing (the portable fp32 path).
 const GemmKernel* SelectGemmKernel(GemmPrecision precision, const CpuFeatures& features);

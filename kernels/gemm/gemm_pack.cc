@@ -100,8 +100,12 @@ void PackBf16Columns(const float* b, int64_t ldb, bool trans_b, int64_t col_begi
   uint16_t* dst = packed->bf16.data();
 #if defined(__x86_64__)
   // The format exists only where AVX-512 F/BW does (read natively with AVX512-BF16, else by fp32 FMAs).
-  if (format == PackedFormat::kBf16Pairs32 && !trans_b) {
-    bf16_pack_b_pairs32_avx512(b, ldb, k, col_begin, col_end, dst);
+  if (format == PackedFormat::kBf16Pairs32) {
+    if (trans_b) {
+      bf16_pack_bt_pairs32_avx512(b, ldb, k, col_begin, col_end, dst);
+    } else {
+      bf16_pack_b_pairs32_avx512(b, ldb, k, col_begin, col_end, dst);
+    }
     return;
   }
 #endif

@@ -138,3 +138,11 @@ void QgemmDriver(const QgemmTileKernel& kernel, const QgemmProblem& p, int64_t m
 }
 
 }  // namespace coreserve::kernels::arm64
+
+namespace coreserve::kernels {
+
+void QuantizeRowU8Neon(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
+  arm64::QuantizeRow(a, k, q, scale, zero_point);
+}
+
+}  // namespace coreserve::kernels

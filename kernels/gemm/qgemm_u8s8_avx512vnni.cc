@@ -122,10 +122,12 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
   }
 }
 
+}  // namespace
+
 // Row a[0:k] quantized to u8 in q (QuantizeRowU8Reference, bit for bit): the min/max ignore NaN the same way
 // (vminps returns its second operand, the running value, when the first is NaN), and lanes past k load as 0,
 // which the range contains anyway.
-void QuantizeRow(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
+void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
   __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
   for (int64_t t = 0; t < k; t += 16) {
     const __m512 x = _mm512_maskz_loadu_ps(avx512::ColumnMask(k - t), a + t);
@@ -146,8 +148,6 @@ void QuantizeRow(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* z
   *scale = s;
   *zero_point = static_cast<int32_t>(z);
 }
-
-}  // namespace
 
 void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   if (m_end <= m_begin || n_end <= n_begin) return;
@@ -170,7 +170,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     for (int64_t r = 0; r < block_rows; ++r) {
-      row_params[r] = PrepareQuantizedRow(p, ib + r, kq * 4, b_zero_points, a_block.data() + r * ld, QuantizeRow);
+      row_params[r] = PrepareQuantizedRow(p, ib + r, kq * 4, b_zero_points, a_block.data() + r * ld, QuantizeRowU8Avx512);
     }
     // The epilogue of panel j0 for rows [i0, i0 + rows), from a tile with rows tile_ld apart.
     auto finish = [&](const int32_t* tile, int64_t tile_ld, int64_t i0, int64_t rows, int64_t j0) {

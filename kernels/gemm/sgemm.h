@@ -88,6 +88,15 @@ struct SgemmPackedB {
 // kGelu is the exact (erf) GELU; kGeluTanh its tanh approximation (GPT-2's "gelu_new", ORT's FastGelu).
 enum class SgemmActivation { kNone, kRelu, kGelu, kGeluTanh };
 
+// fp32 A already quantized for an int8 GEMM (SgemmQuantizeRows): row i is data + i * ld (K u8 values) with its
+// s_i and z_i. A GEMM split into column tiles would otherwise quantize the same rows once per tile.
+struct SgemmQuantizedA {
+  const uint8_t* data = nullptr;
+  int64_t ld = 0;
+  const float* scale = nullptr;
+  const int32_t* zero_point = nullptr;
+};
+
 struct SgemmArgs {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -100,6 +109,8 @@ struct SgemmArgs {
   // runs are read where they lie, in the input image.
   const float* const* a_rows = nullptr;
   int64_t a_taps = 0;
+  // int8 only: A quantized beforehand; a, lda and a_rows are then unused (the rows are those A quantized to).
+  const SgemmQuantizedA* a_quantized = nullptr;
   const float* b = nullptr;  // ignored when packed_b is set
   int64_t ldb = 0;
   const SgemmPackedB* packed_b = nullptr;
@@ -130,6 +141,12 @@ std::shared_ptr<const SgemmPackedB> SgemmPackB(const float* b, int64_t ldb, bool
 std::shared_ptr<SgemmPackedB> SgemmAllocPackedB(int64_t k, int64_t n, GemmPrecision precision = GemmPrecision::kFp32);
 void SgemmPackBColumns(const float* b, int64_t ldb, bool trans_b, int64_t col_begin, int64_t col_end,
                        SgemmPackedB* packed);
+
+// Rows [m_begin, m_end) of fp32 A (row i at a + i * lda, K values) quantized exactly as the int8 kernels quantize
+// them (see "int8" above): row i to q + i * ldq, its s_i and z_i to scale[i] and zero_point[i]. Quantize once, then
+// pass SgemmArgs::a_quantized to every column tile of the product.
+void SgemmQuantizeRows(const float* a, int64_t lda, int64_t k, int64_t m_begin, int64_t m_end, uint8_t* q,
+                       int64_t ldq, float* scale, int32_t* zero_point);
 
 // Computes C[m_begin:m_end, n_begin:n_end]; callers split M and N across threads. n_begin and n_end must be
 // multiples of SgemmNStep() (or n_end == N) so tasks never share a packed panel. With args.packed_b set, the

@@ -37,7 +37,7 @@ constexpr GemmKernel kKernels[] = {
     {"bf16gemm_12x32_avx512", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512, bf16gemm_12x32_avx512,
      nullptr, true},
     {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
-     qgemm_u8s8_avx512vnni, true},
+     qgemm_u8s8_avx512vnni, true, false, QuantizeRowU8Avx512},
     // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).
     {"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx2, nullptr, qgemm_u8s8_avx2},
 #elif defined(__aarch64__)
@@ -52,9 +52,9 @@ constexpr GemmKernel kKernels[] = {
     {"bf16gemm_6x16_neon", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsNeon, bf16gemm_6x16_neon, nullptr,
      true},
     {"qgemm_u8s8_8x8_usmmla", GemmPrecision::kInt8, PackedFormat::kInt8Octs32, RunsI8mm, nullptr,
-     qgemm_u8s8_8x8_usmmla},
+     qgemm_u8s8_8x8_usmmla, false, false, QuantizeRowU8Neon},
     {"qgemm_u8s8_6x16_sdot", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsDotprod, nullptr,
-     qgemm_u8s8_6x16_sdot},
+     qgemm_u8s8_6x16_sdot, false, false, QuantizeRowU8Neon},
 #endif
     {"bf16gemm_portable", GemmPrecision::kBf16, PackedFormat::kBf16Panel32, RunsAnywhere, bf16gemm_portable, nullptr,
      true},
@@ -186,12 +186,19 @@ void GatherIndirectA(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int6
 
 }  // namespace
 
+void SgemmQuantizeRows(const float* a, int64_t lda, int64_t k, int64_t m_begin, int64_t m_end, uint8_t* q,
+                       int64_t ldq, float* scale, int32_t* zero_point) {
+  const GemmKernel* kernel = ActiveKernel(GemmPrecision::kInt8);
+  const QuantizeRowFn quantize = kernel != nullptr && kernel->quantize_row ? kernel->quantize_row : QuantizeRowU8Reference;
+  for (int64_t i = m_begin; i < m_end; ++i) quantize(a + i * lda, k, q + i * ldq, scale + i, zero_point + i);
+}
+
 void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const GemmKernel* kernel = args.packed_b != nullptr ? ActiveKernels().by_format[static_cast<int>(args.packed_b->format)]
                              : args.trans_a           ? nullptr
                                                       : ActiveKernel(GemmPrecision::kFp32);
   assert(args.a_rows == nullptr || (args.a_taps > 0 && args.k % args.a_taps == 0));
-  if (args.a_rows != nullptr && (kernel == nullptr || !kernel->reads_indirect_a)) {
+  if (args.a_rows != nullptr && args.a_quantized == nullptr && (kernel == nullptr || !kernel->reads_indirect_a)) {
     GatherIndirectA(args, m_begin, m_end, n_begin, n_end);
     return;
   }
@@ -210,6 +217,7 @@ void Sgemm(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int64_t n_begi
     QgemmProblem q;
     q.k = args.k;
     q.a_f32 = args.a;
+    q.a_quantized = args.a_quantized;
     q.lda = args.lda;
     q.packed_b = args.packed_b;
     q.c_f32 = args.c;

@@ -155,6 +155,28 @@ void Check(const Case& c, std::mt19937& rng) {
     testing::RunSplit(true, c.m, c.n, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { impl.fn(p, m0, m1, n0, n1); });
     ASSERT_EQ(0, std::memcmp(whole.data(), split.data(), whole.size() * sizeof(float)))
         << impl.name << ": the split changed the result, m=" << c.m << " n=" << c.n << " k=" << c.k;
+    // A quantized once beforehand (SgemmQuantizeRows, as ParallelGemm does for products split into column tiles),
+    // rows ldq apart: the same bits, whole and split.
+    const int64_t ldq = c.k + 5;
+    std::vector<uint8_t> aq(c.m * ldq + 1);
+    std::vector<float> a_scale(c.m);
+    std::vector<int32_t> a_zero(c.m);
+    SgemmQuantizeRows(a.data(), lda, c.k, 0, c.m, aq.data(), ldq, a_scale.data(), a_zero.data());
+    for (int64_t i = 0; i < c.m; ++i) {
+      const testing::QuantizedRow qa = testing::QuantizeRowRef(a.data() + i * lda, c.k);
+      ASSERT_EQ(a_scale[i], qa.scale) << i;
+      ASSERT_EQ(a_zero[i], qa.zero_point) << i;
+      for (int64_t l = 0; l < c.k; ++l) ASSERT_EQ(aq[i * ldq + l], qa.q[l]) << i << "," << l;
+    }
+    const SgemmQuantizedA quantized{aq.data(), ldq, a_scale.data(), a_zero.data()};
+    QgemmProblem pq = p;
+    pq.a_f32 = nullptr;
+    pq.a_quantized = &quantized;
+    std::vector<float> prequantized = c0;
+    pq.c_f32 = prequantized.data();
+    testing::RunSplit(true, c.m, c.n, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { impl.fn(pq, m0, m1, n0, n1); });
+    ASSERT_EQ(0, std::memcmp(whole.data(), prequantized.data(), whole.size() * sizeof(float)))
+        << impl.name << ": pre-quantized A changed the result, m=" << c.m << " n=" << c.n << " k=" << c.k;
     for (int64_t i = 0; i < c.m; ++i) {
       for (int64_t j = 0; j < ldc; ++j) {
         const float g = whole[i * ldc + j];
@@ -229,6 +251,36 @@ TEST(Qgemm, QuantizedSpecialValuesMatchReference) {
         continue;
       }
       ASSERT_EQ(got, want) << impl.name << " k=" << k;
+    }
+  }
+}
+
+// SgemmQuantizeRows (the active CPU's fastest row quantizer) against QuantizeRowU8Reference on the same awkward
+// values, bit for bit: bytes, scale and zero point.
+TEST(Qgemm, QuantizeRowsMatchesReferenceOnSpecialValues) {
+  std::mt19937 rng(31);
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  for (int64_t k : {1, 5, 16, 37, 768}) {
+    const int64_t m = 5;
+    std::vector<float> a = RandomFloats(m * k, rng, -4.0f, 4.0f);
+    for (int64_t l = 0; l < k; ++l) {
+      a[0 * k + l] = l % 3 == 0 ? nan : a[l];
+      a[1 * k + l] = l % 2 ? -0.0f : 0.0f;
+      a[2 * k + l] = l % 4 == 1 ? -inf : a[2 * k + l];
+      a[3 * k + l] = static_cast<float>(l % 5) * 1e-39f - 2e-39f;
+    }
+    std::vector<uint8_t> got(m * k);
+    std::vector<float> scale(m);
+    std::vector<int32_t> zero_point(m);
+    SgemmQuantizeRows(a.data(), k, k, 0, m, got.data(), k, scale.data(), zero_point.data());
+    for (int64_t i = 0; i < m; ++i) {
+      std::vector<uint8_t> want(k);
+      float want_scale;
+      int32_t want_zero_point;
+      QuantizeRowU8Reference(a.data() + i * k, k, want.data(), &want_scale, &want_zero_point);
+      EXPECT_EQ(0, std::memcmp(&scale[i], &want_scale, sizeof(float))) << "k=" << k << " row " << i;
+      EXPECT_EQ(zero_point[i], want_zero_point) << "k=" << k << " row " << i;
+      EXPECT_EQ(std::vector<uint8_t>(got.begin() + i * k, got.begin() + (i + 1) * k), want) << "k=" << k << " row " << i;
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 
+#include "kernels/cpu_features.h"
 #include "runtime/onnx_import.h"
 #include "runtime/session.h"
 #include "tests/onnx_builder.h"
@@ -778,6 +779,31 @@ TEST(Fusions, AttentionInBf16WithinItsRounding) {
     EXPECT_GT(max_diff, 1e-6) << "bf16 attention gave the fp32 result: not computed in bf16";
     EXPECT_LT(max_diff, 0.25) << b << "x" << s << "x" << t;
   }
+}
+
+// An int8 model has no weights in attention to quantize: its two products run in bf16 where the CPU multiplies
+// bf16 natively (the same bits as a bf16 session), else in fp32 (the same bits as an fp32 session).
+TEST(Fusions, AttentionInInt8ModelsRunsBf16WhereNative) {
+  const auto dir = TempDir("attention-int8");
+  const std::string path = WriteModel(AttentionModel(3, true), dir / "model.onnx");
+  const kernels::CpuFeatures& cpu = kernels::ActiveCpuFeatures();
+  const bool native = cpu.avx512_bf16 || cpu.bf16;
+  auto int8 = Session::Load(path, SessionOptions{.precision = kernels::GemmPrecision::kInt8});
+  auto same = Session::Load(path, SessionOptions{.precision = native ? kernels::GemmPrecision::kBf16
+                                                                     : kernels::GemmPrecision::kFp32});
+  ASSERT_TRUE(int8.ok() && same.ok());
+  ThreadPool pool(2);
+  std::mt19937 rng(29);
+  std::vector<Tensor> in = {Random(DataType::kFloat32, {2, 40, 3, 8}, rng), Random(DataType::kFloat32, {2, 40, 3, 8}, rng),
+                            Random(DataType::kFloat32, {2, 40, 3, 8}, rng),
+                            Tensor::Allocate(DataType::kFloat32, {2, 1, 1, 40})};
+  std::fill(in[3].data<float>(), in[3].data<float>() + in[3].elements(), 0.0f);
+  auto want = (*same)->Run(in, &pool);
+  auto got = (*int8)->Run(in, &pool);
+  ASSERT_TRUE(want.ok() && got.ok());
+  ASSERT_EQ((*want)[0].elements(), (*got)[0].elements());
+  EXPECT_EQ(0, std::memcmp((*want)[0].data<float>(), (*got)[0].data<float>(), (*got)[0].elements() * sizeof(float)))
+      << (native ? "bf16" : "fp32") << " expected";
 }
 
 }  // namespace
