@@ -4,9 +4,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 #include <limits>
@@ -109,9 +112,12 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
   // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and silently take
   // half the connections. SO_REUSEADDR alone still allows a quick restart over TIME_WAIT sockets, and a
   // port that is really in use fails to bind, as it should.
-  s.set_socket_options([](socket_t sock) {
+  // The callback also records the socket, for the backlog below.
+  auto listen_fd = std::make_shared<socket_t>(INVALID_SOCKET);
+  s.set_socket_options([listen_fd](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    *listen_fd = sock;
   });
   s.set_tcp_nodelay(true);  // small JSON replies must not wait for Nagle's algorithm
   // httplib closes a keep-alive connection after 5 requests by default, marking the last answer "Connection:
@@ -128,6 +134,14 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
   if (port <= 0) {
     return absl::UnavailableError(
         absl::StrCat(name, ": cannot listen on ", JoinHostPort(listener.address, listener.port)));
+  }
+  // Debian's httplib listens with a backlog of 5: a burst of new connections (perf_analyzer opens 65 at once at
+  // concurrency 64) overflows the accept queue before the accept loop drains it, and the overflowing clients see
+  // their connection fail (TcpExtListenOverflows counts them). listen() again on the bound socket only raises
+  // the backlog (Linux), here to the system's limit.
+  if (*listen_fd == INVALID_SOCKET || ::listen(*listen_fd, SOMAXCONN) != 0) {
+    return absl::UnavailableError(absl::StrCat(name, ": cannot set the listen backlog on ",
+                                               JoinHostPort(listener.address, port), ": ", std::strerror(errno)));
   }
   l->port_ = port;
   HttpListener* self = l.get();
