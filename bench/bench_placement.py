@@ -97,14 +97,14 @@ def main(argv):
     binary, pa = Path(a.coreserve_bin).resolve(), Path(a.perf_analyzer).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="bench-placement-"))
     rows = []
+    # A server over a missing file would wait, never ready, for the whole start timeout: skip absent models.
     present = [m for m in MODELS if (Path(a.models) / m / "1" / "model.onnx").exists()]
     if not present:
         sys.exit(f"bench_placement: none of {MODELS} in {a.models} (make_bench_models.py writes them)")
-    for model in MODELS:
+    for model in sorted(set(MODELS) - set(present)):
+        print(f"bench_placement: {model} not in {a.models}, skipped", flush=True)
+    for model in present:
         path = Path(a.models) / model / "1" / "model.onnx"
-        if model not in present:  # a server over a missing file would wait, never ready, for the timeout
-            print(f"bench_placement: {path} absent, {model} skipped", flush=True)
-            continue
         for precision in ("fp32", "bf16"):
             proc, ports = start(binary, path, precision, tmp)
             try:

@@ -1,8 +1,8 @@
 #include "runtime/shape_inference.h"
 
 #include <algorithm>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>

@@ -6,15 +6,14 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
-#include <limits>
-#include <condition_variable>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
 
@@ -139,7 +138,11 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
   // concurrency 64) overflows the accept queue before the accept loop drains it, and the overflowing clients see
   // their connection fail (TcpExtListenOverflows counts them). listen() again on the bound socket only raises
   // the backlog (Linux), here to the system's limit.
-  if (*listen_fd == INVALID_SOCKET || ::listen(*listen_fd, SOMAXCONN) != 0) {
+  if (*listen_fd == INVALID_SOCKET) {
+    return absl::InternalError(absl::StrCat(name, ": the listening socket of ", JoinHostPort(listener.address, port),
+                                            " was never seen"));
+  }
+  if (::listen(*listen_fd, SOMAXCONN) != 0) {
     return absl::UnavailableError(absl::StrCat(name, ": cannot set the listen backlog on ",
                                                JoinHostPort(listener.address, port), ": ", std::strerror(errno)));
   }

@@ -19,8 +19,8 @@ namespace coreserve {
 class HttpListener {
  public:
   // Binds `server` (routes already added) and starts serving with up to `threads` connection threads (made as
-  // connections arrive, one per open connection). `name` prefixes
-  // error messages. Unavailable when the address cannot be bound.
+  // connections arrive, one per open connection). `name` prefixes error messages. Unavailable when the address
+  // cannot be bound.
   static absl::StatusOr<std::unique_ptr<HttpListener>> Start(std::unique_ptr<httplib::Server> server,
                                                              const ListenerConfig& listener, const std::string& name,
                                                              int threads);
