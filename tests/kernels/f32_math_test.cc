@@ -66,6 +66,15 @@ TEST(F32Math, ErfAndGeluWithinBound) {
     EXPECT_EQ(out[0], 1.0f) << k.name;
     EXPECT_EQ(out[1], -1.0f) << k.name;
     EXPECT_TRUE(std::isnan(out[2])) << k.name;
+    // GELU's own erf saturates to exactly +-1: no residue of the approximation far from 0.
+    const float far[] = {100.0f, -100.0f, 6.0f, -6.0f, std::numeric_limits<float>::quiet_NaN()};
+    float g_far[5];
+    k.gelu(5, far, g_far);
+    EXPECT_EQ(g_far[0], 100.0f) << k.name;
+    EXPECT_EQ(g_far[1], 0.0f) << k.name;
+    EXPECT_EQ(g_far[2], 6.0f) << k.name;
+    EXPECT_NEAR(g_far[3], 0.5 * -6.0 * std::erfc(6.0 / std::sqrt(2.0)), 1e-8) << k.name;
+    EXPECT_TRUE(std::isnan(g_far[4])) << k.name;
   }
 }
 
