@@ -61,6 +61,8 @@ SANITIZER_E2E := tests/e2e --ignore=tests/e2e/test_deploy.py --ignore=tests/e2e/
 export ASAN_OPTIONS ?= detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1:history_size=7
+# The uninstrumented libraries' reports (see test-tsan above).
+TSAN_RUN_OPTIONS = $(TSAN_OPTIONS):suppressions=$(CURDIR)/tests/tsan_suppressions.txt
 
 test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCORESERVE_SANITIZE=address,undefined \
@@ -73,10 +75,9 @@ test-tsan: deps
 	@cmake -S . -B $(TSAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCORESERVE_SANITIZE=thread \
 	  -DCORESERVE_BUILD_BENCH=OFF -DCORESERVE_PYTHON=$(PYTHON) >/dev/null
 	@cmake --build $(TSAN_BUILD_DIR) -j $(JOBS)
-	@cd $(TSAN_BUILD_DIR) && TSAN_OPTIONS=$(TSAN_OPTIONS):suppressions=$(CURDIR)/tests/tsan_suppressions.txt \
-	  ctest --output-on-failure -j $(JOBS)
-	@TSAN_OPTIONS=$(TSAN_OPTIONS):suppressions=$(CURDIR)/tests/tsan_suppressions.txt \
-	  CORESERVE_BIN=$(CURDIR)/$(TSAN_BUILD_DIR)/coreserve $(PYTHON) -m pytest -q $(SANITIZER_E2E)
+	@cd $(TSAN_BUILD_DIR) && TSAN_OPTIONS=$(TSAN_RUN_OPTIONS) ctest --output-on-failure -j $(JOBS)
+	@TSAN_OPTIONS=$(TSAN_RUN_OPTIONS) CORESERVE_BIN=$(CURDIR)/$(TSAN_BUILD_DIR)/coreserve \
+	  $(PYTHON) -m pytest -q $(SANITIZER_E2E)
 
 # Fuzzing (tests/fuzz/README.md): the parsers' libFuzzer targets built with clang, ASan and UBSan, each run for
 # FUZZ_SECONDS; a finding stops with exit 1 and its input under $(FUZZ_BUILD_DIR)/fuzz-artifacts. Not part of

@@ -26,6 +26,12 @@ inline __m512 Exp(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// |magnitude| (sign bit clear) with x's sign: the odd functions below compute on |x| and restore it.
+inline __m512 WithSignOf(__m512 magnitude, __m512 x) {
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign));
+}
+
 // erf(x): for |x| < 0.5 the Taylor series to x^11 (truncation < 2e-8 there); beyond, Abramowitz & Stegun
 // 7.1.26, 1 - t (a1 + t (a2 + ...)) e^(-x^2) with t = 1 / (1 + p|x|) (absolute error 1.5e-7); the sign is
 // restored at the end.
@@ -51,9 +57,8 @@ inline __m512 Erf(__m512 x) {
   const __m512 l = _mm512_fnmadd_ps(q, Exp(_mm512_sub_ps(_mm512_setzero_ps(), x2)), _mm512_set1_ps(1.0f));
   const __mmask16 small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.5f), _CMP_LT_OQ);
   const __m512 r = _mm512_mask_blend_ps(small, l, s);
-  // Copy x's sign onto the result (NaN stays NaN: both branches produce NaN for a NaN input).
-  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)));
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
+  // NaN stays NaN: both branches produce NaN for a NaN input.
+  return WithSignOf(r, x);
 }
 
 // tanh(x) = sign(x) (1 - 2 / (e^(2|x|) + 1)); below |x| = 0.25, where that form cancels, the odd Taylor series to
@@ -71,9 +76,7 @@ inline __m512 Tanh(__m512 x) {
   s = _mm512_fmadd_ps(s, x2, _mm512_set1_ps(1.0f));
   s = _mm512_mul_ps(s, ax);
   const __mmask16 small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.25f), _CMP_LT_OQ);
-  const __m512 r = _mm512_mask_blend_ps(small, big, s);
-  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)));
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
+  return WithSignOf(_mm512_mask_blend_ps(small, big, s), x);
 }
 
 // erf for GELU: z P(z^2) / Q(z^2), degree 5 over 5, fitted by scripts/fit_gelu_erf.py on |z| <= 3.925, beyond
@@ -81,10 +84,7 @@ inline __m512 Tanh(__m512 x) {
 // about a third of the instructions (no exp, one division): GELU follows every BERT FFN GEMM, and its erf was
 // ~4% of an int8 BERT-base run. In GELU the error is scaled by x / 2, under the epilogue tests' bound.
 inline __m512 ErfForGelu(__m512 z) {
-  const __m512 limit = _mm512_set1_ps(3.925f);
-  // min/max return their second operand when either is NaN, so NaN passes through the clamp.
-  const __m512 zc = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), limit), _mm512_min_ps(limit, z));
-  const __m512 y = _mm512_mul_ps(zc, zc);
+  const __m512 y = _mm512_mul_ps(z, z);
   __m512 p = _mm512_set1_ps(2.031736829e-06f);
   p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(2.874897948e-04f));
   p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(3.873945081e-03f));
@@ -97,13 +97,12 @@ inline __m512 ErfForGelu(__m512 z) {
   q = _mm512_fmadd_ps(q, y, _mm512_set1_ps(1.151410956e-01f));
   q = _mm512_fmadd_ps(q, y, _mm512_set1_ps(5.042918677e-01f));
   q = _mm512_fmadd_ps(q, y, _mm512_set1_ps(1.0f));
-  const __m512 r = _mm512_mul_ps(zc, _mm512_div_ps(p, q));
-  // At and beyond the clamp, exactly +-1, so GELU(-inf) is 0 * -inf = NaN and GELU(-100) is -0, as the scalar
-  // formula gives.
-  const __mmask16 saturated = _mm512_cmp_ps_mask(_mm512_abs_ps(z), limit, _CMP_GE_OQ);
-  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(int(0x80000000u)));
-  const __m512 one = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(_mm512_set1_ps(1.0f)), sign));
-  return _mm512_mask_blend_ps(saturated, r, one);
+  const __m512 r = _mm512_mul_ps(z, _mm512_div_ps(p, q));
+  // From 3.925 on, exactly +-1 (replacing whatever the fit gives there, NaN from inf / inf included), so
+  // GELU(-100) is -0 and GELU(-inf) 0 * -inf = NaN, as the scalar formula gives. A NaN z compares false and
+  // stays NaN.
+  const __mmask16 saturated = _mm512_cmp_ps_mask(_mm512_abs_ps(z), _mm512_set1_ps(3.925f), _CMP_GE_OQ);
+  return _mm512_mask_blend_ps(saturated, r, WithSignOf(_mm512_set1_ps(1.0f), z));
 }
 
 inline __m512 Gelu(__m512 x) {
