@@ -1,28 +1,33 @@
 #include "server/http_listener.h"
 
 #include <httplib.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/log.h"
 
 namespace coreserve {
 
 struct HttpListener::Connections {
   std::mutex mu;
-  std::condition_variable closed;
+  std::condition_variable changed;  // a connection closed, or the accept loop found nothing to accept
   int open = 0;
+  std::uint64_t idle_polls = 0;  // times the accept loop waited kIdleMicros and found no connection
 };
 
 namespace {
@@ -65,6 +70,13 @@ class ConnectionThreads : public httplib::TaskQueue {
     for (std::thread& t : threads_) t.join();
   }
 
+  // Called by the accept loop after kIdleMicros without a connection to accept.
+  void on_idle() override {
+    std::lock_guard<std::mutex> lock(connections_->mu);
+    ++connections_->idle_polls;
+    connections_->changed.notify_all();
+  }
+
  private:
   void Work() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -79,7 +91,7 @@ class ConnectionThreads : public httplib::TaskQueue {
       fn();
       {
         std::lock_guard<std::mutex> count(connections_->mu);
-        if (--connections_->open == 0) connections_->closed.notify_all();
+        if (--connections_->open == 0) connections_->changed.notify_all();
       }
       lock.lock();
     }
@@ -118,6 +130,8 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     *listen_fd = sock;
   });
+  // The accept loop waits this long for a connection before it reports itself idle, which Drain() needs.
+  s.set_idle_interval(0, kIdleMicros);
   s.set_tcp_nodelay(true);  // small JSON replies must not wait for Nagle's algorithm
   // httplib closes a keep-alive connection after 5 requests by default, marking the last answer "Connection:
   // close"; a client whose next request is already on its way races that close and sees the connection reset
@@ -147,6 +161,7 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
                                                JoinHostPort(listener.address, port), ": ", std::strerror(errno)));
   }
   l->port_ = port;
+  l->listen_fd_ = *listen_fd;
   HttpListener* self = l.get();
   l->thread_ = std::thread([self] {
     self->server_->listen_after_bind();
@@ -156,10 +171,32 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(std::unique_pt
 }
 
 void HttpListener::Drain(double seconds) {
-  if (connections_ == nullptr) return;
+  if (connections_ == nullptr || !thread_.joinable()) return;
+  // Closing the listening socket resets the connections queued on it but not yet accepted, and httplib's
+  // stop() makes each accepted connection close without reading its next request: either way a client's request
+  // goes unanswered. So the listener first refuses new connections while the socket stays open, with a filter
+  // that drops the packets opening a connection (SYN without ACK; the filter sees the TCP header at offset 0).
+  // Their clients retry after a second and find the socket closed. Handshakes under way complete, and
+  // established connections wait in the queue to be accepted.
+  sock_filter drop_syn[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),            // the TCP flags
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x02, 0, 2),  // SYN set? else keep
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x10, 1, 0),  // ACK set too? keep
+      BPF_STMT(BPF_RET | BPF_K, 0),                      // drop
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),             // keep the whole packet
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(drop_syn)), drop_syn};
+  if (setsockopt(listen_fd_, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0) {
+    LOG_WARNING("http: cannot stop new connections before closing the listener: ", std::strerror(errno));
+  }
+  // Then it waits until the accept loop has found its queue empty twice: the second time is a whole poll begun
+  // after the filter, so every connection queued before it has been accepted and counted open. And until every
+  // open connection has closed: after a response marked "Connection: close", or idle for the keep-alive timeout.
   std::unique_lock<std::mutex> lock(connections_->mu);
-  connections_->closed.wait_for(lock, std::chrono::duration<double>(seconds),
-                                [this] { return connections_->open == 0; });
+  const std::uint64_t polls = connections_->idle_polls;
+  connections_->changed.wait_for(lock, std::chrono::duration<double>(seconds), [this, polls] {
+    return connections_->idle_polls >= polls + 2 && connections_->open == 0;
+  });
 }
 
 void HttpListener::Stop() {

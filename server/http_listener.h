@@ -27,16 +27,18 @@ class HttpListener {
   ~HttpListener();  // Stop()s
 
   int port() const { return port_; }
-  // Waits until no connection is open, or `seconds` have passed: the shutdown's drain, so that Stop() does not
-  // close a keep-alive connection a client may be sending its next request on. Connections end after a response
-  // marked "Connection: close" (the front end marks them while shutting down) or when idle for the keep-alive
-  // timeout.
+  // The shutdown's drain, so that Stop() closes no connection a client has sent (or is sending) a request on:
+  // refuses new connections, accepts those already queued, then waits until no connection is open, or `seconds`
+  // have passed. Connections end after a response marked "Connection: close" (the front end marks them while
+  // shutting down) or when idle for the keep-alive timeout. Call it once, before Stop().
   void Drain(double seconds);
   // Stops accepting, lets handlers in flight finish, joins the thread. Idempotent.
   void Stop();
 
   // How long an idle keep-alive connection is kept open.
   static constexpr int kKeepAliveSeconds = 5;
+  // How long the accept loop waits for a connection before it reports itself idle (Drain() waits for that).
+  static constexpr int kIdleMicros = 50'000;
   struct Connections;  // the count of open connections, kept by the listener's task queue
 
  private:
@@ -46,6 +48,7 @@ class HttpListener {
   std::thread thread_;
   std::atomic<bool> finished_{false};  // set by thread_ when the serve loop has returned
   int port_ = 0;
+  int listen_fd_ = -1;
 };
 
 // "host:port" for IPv4 and names, "[host]:port" for IPv6 literals.

@@ -120,3 +120,76 @@ def test_sigterm_under_inference_load(models_dir, tmp_path):
     assert code == 0, s.log()
     assert len(good) >= 40 and all(good)
     assert bad == []
+
+
+def test_sigterm_leaves_no_http_request_unanswered(models_dir, tmp_path):
+    """Clients that reconnect after each "Connection: close" keep sending through SIGTERM. Every request on a
+    connection the server accepted gets an answer: the correct one, or 503 "shutting down". A client that cannot
+    connect any more sees its connection refused. No request is met by a reset or a close without an answer:
+    that happens when the listener stops over a connection it had queued or accepted but not yet read."""
+    import collections
+    import http.client
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    s = RunningServer(write_config(tmp_path / "s.yaml", [models_dir]))
+    x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    path = models_dir / "resnet_tiny" / "1" / "model.onnx"
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x})[0]
+    body = json.dumps({"inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": list(x.shape),
+                                   "data": x.ravel().tolist()}]})
+    host, port = s.http.rsplit(":", 1)
+    lock = threading.Lock()
+    outcomes, bad = collections.Counter(), []
+
+    def count(outcome):
+        with lock:
+            outcomes[outcome] += 1
+
+    def client():
+        conn = None
+        while True:
+            if conn is None:
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                try:
+                    conn.connect()
+                except ConnectionError:  # refused, or reset before it was established: no request was sent
+                    return count("refused")
+            try:
+                conn.request("POST", "/v2/models/resnet_tiny/infer", body, {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                answer = json.loads(r.read())
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                with lock:
+                    bad.append(repr(e))
+                return
+            if r.status == 200:
+                got = np.array(answer["outputs"][0]["data"], np.float32).reshape(want.shape)
+                count("ok" if np.allclose(got, want, rtol=1e-4, atol=1e-4) else "wrong")
+            elif r.status == 503 and "shutting down" in answer.get("error", ""):
+                count("503")
+            else:
+                with lock:
+                    bad.append((r.status, answer))
+                return
+            if (r.getheader("Connection") or "").lower() == "close":
+                conn.close()
+                conn = None
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    waiter = threading.Event()
+    for _ in range(3000):
+        if outcomes["ok"] >= 100:
+            break
+        waiter.wait(0.01)  # polling for progress, not timing anything
+    code = s.stop(signal.SIGTERM)
+    for t in threads:
+        t.join(timeout=60)
+    assert code == 0, s.log()
+    assert bad == [], (bad, outcomes)
+    assert outcomes["ok"] >= 100 and outcomes["wrong"] == 0, outcomes
+    assert outcomes["refused"] == len(threads), outcomes  # every client ended on a closed listener
