@@ -148,6 +148,10 @@ def test_sigterm_leaves_no_http_request_unanswered(models_dir, tmp_path):
         with lock:
             outcomes[outcome] += 1
 
+    def fail(what):
+        with lock:
+            bad.append(what)
+
     def client():
         conn = None
         while True:
@@ -156,14 +160,14 @@ def test_sigterm_leaves_no_http_request_unanswered(models_dir, tmp_path):
                 try:
                     conn.connect()
                 except ConnectionError:  # refused, or reset before it was established: no request was sent
-                    return count("refused")
+                    count("refused")
+                    return
             try:
                 conn.request("POST", "/v2/models/resnet_tiny/infer", body, {"Content-Type": "application/json"})
                 r = conn.getresponse()
                 answer = json.loads(r.read())
             except (OSError, http.client.HTTPException, ValueError) as e:
-                with lock:
-                    bad.append(repr(e))
+                fail(repr(e))
                 return
             if r.status == 200:
                 got = np.array(answer["outputs"][0]["data"], np.float32).reshape(want.shape)
@@ -171,8 +175,7 @@ def test_sigterm_leaves_no_http_request_unanswered(models_dir, tmp_path):
             elif r.status == 503 and "shutting down" in answer.get("error", ""):
                 count("503")
             else:
-                with lock:
-                    bad.append((r.status, answer))
+                fail((r.status, answer))
                 return
             if (r.getheader("Connection") or "").lower() == "close":
                 conn.close()
