@@ -9,6 +9,7 @@ Exit status 1 when a scenario's check failed (the report says which and why).
 """
 import argparse
 import asyncio
+import contextlib
 import http.client
 import os
 import secrets
@@ -307,24 +308,55 @@ def phase_table(phases, cap):
     return "\n".join(rows)
 
 
+@contextlib.contextmanager
+def generator_on_last_cpu():
+    """Pins this process (the load generator: every thread it has or starts) to the last CPU it may use and
+    yields that CPU, or None with fewer than 2 CPUs; restores the whole set after."""
+    cpus = set(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        yield None
+        return
+    last = max(cpus)
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), {last})
+    try:
+        yield last
+    finally:
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(tid), cpus)
+
+
 def scenario_soak(args, tmp, out):
-    """Soak: 70% of capacity for --soak-seconds (open loop, gRPC). RSS grows < 5% after the first minute, no
-    request fails, and p99 does not drift up: the typical 10-second p99 of the last third (the median over its
-    windows) within 1.5x of the first third's. The queue holds about a second of the offered load (256 requests
-    at ~220/s), as a deployment run at 70% would size it: the soak looks for leaks and drift, and a stall of this
-    shared host (or of the load generator, which then sends its late arrivals at once) longer than the default
+    """Soak: 70% of capacity for --soak-seconds (open loop, gRPC) on one instance pinned to the first CPU
+    (`groups: [1]`), the load generator pinned to the last, as if it ran on another host. RSS grows < 5% after
+    the first minute, no request fails, and p99 does not drift up: the lower quartile of the last third's
+    10-second p99s within 1.5x of the first third's. The queue holds about a second of the offered load (256
+    requests), as a deployment run at 70% would size it: a stall of this shared host longer than the default
     queue's ~0.3 s would otherwise be refused. Refusals at the queue's bound are the overload scenario's test."""
-    repo = mlp_repo(tmp, "soak", "max_batch_size: 8\nmax_queue_size: 256\ndynamic_batching: {}\n")
+    repo = mlp_repo(tmp, "soak", "max_batch_size: 8\nmax_queue_size: 256\ndynamic_batching: {}\ngroups: [1]\n")
     workload = mlp_workload(repo / "load_mlp" / "1" / "model.onnx")
     server = Server(args.coreserve_bin, tmp, repo, "log_level: warning\n", "soak")
     server.wait_ready()
     checks = Checks()
     seconds = args.soak_seconds
+    compute, sampling = [], threading.Event()
+
+    def sample_compute():  # the server's own time per execution: how fast the host ran the model, per minute
+        while not sampling.wait(10):
+            compute.append((time.perf_counter() - t0, server.metric("coreserve_compute_duration_seconds_sum"),
+                            server.metric("coreserve_compute_duration_seconds_count")))
+    # With the generator's Python and gRPC threads beside the model's two compute threads, each preemption
+    # stalled a whole parallel GEMM: calm 10-s p99s were ~25 ms. Apart, they are ~9 ms (session 12, 300 s each).
     try:
-        cap = capacity("grpc", server, workload)
-        t0 = time.perf_counter()
-        offset = t0 - server.t0
-        records = run_load("grpc", server.grpc, workload, t0, "open", phases=[(seconds, 0.7 * cap)])
+        with generator_on_last_cpu() as cpu:
+            cap = capacity("grpc", server, workload)
+            t0 = time.perf_counter()
+            offset = t0 - server.t0
+            sampler = threading.Thread(target=sample_compute, daemon=True)
+            sampler.start()
+            records = run_load("grpc", server.grpc, workload, t0, "open", phases=[(seconds, 0.7 * cap)])
+            sampling.set()
+            sampler.join()
     finally:
         code = server.stop()
     rss = [(t - offset, m) for t, m in server.rss]
@@ -342,22 +374,36 @@ def scenario_soak(args, tmp, out):
                                 f"{failed_seconds[0]} s" if failed_seconds else ""))
     checks.expect(f"RSS growth after {warm:.0f} s warm-up < 5%", growth < 0.05,
                   f"{after_warm[0]:.1f} -> {max(after_warm[-40:]):.1f} MB ({100 * growth:+.2f}%)")
-    # A soak looks for degradation over time: a p99 that creeps up as queues, heaps or caches grow moves the
-    # typical window of the last third. Single slow seconds on this shared machine (other tenants; see the plot)
-    # decide a third's overall p99 instead, so that is reported but not judged.
-    def typical_p99(start, end):
+    # Drift the server causes (growing queues, heaps, maps, fragmentation) persists: it lifts every window of
+    # the last third, so it lifts the third's lower quartile of 10-s p99s. This host's slow stretches (its
+    # speed varies by 10-20% for a minute or two, which at 70% load multiplies the p99) lift some windows and
+    # leave that floor. Session 12 measured it: windows' p99 followed the server's own compute time per
+    # execution (correlation 0.75), not the generator's event-loop lag (0.23), and resampling measured windows
+    # in minute blocks, the thirds' medians differed by > 1.5x in 16% of drift-free runs, the floors in 2%; a
+    # drift doubling p99 over the run fails the floor check ~70% of the time. The medians are reported.
+    def window_p99s(start, end):
         windows = [loadgen.summarize(records, w, w + 10)["p99_ms"] for w in range(int(start), int(end) - 9, 10)]
-        windows = sorted(w for w in windows if w == w)  # NaN: a window without answers
-        return windows[len(windows) // 2] if windows else float("nan")
-    early_typical, late_typical = typical_p99(warm, warm + third), typical_p99(seconds - third, seconds)
-    checks.expect("p99 stable: the last third's median 10-s p99 <= 1.5x the first third's (after warm-up)",
-                  late_typical <= 1.5 * early_typical,
-                  f"{early_typical:.1f} -> {late_typical:.1f} ms (whole thirds' p99: {early['p99_ms']:.1f} -> "
-                  f"{late['p99_ms']:.1f} ms)")
+        return np.array([w for w in windows if w == w])  # NaN: a window without answers
+    early_w, late_w = window_p99s(warm, warm + third), window_p99s(seconds - third, seconds)
+    q = lambda w, f: float(np.quantile(w, f)) if len(w) else float("nan")  # noqa: E731
+    checks.expect("p99 stable: the lower quartile of the last third's 10-s p99s <= 1.5x the first third's "
+                  "(after warm-up)", q(late_w, 0.25) <= 1.5 * q(early_w, 0.25),
+                  f"{q(early_w, 0.25):.1f} -> {q(late_w, 0.25):.1f} ms (medians {q(early_w, 0.5):.1f} -> "
+                  f"{q(late_w, 0.5):.1f} ms; whole thirds' p99 {early['p99_ms']:.1f} -> {late['p99_ms']:.1f} ms)")
     checks.expect("the server exited cleanly", code == 0, code)
     plots.timeline(records, rss, out / "soak.png", f"Soak: 70% of capacity for {seconds:.0f} s (gRPC, open loop)")
-    rows = ["| minute | served /s | p50 ms | p99 ms |", "|---|---|---|---|"]
-    rows += [f"| {i + 1} | {m['ok_per_s']:.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} |" for i, m in enumerate(minutes)]
+
+    def compute_ms(start, end):  # mean seconds per execution between the samples nearest start and end
+        inside = [c for c in compute if start <= c[0] <= end + 5]
+        if len(inside) < 2 or inside[-1][2] <= inside[0][2]:
+            return float("nan")
+        return 1e3 * (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2])
+    where = f"the generator on CPU {cpu}" if cpu is not None else "one CPU: the generator shares it"
+    rows = [f"One instance on the first CPU, {where}. Compute: the server's mean time per execution "
+            "(`coreserve_compute_duration_seconds`), which shows how fast the host ran the model that minute.", "",
+            "| minute | served /s | p50 ms | p99 ms | compute ms |", "|---|---|---|---|---|"]
+    rows += [f"| {i + 1} | {m['ok_per_s']:.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | "
+             f"{compute_ms(60 * i, 60 * i + 60):.2f} |" for i, m in enumerate(minutes)]
     return checks, "\n".join(rows) + "\n\n![soak timeline](soak.png)"
 
 
