@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 
+#include "kernels/gemm/sgemm.h"
 #include "runtime/graph_rewrite.h"
 
 namespace coreserve::runtime {
@@ -710,6 +711,48 @@ int FuseMatMulResidual(Graph& g) {
     mm.inputs.push_back(residual);
     mm.outputs[0] = g.nodes[add].outputs[0];
     g.nodes[add].dead = true;
+    ++fused;
+  }
+  g.RebuildEdges();
+  return fused;
+}
+
+int FuseMatMulSplit(Graph& g) {
+  g.RebuildEdges();
+  int fused = 0;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& split = g.nodes[i];
+    if (!IsOp(split, "Split") || split.inputs.empty()) continue;
+    const int wide = split.inputs[0];
+    const int mm = LiveProducer(g, wide);
+    if (mm < 0 || !IsOp(g.nodes[mm], "FusedMatMul", "coreserve") || g.nodes[mm].inputs.size() != 3 ||
+        g.nodes[mm].attributes.Has("split") || SoleConsumer(g, wide) != static_cast<int>(i)) {
+      continue;
+    }
+    const int64_t axis = split.attributes.Int("axis", 0).value_or(0);
+    if (axis != -1 && KnownRank(g, wide) != axis + 1) continue;
+    // The widths, as the Split itself would read them (attribute before opset 13, input after; else equal parts).
+    std::vector<int64_t> sizes = split.attributes.Ints("split", {}).value_or(std::vector<int64_t>{});
+    if (split.opset >= 13 && split.inputs.size() > 1 && split.inputs[1] >= 0) {
+      const auto& c = g.values[split.inputs[1]].constant;
+      if (!c || c->type() != DataType::kInt64) continue;
+      sizes.assign(c->data<int64_t>(), c->data<int64_t>() + c->elements());
+    }
+    const int64_t n = g.values[g.nodes[mm].inputs[1]].constant->dim(1);
+    const int64_t parts = static_cast<int64_t>(split.outputs.size());
+    if (sizes.empty() && !split.attributes.Has("num_outputs") && n % parts == 0) sizes.assign(parts, n / parts);
+    // Every range must start on a packed panel, where the GEMM's column tiles start.
+    bool fits = static_cast<int64_t>(sizes.size()) == parts;
+    int64_t begin = 0;
+    for (int64_t width : sizes) {
+      fits = fits && width > 0 && begin % kernels::SgemmNStep() == 0;
+      begin += width;
+    }
+    for (int out : split.outputs) fits = fits && out >= 0;
+    if (!fits || begin != n) continue;
+    g.nodes[mm].outputs = split.outputs;
+    g.nodes[mm].attributes.Set("split", sizes);
+    g.nodes[i].dead = true;
     ++fused;
   }
   g.RebuildEdges();

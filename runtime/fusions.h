@@ -41,6 +41,12 @@ int MergeSiblingMatMuls(Graph& graph);
 // epilogue (a transformer's residual connection before its LayerNorm); run after MergeSiblingMatMuls.
 int FuseMatMulResidual(Graph& graph);
 
+// FusedMatMul (no residual) whose output only a Split along the last axis reads -> the FusedMatMul with a `split`
+// attribute and the Split's outputs, each column range stored straight into its own tensor: the merged Q|K|V
+// projection (and GPT-2's c_attn) without copying its product again. Ranges must start on packed panels
+// (multiples of kernels::SgemmNStep()); run after FuseMatMulResidual.
+int FuseMatMulSplit(Graph& graph);
+
 // Reshape(Transpose(Reshape(X, [-1, d2, d3]), [0, 2, 1]), [d0, d1, d3, d2]) for a rank-4 X, the shape targets
 // proved from Shape(X) symbolically (the dynamo exporter's K^T in attention) -> Transpose(X, [0, 1, 3, 2]).
 int FuseSwapLastAxesReshapes(Graph& graph);

@@ -93,6 +93,7 @@ absl::Status Optimize(Graph& graph) {
   FuseMatMulActivation(graph);
   MergeSiblingMatMuls(graph);
   FuseMatMulResidual(graph);
+  FuseMatMulSplit(graph);
   FuseSwapLastAxesReshapes(graph);
   ComposeTransposes(graph);
   FusePermutedMatMul(graph);

@@ -1,14 +1,17 @@
 #include "runtime/ops/gemm_util.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <vector>
 
 namespace coreserve::runtime {
 
 void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
-                  const std::function<kernels::SgemmArgs(int64_t)>& args_of) {
+                  const std::function<kernels::SgemmArgs(int64_t)>& args_of,
+                  const std::vector<GemmOutputSegment>& segments) {
   if (batches <= 0 || m <= 0 || n <= 0) return;
+  assert(segments.empty() || batches == 1);
   const int64_t step = kernels::SgemmNStep();
   const int64_t threads = ctx.pool ? ctx.pool->threads() : 1;
   auto round_up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
@@ -112,7 +115,21 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
       const int64_t mi = rest / n_tiles, ni = rest % n_tiles;
       kernels::SgemmArgs args = args_of(batch);
       if (!quantized.empty()) args.a_quantized = &quantized[batch];
-      kernels::Sgemm(args, mi * mb, std::min(m, (mi + 1) * mb), ni * nb, std::min(n, (ni + 1) * nb));
+      const int64_t i0 = mi * mb, i1 = std::min(m, (mi + 1) * mb), j0 = ni * nb, j1 = std::min(n, (ni + 1) * nb);
+      if (segments.empty()) {
+        kernels::Sgemm(args, i0, i1, j0, j1);
+        continue;
+      }
+      // A tile may straddle segments: one call per part, each storing into its segment's matrix. The kernels
+      // address C by the product's column j (as they do B's panels and the bias), so the base handed to them is
+      // the segment's matrix shifted back by `begin` columns; they only touch columns >= begin through it.
+      for (const GemmOutputSegment& s : segments) {
+        const int64_t s0 = std::max(j0, s.begin), s1 = std::min(j1, s.begin + s.width);
+        if (s0 >= s1) continue;
+        args.c = s.c - s.begin;
+        args.ldc = s.ldc;
+        kernels::Sgemm(args, i0, i1, s0, s1);
+      }
     }
   };
   const int64_t total = batches * m_tiles * n_tiles;

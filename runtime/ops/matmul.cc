@@ -126,8 +126,11 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeGemm(const Graph& graph, const Nod
 
 // coreserve::FusedMatMul(A, W, bias[, residual]), made by the optimizer from MatMul + Add (+ Relu/GELU) (+ Add):
 // A [..., K] times the constant matrix W [K, N], plus bias [N], plus the residual (in the epilogue when it has
-// the output's shape, else broadcast afterwards), then the activation, all in one GEMM pass.
+// the output's shape, else broadcast afterwards), then the activation, all in one GEMM pass. With `split` (the
+// widths of consecutive column ranges, one output each; no residual), the product's last axis is split as a
+// Split after it would, each range stored straight into its own output.
 absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, const Node& node) {
+  ASSIGN_OR_RETURN(std::vector<int64_t> split, node.attributes.Ints("split", {}));
   const auto activation = node.attributes.String("activation", "none");
   if (!activation.ok()) return activation.status();
   kernels::SgemmActivation act = kernels::SgemmActivation::kNone;
@@ -143,6 +146,18 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
     return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": W and bias must be constants"));
   }
   const Tensor w = *wv.constant, bias = *bv.constant;
+  if (!split.empty()) {
+    int64_t total = 0;
+    bool aligned = true;
+    for (int64_t width : split) {
+      aligned = aligned && width > 0 && total % kernels::SgemmNStep() == 0;
+      total += width;
+    }
+    if (!aligned || total != wv.constant->dim(1) || split.size() != node.outputs.size() || node.inputs.size() > 3) {
+      return absl::InvalidArgumentError(absl::StrCat(node.Describe(), ": split does not fit W ",
+                                                     ShapeString(wv.constant->shape()), " and the outputs"));
+    }
+  }
   std::shared_ptr<const kernels::SgemmPackedB> packed = PackConstantB(graph, node, false, false);
   return std::unique_ptr<OpKernel>(new FunctionKernel([=](OpContext& ctx) -> absl::Status {
     const Tensor& a = ctx.in(0);
@@ -151,22 +166,38 @@ absl::StatusOr<std::unique_ptr<OpKernel>> MakeFusedMatMul(const Graph& graph, co
       return ctx.Error(absl::StrCat("A ", ShapeString(a.shape()), " does not match W ", ShapeString(w.shape())));
     }
     Shape out_shape = a.shape();
-    out_shape.back() = n;
-    Tensor& out = ctx.Output(0, DataType::kFloat32, out_shape);
     const int64_t m = k == 0 ? 0 : a.elements() / k;
-    const Tensor* residual = ctx.has(3) ? ctx.inputs[3] : nullptr;
-    const bool residual_in_gemm = residual && residual->shape() == out_shape && residual->type() == DataType::kFloat32;
-    ParallelGemm(ctx, 1, m, n, [&](int64_t) {
+    auto args = [&](float* c) {
       kernels::SgemmArgs p;
       p.m = m; p.n = n; p.k = k;
       p.a = a.data<float>(); p.lda = k;
       p.b = w.data<float>(); p.ldb = n;
       p.packed_b = packed.get();
-      p.c = out.data<float>(); p.ldc = n;
+      p.c = c; p.ldc = n;
       p.bias = bias.data<float>();
+      p.activation = act;
+      return p;
+    };
+    if (!split.empty()) {
+      std::vector<GemmOutputSegment> segments;
+      int64_t begin = 0;
+      for (std::size_t i = 0; i < split.size(); ++i) {
+        out_shape.back() = split[i];
+        Tensor& out = ctx.Output(i, DataType::kFloat32, out_shape);
+        segments.push_back({begin, split[i], out.data<float>(), split[i]});
+        begin += split[i];
+      }
+      ParallelGemm(ctx, 1, m, n, [&](int64_t) { return args(nullptr); }, segments);
+      return absl::OkStatus();
+    }
+    out_shape.back() = n;
+    Tensor& out = ctx.Output(0, DataType::kFloat32, out_shape);
+    const Tensor* residual = ctx.has(3) ? ctx.inputs[3] : nullptr;
+    const bool residual_in_gemm = residual && residual->shape() == out_shape && residual->type() == DataType::kFloat32;
+    ParallelGemm(ctx, 1, m, n, [&](int64_t) {
+      kernels::SgemmArgs p = args(out.data<float>());
       p.residual = residual_in_gemm ? residual->data<float>() : nullptr;
       p.ldr = n;
-      p.activation = act;
       return p;
     });
     if (residual && !residual_in_gemm) return AddResidual(ctx, out, *residual, /*relu=*/false);
