@@ -140,7 +140,7 @@ bench-models: build
 	@$(EXPORT_PYTHON) scripts/make_bench_models.py --out $(BUILD_DIR)/bench-models
 	@cp -rn $(BUILD_DIR)/models/bert_tiny $(BUILD_DIR)/models/resnet_tiny $(BUILD_DIR)/bench-models/
 	@$(EXPORT_PYTHON) bench/bench_models.py --bench-bin $(BUILD_DIR)/bench/bench_session --coreserve-bin $(BUILD_DIR)/coreserve \
-	  --models $(BUILD_DIR)/bench-models --json $(BUILD_DIR)/bench_models.json --markdown $(BUILD_DIR)/bench_models.md
+	  --models $(BUILD_DIR)/bench-models --repeat 3 --json $(BUILD_DIR)/bench_models.json --markdown $(BUILD_DIR)/bench_models.md
 
 # Serving: coreserve against MLServer (its own venv, .venv-mlserver, serving the same ONNX files through ONNX
 # Runtime) over HTTP JSON and gRPC at concurrency 1-16, perf_analyzer against coreserve, and BERT-base served vs
