@@ -62,8 +62,11 @@ std::vector<StepCost> EstimateStepCosts(const Session& whole, const std::vector<
     const double y_elems = Elements(y);
     if (IsMatMulLike(node.op_type)) {
       // Y = op(A) op(B): each of Y's elements is a dot product over K, and A has (Y's rows) x K elements
-      // whatever its transposition or permutation: K = |A| x N / |Y|.
-      out[s].flops = 2.0 * Elements(sh.inputs[0]) * static_cast<double>(y.back());
+      // whatever its transposition or permutation: K = |A| x N / |Y|. A FusedMatMul storing a split product has
+      // N spread over its outputs.
+      double n = 0;
+      for (const Shape& o : sh.outputs) n += o.empty() ? 0.0 : static_cast<double>(o.back());
+      out[s].flops = 2.0 * Elements(sh.inputs[0]) * n;
     } else if (IsConvLike(node.op_type) && !sh.inputs[1].empty()) {
       // Each output element sums C/group x kH x kW products: the weights' elements per output channel.
       out[s].flops = 2.0 * y_elems * Elements(sh.inputs[1]) / static_cast<double>(sh.inputs[1][0]);
