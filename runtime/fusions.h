@@ -43,8 +43,8 @@ int FuseMatMulResidual(Graph& graph);
 
 // FusedMatMul (no residual) whose output only a Split along the last axis reads -> the FusedMatMul with a `split`
 // attribute and the Split's outputs, each column range stored straight into its own tensor: the merged Q|K|V
-// projection (and GPT-2's c_attn) without copying its product again. Ranges must start on packed panels
-// (multiples of kernels::SgemmNStep()); run after FuseMatMulResidual.
+// projection without copying its product again (GPT-2's c_attn, with a Reshape before its Split, is not matched).
+// Ranges must start on packed panels (multiples of kernels::SgemmNStep()); run after FuseMatMulResidual.
 int FuseMatMulSplit(Graph& graph);
 
 // Reshape(Transpose(Reshape(X, [-1, d2, d3]), [0, 2, 1]), [d0, d1, d3, d2]) for a rank-4 X, the shape targets

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -92,6 +93,43 @@ inline onnx::ModelProto TinyMatMulModel(bool list_initializer_as_input = false) 
   node->add_input("W");
   node->add_output("y");
   AddTensorValue(g->add_output(), "y", onnx::TensorProto::FLOAT, {"batch", "2"});
+  return m;
+}
+
+// y0, y1, ... = Split(MatMul(x, W) + b, widths) along `axis`, with x: float[n, k], W: float[k, sum(widths)] and b
+// initializers of smooth nonzero values: a merged Q|K|V projection as the optimizer sees it.
+inline onnx::ModelProto MatMulBiasSplitModel(int64_t k, const std::vector<int64_t>& widths, int64_t axis) {
+  int64_t n = 0;
+  for (int64_t w : widths) n += w;
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("matmul_split");
+  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", std::to_string(k)});
+  std::vector<float> w(static_cast<std::size_t>(k * n)), b(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(static_cast<float>(i) * 0.29f);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 0.05f * static_cast<float>(i) - 4;
+  AddFloatInitializer(g, "W", {k, n}, w);
+  AddFloatInitializer(g, "b", {n}, b);
+  AddInt64Initializer(g, "widths", {static_cast<int64_t>(widths.size())}, widths);
+  AddOnnxNode(g, "MatMul", {"x", "W"}, "xw");
+  AddOnnxNode(g, "Add", {"xw", "b"}, "h");
+  auto* split = g->add_node();
+  split->set_op_type("Split");
+  split->set_name("split");
+  split->add_input("h");
+  split->add_input("widths");
+  auto* a = split->add_attribute();
+  a->set_name("axis");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(axis);
+  for (std::size_t i = 0; i < widths.size(); ++i) {
+    std::string name = "y";
+    name += std::to_string(i);
+    split->add_output(name);
+    AddTensorValue(g->add_output(), name, onnx::TensorProto::FLOAT, {"n", std::to_string(widths[i])});
+  }
   return m;
 }
 

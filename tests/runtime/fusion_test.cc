@@ -18,9 +18,9 @@ namespace coreserve::runtime {
 namespace {
 
 using coreserve::testing::AddFloatInitializer;
-using coreserve::testing::AddInt64Initializer;
 using coreserve::testing::AddOnnxNode;
 using coreserve::testing::AddTensorValue;
+using coreserve::testing::MatMulBiasSplitModel;
 using coreserve::testing::TempDir;
 using coreserve::testing::WriteModel;
 
@@ -172,37 +172,9 @@ TEST(Fusions, ConvAddReluFromTorchvisionBlocks) {
   ExpectSameOutputs(path, {Random(DataType::kFloat32, {2, 3, 64, 64}, rng)});
 }
 
-// x [n, 48] -> MatMul(W [48, 160]) + b -> Split(axis -1, widths) -> three graph outputs, as a merged Q|K|V
-// projection or GPT-2's c_attn writes them.
-onnx::ModelProto MatMulThenSplit(const std::vector<int64_t>& widths) {
-  onnx::ModelProto m;
-  m.set_ir_version(8);
-  m.add_opset_import()->set_version(17);
-  auto* g = m.mutable_graph();
-  g->set_name("matmul_split");
-  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"n", "48"});
-  std::vector<float> w(48 * 160), b(160);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(static_cast<float>(i) * 0.29f);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 0.05f * static_cast<float>(i) - 4;
-  AddFloatInitializer(g, "W", {48, 160}, w);
-  AddFloatInitializer(g, "b", {160}, b);
-  AddInt64Initializer(g, "widths", {3}, widths);
-  AddOnnxNode(g, "MatMul", {"x", "W"}, "xw");
-  AddOnnxNode(g, "Add", {"xw", "b"}, "h");
-  auto* split = AddOnnxNode(g, "Split", {"h", "widths"}, "y0");
-  split->add_output("y1");
-  split->add_output("y2");
-  auto* axis = split->add_attribute();
-  axis->set_name("axis");
-  axis->set_type(onnx::AttributeProto::INT);
-  axis->set_i(-1);
-  for (const char* out : {"y0", "y1", "y2"}) AddTensorValue(g->add_output(), out, onnx::TensorProto::FLOAT, {"n", "w"});
-  return m;
-}
-
 TEST(Fusions, MatMulStoresEachSplitRangeInItsOwnOutput) {
   const auto dir = TempDir("fuse-split");
-  const std::string path = WriteModel(MatMulThenSplit({64, 32, 64}), dir / "model.onnx");
+  const std::string path = WriteModel(MatMulBiasSplitModel(48, {64, 32, 64}, -1), dir / "model.onnx");
   auto fused = Session::Load(path);
   ASSERT_TRUE(fused.ok()) << fused.status();
   EXPECT_EQ(Count((*fused)->graph(), "Split"), 0);
@@ -231,7 +203,7 @@ TEST(Fusions, MatMulStoresEachSplitRangeInItsOwnOutput) {
 
 TEST(Fusions, SplitOffThePackedPanelsStaysASplit) {
   const auto dir = TempDir("fuse-split-unaligned");
-  const std::string path = WriteModel(MatMulThenSplit({40, 56, 64}), dir / "model.onnx");
+  const std::string path = WriteModel(MatMulBiasSplitModel(48, {40, 56, 64}, -1), dir / "model.onnx");
   auto fused = Session::Load(path);
   ASSERT_TRUE(fused.ok()) << fused.status();
   EXPECT_EQ(Count((*fused)->graph(), "Split"), 1);  // 40 does not start the second range on a 32-column panel

@@ -124,29 +124,7 @@ TEST(Pipeline, StepCostsCountEachGemmsAndConvolutionsArithmetic) {
 
 TEST(Pipeline, StepCostOfASplitProductCountsEveryOutput) {
   // x [3, 16] x W [16, 96] + b, split into 32-column thirds: optimized into one FusedMatMul with three outputs.
-  using coreserve::testing::AddFloatInitializer;
-  using coreserve::testing::AddInt64Initializer;
-  using coreserve::testing::AddOnnxNode;
-  using coreserve::testing::AddTensorValue;
-  onnx::ModelProto m;
-  m.set_ir_version(8);
-  m.add_opset_import()->set_version(17);
-  auto* g = m.mutable_graph();
-  g->set_name("matmul-split");
-  AddTensorValue(g->add_input(), "x", onnx::TensorProto::FLOAT, {"3", "16"});
-  AddFloatInitializer(g, "W", {16, 96}, std::vector<float>(16 * 96, 0.25f));
-  AddFloatInitializer(g, "b", {96}, std::vector<float>(96, 1.0f));
-  AddInt64Initializer(g, "widths", {3}, {32, 32, 32});
-  AddOnnxNode(g, "MatMul", {"x", "W"}, "xw");
-  AddOnnxNode(g, "Add", {"xw", "b"}, "h");
-  auto* split = AddOnnxNode(g, "Split", {"h", "widths"}, "q");
-  split->add_output("k");
-  split->add_output("v");
-  auto* axis = split->add_attribute();
-  axis->set_name("axis");
-  axis->set_type(onnx::AttributeProto::INT);
-  axis->set_i(1);
-  for (const char* out : {"q", "k", "v"}) AddTensorValue(g->add_output(), out, onnx::TensorProto::FLOAT, {"3", "32"});
+  const onnx::ModelProto m = coreserve::testing::MatMulBiasSplitModel(16, {32, 32, 32}, 1);
   const auto dir = coreserve::testing::TempDir("pipeline-split-cost");
   auto whole = Session::Load(coreserve::testing::WriteModel(m, dir / "model.onnx"));
   ASSERT_TRUE(whole.ok()) << whole.status();
