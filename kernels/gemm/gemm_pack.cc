@@ -155,10 +155,10 @@ void QuantizeRowU8Reference(const float* a, int64_t k, uint8_t* q, float* scale,
     lo = std::min(lo, a[l]);
     hi = std::max(hi, a[l]);
   }
-  float s, z;
-  RowQuantParams(lo, hi, &s, &z);
+  float s, inv, z;
+  RowQuantParams(lo, hi, &s, &inv, &z);
   for (int64_t l = 0; l < k; ++l) {
-    float v = std::nearbyint(a[l] / s) + z;
+    float v = std::nearbyint(a[l] * inv) + z;
     v = v > 0.0f ? v : 0.0f;  // also maps NaN to 0, as the vector max does
     v = v < 255.0f ? v : 255.0f;
     q[l] = static_cast<uint8_t>(v);

@@ -22,7 +22,7 @@ constexpr int64_t kMc = 96;  // rows of A brought in per block: 96 x K bytes (28
 
 // Row a[0:k] quantized to u8 in q, bit for bit as QuantizeRowU8Reference: the running min/max are compare-and-
 // select (a NaN compares false and is skipped, as in std::min/max; -0.0 never replaces the initial +0.0, so the
-// lane reduction cannot see a signed zero), the division and round to nearest even are the same IEEE operations,
+// lane reduction cannot see a signed zero), the multiplication and round to nearest even are the same IEEE operations,
 // and fmaxnm(v, 0) maps NaN to 0 as `v > 0 ? v : 0` does.
 void QuantizeRow(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
   float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
@@ -37,21 +37,21 @@ void QuantizeRow(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* z
     lo_s = std::min(lo_s, a[l]);
     hi_s = std::max(hi_s, a[l]);
   }
-  float s, z;
-  RowQuantParams(lo_s, hi_s, &s, &z);
-  const float32x4_t vs = vdupq_n_f32(s), vz = vdupq_n_f32(z);
+  float s, inv, z;
+  RowQuantParams(lo_s, hi_s, &s, &inv, &z);
+  const float32x4_t vinv = vdupq_n_f32(inv), vz = vdupq_n_f32(z);
   l = 0;
   for (; l + 8 <= k; l += 8) {
     uint32x4_t u[2];
     for (int h = 0; h < 2; ++h) {
-      float32x4_t v = vaddq_f32(vrndnq_f32(vdivq_f32(vld1q_f32(a + l + 4 * h), vs)), vz);
+      float32x4_t v = vaddq_f32(vrndnq_f32(vmulq_f32(vld1q_f32(a + l + 4 * h), vinv)), vz);
       v = vminq_f32(vmaxnmq_f32(v, vdupq_n_f32(0.0f)), vdupq_n_f32(255.0f));
       u[h] = vcvtq_u32_f32(v);
     }
     vst1_u8(q + l, vmovn_u16(vcombine_u16(vmovn_u32(u[0]), vmovn_u32(u[1]))));
   }
   for (; l < k; ++l) {
-    float v = std::nearbyint(a[l] / s) + z;
+    float v = std::nearbyint(a[l] * inv) + z;
     v = v > 0.0f ? v : 0.0f;
     v = v < 255.0f ? v : 255.0f;
     q[l] = static_cast<uint8_t>(v);

@@ -119,20 +119,20 @@ void QuantizeRow(const float* a, int64_t k, int16_t* q, float* scale, int32_t* z
       hi_s = std::max(hi_s, a[l2]);
     }
   }
-  float s, z;
-  RowQuantParams(lo_s, hi_s, &s, &z);
-  const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(z);
+  float s, inv, z;
+  RowQuantParams(lo_s, hi_s, &s, &inv, &z);
+  const __m256 vinv = _mm256_set1_ps(inv), vz = _mm256_set1_ps(z);
   const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
   for (t = 0; t + 8 <= k; t += 8) {
     __m256 v = _mm256_add_ps(
-        _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(a + t), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(a + t), vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
     v = _mm256_min_ps(_mm256_max_ps(v, zero), top);  // max first: it returns 0 for NaN
     const __m256i w = _mm256_cvttps_epi32(v);
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(w, w), _MM_SHUFFLE(3, 1, 2, 0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t), _mm256_castsi256_si128(packed));
   }
   for (; t < k; ++t) {
-    float v = std::nearbyint(a[t] / s) + z;
+    float v = std::nearbyint(a[t] * inv) + z;
     v = v > 0.0f ? v : 0.0f;
     v = v < 255.0f ? v : 255.0f;
     q[t] = static_cast<int16_t>(v);

@@ -85,6 +85,13 @@ constexpr int64_t kWidePanels[kWideRows + 1] = {0, 4, 4, 2, 2};
 constexpr AccumulateFn kWide[kWideRows + 1] = {nullptr, Accumulate<1, 4>, Accumulate<2, 4>, Accumulate<3, 2>,
                                                Accumulate<4, 2>};
 
+// Requests a tile's rows of C (and of the residual) before its K loop, as the fp32 kernels do: a C larger than
+// the caches (512 x 3072 fp32 is 6 MB) otherwise stalls the epilogue's stores.
+void PrefetchRows(const float* c, int64_t ldc, int64_t rows, const float* residual, int64_t ldr) {
+  const GemmEpilogue residual_only{nullptr, SgemmActivation::kNone, residual, ldr};
+  avx512::PrefetchTile(c, ldc, static_cast<int>(rows), residual ? &residual_only : nullptr);
+}
+
 // C[i0:i0+rows, j0:j0+32] from the tile's exact sums: the zero-point corrections, then int32 out or the fp32
 // epilogue.
 void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow* row_params, const TileColumns& col,
@@ -124,26 +131,53 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
 
 }  // namespace
 
-// Row a[0:k] quantized to u8 in q (QuantizeRowU8Reference, bit for bit): the min/max ignore NaN the same way
-// (vminps returns its second operand, the running value, when the first is NaN), and lanes past k load as 0,
-// which the range contains anyway.
+// Row a[0:k] quantized to u8 in q (QuantizeRowU8Reference, bit for bit). The range: vminps/vmaxps return their
+// second operand, the running value, when the first is NaN, so NaN is skipped as std::min/max skip it, and -0.0
+// never replaces the initial +0.0; four running pairs, because one pair is a chain of dependent min/max that
+// left the scan latency-bound. The values: round(a * r) to int32 (nearest even, as nearbyint), + z, then the
+// clamp to [0, 255] by saturating packs (or max(0) and vpmovusdb's unsigned saturation). NaN and out-of-range
+// products convert to INT32_MIN and so end at 0, as the reference's `v > 0 ? v : 0` maps NaN; a product out of range
+// can only be NaN here (|a * r| <= ~255 for finite a; infinite a makes r = 0).
 void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
-  __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-  for (int64_t t = 0; t < k; t += 16) {
-    const __m512 x = _mm512_maskz_loadu_ps(avx512::ColumnMask(k - t), a + t);
-    lo = _mm512_min_ps(x, lo);
-    hi = _mm512_max_ps(x, hi);
+  __m512 lo[4], hi[4];
+  for (int u = 0; u < 4; ++u) lo[u] = hi[u] = _mm512_setzero_ps();
+  int64_t t = 0;
+  for (; t + 64 <= k; t += 64) {
+    for (int u = 0; u < 4; ++u) {
+      const __m512 x = _mm512_loadu_ps(a + t + 16 * u);
+      lo[u] = _mm512_min_ps(x, lo[u]);
+      hi[u] = _mm512_max_ps(x, hi[u]);
+    }
   }
-  float s, z;
-  RowQuantParams(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), &s, &z);
-  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
-  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
-  for (int64_t t = 0; t < k; t += 16) {
+  for (; t < k; t += 16) {
+    const __m512 x = _mm512_maskz_loadu_ps(avx512::ColumnMask(k - t), a + t);  // lanes past k are 0, in range
+    lo[0] = _mm512_min_ps(x, lo[0]);
+    hi[0] = _mm512_max_ps(x, hi[0]);
+  }
+  const __m512 lo_all = _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3]));
+  const __m512 hi_all = _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3]));
+  float s, inv, z;
+  RowQuantParams(_mm512_reduce_min_ps(lo_all), _mm512_reduce_max_ps(hi_all), &s, &inv, &z);
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512i vz = _mm512_set1_epi32(static_cast<int32_t>(z)), zero = _mm512_setzero_si512();
+  auto quantize = [&](__m512 x) {  // round(x * r) + z in int32
+    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(_mm512_mul_ps(x, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+  };
+  // 64 values at a time through the saturating packs (s32 -> u16 -> u8, negatives to 0), which interleave the
+  // four vectors by 128-bit lane; one dword permutation puts them back in order.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (t = 0; t + 64 <= k; t += 64) {
+    const __m512i ab = _mm512_packus_epi32(quantize(_mm512_loadu_ps(a + t)), quantize(_mm512_loadu_ps(a + t + 16)));
+    const __m512i cd = _mm512_packus_epi32(quantize(_mm512_loadu_ps(a + t + 32)), quantize(_mm512_loadu_ps(a + t + 48)));
+    _mm512_storeu_si512(q + t, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd)));
+  }
+  for (; t + 16 <= k; t += 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t),
+                     _mm512_cvtusepi32_epi8(_mm512_max_epi32(quantize(_mm512_loadu_ps(a + t)), zero)));
+  }
+  if (t < k) {
     const __mmask16 m = avx512::ColumnMask(k - t);
-    const __m512 x = _mm512_maskz_loadu_ps(m, a + t);
-    __m512 v = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
-    v = _mm512_min_ps(_mm512_max_ps(v, zero), top);  // max first: it returns 0 for NaN
-    _mm512_mask_cvtepi32_storeu_epi8(q + t, m, _mm512_cvttps_epi32(v));
+    _mm512_mask_cvtusepi32_storeu_epi8(q + t, m, _mm512_max_epi32(quantize(_mm512_maskz_loadu_ps(m, a + t)), zero));
   }
   *scale = s;
   *zero_point = static_cast<int32_t>(z);
@@ -167,10 +201,23 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   const bool b_zero_points = !packed.col_zero_point.empty();
   const int64_t panel_elements = PackedPanelElements(PackedFormat::kInt8Quad32, k);
   const bool has_epilogue = HasEpilogue(p);
+  // A quantized beforehand (every column tile of a product shares it) is read where it lies when its rows are
+  // whole K quads: copying it into a_block cost ~2% of BERT's int8 GEMMs.
+  const bool a_in_place = p.a_quantized != nullptr && k % 4 == 0 && !b_zero_points;
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
-    for (int64_t r = 0; r < block_rows; ++r) {
-      row_params[r] = PrepareQuantizedRow(p, ib + r, kq * 4, b_zero_points, a_block.data() + r * ld, QuantizeRowU8Avx512);
+    const uint8_t* a_rows = a_block.data();
+    int64_t a_ld = ld;
+    if (a_in_place) {
+      a_ld = p.a_quantized->ld;
+      a_rows = p.a_quantized->data + ib * a_ld;
+      for (int64_t r = 0; r < block_rows; ++r) {
+        row_params[r] = {p.alpha * p.a_quantized->scale[ib + r], p.a_quantized->zero_point[ib + r], 0};
+      }
+    } else {
+      for (int64_t r = 0; r < block_rows; ++r) {
+        row_params[r] = PrepareQuantizedRow(p, ib + r, kq * 4, b_zero_points, a_block.data() + r * ld, QuantizeRowU8Avx512);
+      }
     }
     // The epilogue of panel j0 for rows [i0, i0 + rows), from a tile with rows tile_ld apart.
     auto finish = [&](const int32_t* tile, int64_t tile_ld, int64_t i0, int64_t rows, int64_t j0) {
@@ -190,20 +237,21 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
       const int8_t* panel = packed.int8.data() + (j0 / kNr) * panel_elements;
       for (int64_t i0 = 0; i0 < strip_rows; i0 += 12) {
         const int64_t rows = std::min<int64_t>(12, strip_rows - i0);
-        kAccumulate[rows](kq, a_block.data() + i0 * ld, ld, panel, panel_elements, tile);
+        if (p.c_f32) PrefetchRows(p.c_f32 + (ib + i0) * p.ldc + j0, p.ldc, rows, p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr, p.ldr);
+        kAccumulate[rows](kq, a_rows + i0 * a_ld, a_ld, panel, panel_elements, tile);
         finish(tile, kNr, i0, rows, j0);
       }
     }
     if (short_rows > 0) {
-      const uint8_t* a = a_block.data() + strip_rows * ld;
+      const uint8_t* a = a_rows + strip_rows * a_ld;
       const int64_t wide = kWidePanels[short_rows];
       int64_t j0 = n_begin;
       for (; j0 + wide * kNr <= n_end; j0 += wide * kNr) {
-        kWide[short_rows](kq, a, ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
+        kWide[short_rows](kq, a, a_ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
         for (int64_t pn = 0; pn < wide; ++pn) finish(tile + pn * kNr, wide * kNr, strip_rows, short_rows, j0 + pn * kNr);
       }
       for (; j0 < n_end; j0 += kNr) {
-        kAccumulate[short_rows](kq, a, ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
+        kAccumulate[short_rows](kq, a, a_ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
         finish(tile, kNr, strip_rows, short_rows, j0);
       }
     }

@@ -12,8 +12,9 @@
 //
 // int8 (GemmPrecision::kInt8): column j of op(B) is stored as round(b / s_j) in [-127, 127] with
 // s_j = max|b_j| / 127 (an all-zero column gets s_j = 1). Each call quantizes its own rows of A, row i as
-// q = clamp(round(a / s_i) + z_i, 0, 255) with s_i = (max_i - min_i) / 255 over the row's range extended to 0 and
-// z_i = clamp(round(-min_i / s_i), 0, 255) (round = to nearest even), then
+// q = clamp(round(a * r_i) + z_i, 0, 255) with s_i = (max_i - min_i) / 255 over the row's range extended to 0
+// (1 when that is below the smallest normal float), r_i = 1 / s_i rounded to float, and
+// z_i = clamp(round(-min_i * r_i), 0, 255) (round = to nearest even), then
 //   C[i,j] = act(alpha * s_i * s_j * (sum_k q_ik * qb_kj - z_i * sum_k qb_kj) + beta * C[i,j] + bias[j]).
 // The result of a row depends only on that row of A, never on how callers split M or N. K <= 65536.
 //

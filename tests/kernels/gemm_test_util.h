@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -70,8 +71,8 @@ inline QuantizedB QuantizeBRef(const std::vector<float>& opb, int64_t k, int64_t
   return r;
 }
 
-// int8 activations: one row, range extended to 0, s = (max - min) / 255, z = clamp(rne(-min / s)),
-// q = clamp(rne(a / s) + z, 0, 255).
+// int8 activations (sgemm.h): one row, range extended to 0, s = (max - min) / 255 (1 below the smallest normal),
+// r = 1 / s, z = clamp(rne(-min * r)), q = clamp(rne(a * r) + z, 0, 255).
 struct QuantizedRow {
   std::vector<int32_t> q;
   float scale;
@@ -84,10 +85,11 @@ inline QuantizedRow QuantizeRowRef(const float* a, int64_t k) {
     hi = std::max(hi, a[l]);
   }
   QuantizedRow r{std::vector<int32_t>(k), (hi - lo) / 255.0f, 0};
-  if (r.scale == 0) r.scale = 1;
-  r.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / r.scale), 0.0f, 255.0f));
+  if (r.scale < std::numeric_limits<float>::min()) r.scale = 1;
+  const float inv = 1.0f / r.scale;
+  r.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f));
   for (int64_t l = 0; l < k; ++l) {
-    r.q[l] = static_cast<int32_t>(std::clamp(std::nearbyint(a[l] / r.scale) + r.zero_point, 0.0f, 255.0f));
+    r.q[l] = static_cast<int32_t>(std::clamp(std::nearbyint(a[l] * inv) + r.zero_point, 0.0f, 255.0f));
   }
   return r;
 }
