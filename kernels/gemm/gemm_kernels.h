@@ -106,6 +106,9 @@ inline void RowQuantParams(float lo, float hi, float* scale, float* inverse, flo
 // the vector quantizers match bit for bit.
 void QuantizeRowU8Reference(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
 using QuantizeRowFn = void (*)(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
+// Rows [0, rows) of A at once, as QuantizeRowFn quantizes each.
+using QuantizeRowsFn = void (*)(const float* a, int64_t lda, int64_t k, int64_t rows, uint8_t* q, int64_t ldq,
+                                float* scale, int32_t* zero_point);
 
 // Row i of A as every int8 kernel reads it, in q (u8 values as T: uint8_t, or int16_t for AVX2's vpmaddwd): fp32 A
 // quantized by `quantize` (the kernel's form of QuantizeRowU8Reference), or integer A copied with its flip to
@@ -157,6 +160,9 @@ void bf16_pack_bt_pairs32_avx512(const float* b, int64_t ldb, int64_t k, int64_t
                                  uint16_t* packed);
 // The vector forms of QuantizeRowU8Reference (bit for bit), behind SgemmQuantizeRows.
 void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point);
+// The same for rows [0, rows) of A (lda apart) into q (ldq apart), several rows at once.
+void QuantizeRowsU8Avx512(const float* a, int64_t lda, int64_t k, int64_t rows, uint8_t* q, int64_t ldq,
+                          float* scale, int32_t* zero_point);
 void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 void qgemm_u8s8_avx2(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
 #elif defined(__aarch64__)
@@ -185,6 +191,8 @@ struct GemmKernel {
   bool reads_indirect_a = false;
   // int8 kernels: the fastest row quantizer on the kernel's CPUs (null: QuantizeRowU8Reference).
   QuantizeRowFn quantize_row = nullptr;
+  // ... and its batched form, when it has one (null: quantize_row row by row).
+  QuantizeRowsFn quantize_rows = nullptr;
 };
 // The kernel of `precision` for `features`; null for fp32 without packing (the portable fp32 path).
 const GemmKernel* SelectGemmKernel(GemmPrecision precision, const CpuFeatures& features);

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/gemm/gemm_epilogue.h"
@@ -129,16 +130,11 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
   }
 }
 
-}  // namespace
-
-// Row a[0:k] quantized to u8 in q (QuantizeRowU8Reference, bit for bit). The range: vminps/vmaxps return their
-// second operand, the running value, when the first is NaN, so NaN is skipped as std::min/max skip it, and -0.0
-// never replaces the initial +0.0; four running pairs, because one pair is a chain of dependent min/max that
-// left the scan latency-bound. The values: round(a * r) to int32 (nearest even, as nearbyint), + z, then the
-// clamp to [0, 255] by saturating packs (or max(0) and vpmovusdb's unsigned saturation). NaN and out-of-range
-// products convert to INT32_MIN and so end at 0, as the reference's `v > 0 ? v : 0` maps NaN; a product out of range
-// can only be NaN here (|a * r| <= ~255 for finite a; infinite a makes r = 0).
-void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
+// lo, hi: the running min and max of row a[0:k], 16 lanes each. vminps/vmaxps return their second operand, the
+// running value, when the first is NaN, so NaN is skipped as std::min/max skip it, and -0.0 never replaces the
+// initial +0.0 (so no lane holds NaN or -0.0, and the lanes may be combined in any order). Four running pairs:
+// one is a chain of dependent min/max that left the scan latency-bound.
+inline void RowRange(const float* a, int64_t k, __m512* lo_out, __m512* hi_out) {
   __m512 lo[4], hi[4];
   for (int u = 0; u < 4; ++u) lo[u] = hi[u] = _mm512_setzero_ps();
   int64_t t = 0;
@@ -154,33 +150,105 @@ void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, in
     lo[0] = _mm512_min_ps(x, lo[0]);
     hi[0] = _mm512_max_ps(x, hi[0]);
   }
-  const __m512 lo_all = _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3]));
-  const __m512 hi_all = _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3]));
-  float s, inv, z;
-  RowQuantParams(_mm512_reduce_min_ps(lo_all), _mm512_reduce_max_ps(hi_all), &s, &inv, &z);
-  const __m512 vinv = _mm512_set1_ps(inv);
-  const __m512i vz = _mm512_set1_epi32(static_cast<int32_t>(z)), zero = _mm512_setzero_si512();
-  auto quantize = [&](__m512 x) {  // round(x * r) + z in int32
-    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(_mm512_mul_ps(x, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
-  };
-  // 64 values at a time through the saturating packs (s32 -> u16 -> u8, negatives to 0), which interleave the
-  // four vectors by 128-bit lane; one dword permutation puts them back in order.
+  *lo_out = _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3]));
+  *hi_out = _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3]));
+}
+
+// Lane r of the result: op over the 16 lanes of v[r], for 16 vectors at once (a transpose-and-reduce tree: 45
+// shuffles and ops instead of 16 horizontal reductions of ~8 dependent steps each).
+template <typename Op>
+inline __m512 ReduceLanes16(const __m512 (&v)[16], Op op) {
+  __m512 w[8], x[4], y[2];
+  for (int i = 0; i < 8; ++i) {  // [rows 2i, 2i+1] x 8 partials each
+    w[i] = op(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  for (int i = 0; i < 4; ++i) {  // 128-bit lane L: row 4i + L, 4 partials
+    x[i] = op(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  for (int i = 0; i < 2; ++i) {  // lane L: rows 8i + L and 8i + 4 + L, 2 partials each
+    y[i] = op(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Element e of lane L: row L + 4e.
+  const __m512 z = op(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  for (t = 0; t + 64 <= k; t += 64) {
-    const __m512i ab = _mm512_packus_epi32(quantize(_mm512_loadu_ps(a + t)), quantize(_mm512_loadu_ps(a + t + 16)));
-    const __m512i cd = _mm512_packus_epi32(quantize(_mm512_loadu_ps(a + t + 32)), quantize(_mm512_loadu_ps(a + t + 48)));
-    _mm512_storeu_si512(q + t, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd)));
+  return _mm512_permutexvar_ps(order, z);
+}
+
+}  // namespace
+
+// Rows [0, rows) of A (row i at a + i * lda) quantized to u8 at q + i * ldq (QuantizeRowU8Reference, bit for
+// bit), 16 rows at a time: their ranges are reduced together and RowQuantParams runs as one vector operation for
+// the 16 (the same IEEE divisions and rounding), which for the short rows of convolutions (K = 64) cost more than
+// the values themselves. The values: round(a * r) to int32 (nearest even, as nearbyint), + z, then the clamp to
+// [0, 255] by saturating packs (or max(0) and vpmovusdb's unsigned saturation). NaN and out-of-range products
+// convert to INT32_MIN and so end at 0, as the reference's `v > 0 ? v : 0` maps NaN; a product out of range can
+// only be NaN here (|a * r| <= ~255 for finite a; infinite a makes r = 0).
+void QuantizeRowsU8Avx512(const float* a, int64_t lda, int64_t k, int64_t rows, uint8_t* q, int64_t ldq,
+                          float* scale, int32_t* zero_point) {
+  for (int64_t g = 0; g < rows; g += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, rows - g));
+    __m512 lo[16], hi[16];
+    for (int r = 0; r < 16; ++r) {
+      if (r < n) {
+        RowRange(a + (g + r) * lda, k, &lo[r], &hi[r]);
+      } else {
+        lo[r] = hi[r] = _mm512_setzero_ps();
+      }
+    }
+    const __m512 lo_row = ReduceLanes16(lo, [](__m512 x, __m512 y) { return _mm512_min_ps(x, y); });
+    const __m512 hi_row = ReduceLanes16(hi, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); });
+    // RowQuantParams for the 16 rows, operation for operation.
+    __m512 s = _mm512_div_ps(_mm512_sub_ps(hi_row, lo_row), _mm512_set1_ps(255.0f));
+    s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(s, _mm512_set1_ps(std::numeric_limits<float>::min()), _CMP_GE_OQ),
+                             _mm512_set1_ps(1.0f), s);
+    const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), s);
+    const __m512 neg_lo = _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(lo_row), _mm512_set1_epi32(static_cast<int32_t>(0x80000000u))));
+    __m512 z = _mm512_roundscale_ps(_mm512_mul_ps(neg_lo, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    z = _mm512_max_ps(_mm512_min_ps(z, _mm512_set1_ps(255.0f)), _mm512_setzero_ps());  // NaN -> 255, as the scalar
+    const __mmask16 valid = avx512::ColumnMask(n);
+    _mm512_mask_storeu_ps(scale + g, valid, s);
+    _mm512_mask_storeu_epi32(zero_point + g, valid, _mm512_cvttps_epi32(z));
+    alignas(64) float inv_of[16], z_of[16];
+    _mm512_store_ps(inv_of, inv);
+    _mm512_store_ps(z_of, z);
+    for (int r = 0; r < n; ++r) {
+      const float* row = a + (g + r) * lda;
+      uint8_t* out = q + (g + r) * ldq;
+      const __m512 vinv = _mm512_set1_ps(inv_of[r]);
+      const __m512i vz = _mm512_set1_epi32(static_cast<int32_t>(z_of[r])), zero = _mm512_setzero_si512();
+      auto quantize = [&](__m512 x) {  // round(x * r) + z in int32
+        return _mm512_add_epi32(
+            _mm512_cvt_roundps_epi32(_mm512_mul_ps(x, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+      };
+      // 64 values at a time through the saturating packs (s32 -> u16 -> u8, negatives to 0), which interleave
+      // the four vectors by 128-bit lane; one dword permutation puts them back in order.
+      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+      int64_t t = 0;
+      for (; t + 64 <= k; t += 64) {
+        const __m512i ab = _mm512_packus_epi32(quantize(_mm512_loadu_ps(row + t)), quantize(_mm512_loadu_ps(row + t + 16)));
+        const __m512i cd =
+            _mm512_packus_epi32(quantize(_mm512_loadu_ps(row + t + 32)), quantize(_mm512_loadu_ps(row + t + 48)));
+        _mm512_storeu_si512(out + t, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd)));
+      }
+      for (; t + 16 <= k; t += 16) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + t),
+                         _mm512_cvtusepi32_epi8(_mm512_max_epi32(quantize(_mm512_loadu_ps(row + t)), zero)));
+      }
+      if (t < k) {
+        const __mmask16 m = avx512::ColumnMask(k - t);
+        _mm512_mask_cvtusepi32_storeu_epi8(out + t, m, _mm512_max_epi32(quantize(_mm512_maskz_loadu_ps(m, row + t)), zero));
+      }
+    }
   }
-  for (; t + 16 <= k; t += 16) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t),
-                     _mm512_cvtusepi32_epi8(_mm512_max_epi32(quantize(_mm512_loadu_ps(a + t)), zero)));
-  }
-  if (t < k) {
-    const __mmask16 m = avx512::ColumnMask(k - t);
-    _mm512_mask_cvtusepi32_storeu_epi8(q + t, m, _mm512_max_epi32(quantize(_mm512_maskz_loadu_ps(m, a + t)), zero));
-  }
-  *scale = s;
-  *zero_point = static_cast<int32_t>(z);
+}
+
+void QuantizeRowU8Avx512(const float* a, int64_t k, uint8_t* q, float* scale, int32_t* zero_point) {
+  QuantizeRowsU8Avx512(a, k, k, 1, q, k, scale, zero_point);
 }
 
 void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
@@ -213,6 +281,18 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
       a_rows = p.a_quantized->data + ib * a_ld;
       for (int64_t r = 0; r < block_rows; ++r) {
         row_params[r] = {p.alpha * p.a_quantized->scale[ib + r], p.a_quantized->zero_point[ib + r], 0};
+      }
+    } else if (p.a_f32 != nullptr && p.a_quantized == nullptr && !b_zero_points) {
+      // fp32 A: the block's rows quantized together, then zero-padded to whole K quads.
+      thread_local std::vector<float> row_scale;
+      thread_local std::vector<int32_t> row_zero_point;
+      row_scale.resize(kMc);
+      row_zero_point.resize(kMc);
+      QuantizeRowsU8Avx512(p.a_f32 + ib * p.lda, p.lda, k, block_rows, a_block.data(), ld, row_scale.data(),
+                           row_zero_point.data());
+      for (int64_t r = 0; r < block_rows; ++r) {
+        std::fill(a_block.data() + r * ld + k, a_block.data() + r * ld + kq * 4, uint8_t{0});
+        row_params[r] = {p.alpha * row_scale[r], row_zero_point[r], 0};
       }
     } else {
       for (int64_t r = 0; r < block_rows; ++r) {

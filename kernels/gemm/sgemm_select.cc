@@ -37,7 +37,7 @@ constexpr GemmKernel kKernels[] = {
     {"bf16gemm_12x32_avx512", GemmPrecision::kBf16, PackedFormat::kBf16Pairs32, RunsAvx512, bf16gemm_12x32_avx512,
      nullptr, true},
     {"qgemm_u8s8_avx512vnni", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx512Vnni, nullptr,
-     qgemm_u8s8_avx512vnni, true, false, QuantizeRowU8Avx512},
+     qgemm_u8s8_avx512vnni, true, false, QuantizeRowU8Avx512, QuantizeRowsU8Avx512},
     // Reads the same layout as the VNNI kernel (widening to int16 and vpmaddwd instead of vpdpbusd).
     {"qgemm_u8s8_avx2", GemmPrecision::kInt8, PackedFormat::kInt8Quad32, RunsAvx2, nullptr, qgemm_u8s8_avx2},
 #elif defined(__aarch64__)
@@ -189,6 +189,11 @@ void GatherIndirectA(const SgemmArgs& args, int64_t m_begin, int64_t m_end, int6
 void SgemmQuantizeRows(const float* a, int64_t lda, int64_t k, int64_t m_begin, int64_t m_end, uint8_t* q,
                        int64_t ldq, float* scale, int32_t* zero_point) {
   const GemmKernel* kernel = ActiveKernel(GemmPrecision::kInt8);
+  if (kernel != nullptr && kernel->quantize_rows != nullptr) {
+    kernel->quantize_rows(a + m_begin * lda, lda, k, m_end - m_begin, q + m_begin * ldq, ldq, scale + m_begin,
+                          zero_point + m_begin);
+    return;
+  }
   const QuantizeRowFn quantize = kernel != nullptr && kernel->quantize_row ? kernel->quantize_row : QuantizeRowU8Reference;
   for (int64_t i = m_begin; i < m_end; ++i) quantize(a + i * lda, k, q + i * ldq, scale + i, zero_point + i);
 }

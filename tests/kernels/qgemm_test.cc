@@ -255,19 +255,28 @@ TEST(Qgemm, QuantizedSpecialValuesMatchReference) {
   }
 }
 
-// SgemmQuantizeRows (the active CPU's fastest row quantizer) against QuantizeRowU8Reference on the same awkward
-// values, bit for bit: bytes, scale and zero point.
+// SgemmQuantizeRows (the active CPU's fastest row quantizer, which may take rows in groups) against
+// QuantizeRowU8Reference on the same awkward values, bit for bit: bytes, scale and zero point. 37 rows: whole and
+// partial groups of 16, each kind of row in several positions of a group.
 TEST(Qgemm, QuantizeRowsMatchesReferenceOnSpecialValues) {
   std::mt19937 rng(31);
   const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
-  for (int64_t k : {1, 5, 16, 37, 768}) {
-    const int64_t m = 5;
+  for (int64_t k : {1, 5, 16, 37, 64, 147, 768}) {
+    const int64_t m = 37;
     std::vector<float> a = RandomFloats(m * k, rng, -4.0f, 4.0f);
-    for (int64_t l = 0; l < k; ++l) {
-      a[0 * k + l] = l % 3 == 0 ? nan : a[l];
-      a[1 * k + l] = l % 2 ? -0.0f : 0.0f;
-      a[2 * k + l] = l % 4 == 1 ? -inf : a[2 * k + l];
-      a[3 * k + l] = static_cast<float>(l % 5) * 1e-39f - 2e-39f;
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = a.data() + i * k;
+      const float range = std::ldexp(1.0f, static_cast<int>(i % 9) * 4 - 16);  // 2^-16 .. 2^16
+      for (int64_t l = 0; l < k; ++l) {
+        switch (i % 6) {
+          case 0: row[l] = l % 3 == 0 ? nan : row[l]; break;
+          case 1: row[l] = l % 2 ? -0.0f : 0.0f; break;
+          case 2: row[l] = l % 4 == 1 ? -inf : row[l]; break;
+          case 3: row[l] = static_cast<float>(l % 5) * 1e-39f - 2e-39f; break;
+          case 4: row[l] = std::abs(row[l]) * range; break;  // no negatives: z = 0
+          default: row[l] *= range;
+        }
+      }
     }
     std::vector<uint8_t> got(m * k);
     std::vector<float> scale(m);
