@@ -125,10 +125,13 @@ bench: bench-kernels bench-models bench-serving bench-placement
 
 # Kernel benchmarks; the last one runs coreserve's GEMM next to oneDNN (the anchor) on the BERT-base and
 # ResNet-50 shapes, and compare_gemm.py turns its JSON into the ratio table ($(BUILD_DIR)/bench_gemm_onednn.md).
+# Three repetitions of every case in random order (the table takes each side's median): this host's speed drifts
+# by 10-20% over minutes, and back-to-back runs of one side would carry that drift into the ratio.
 bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_vadd
 	@$(BUILD_DIR)/bench/bench_sgemm --benchmark_out=$(BUILD_DIR)/bench_sgemm.json --benchmark_out_format=json
-	@$(BUILD_DIR)/bench/bench_gemm_onednn --benchmark_out=$(BUILD_DIR)/bench_gemm_onednn.json --benchmark_out_format=json
+	@$(BUILD_DIR)/bench/bench_gemm_onednn --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
+	  --benchmark_out=$(BUILD_DIR)/bench_gemm_onednn.json --benchmark_out_format=json
 	@$(PYTHON) bench/compare_gemm.py $(BUILD_DIR)/bench_gemm_onednn.json --markdown $(BUILD_DIR)/bench_gemm_onednn.md
 
 # Runtime vs ONNX Runtime and OpenVINO on full-size models written by the real exporter (random weights, no
