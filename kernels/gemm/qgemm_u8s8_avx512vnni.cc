@@ -100,7 +100,7 @@ void PrefetchRows(const float* c, int64_t ldc, int64_t rows, const float* residu
 // epilogue.
 void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow* row_params, const TileColumns& col,
               const QgemmProblem& p, int64_t i0, int64_t j0, const GemmEpilogue* last) {
-  // acc - z_i * colsum_j (- bzp_j * row_term_i): exact, in wrapping int32 lanes.
+  // acc - z_i * colsum_j (- bzp_j * row_term_i): exact, in wrapping int32 lanes (or in fp32, below).
   const __m512i sum0 = _mm512_load_si512(col.sum), sum1 = _mm512_load_si512(col.sum + 16);
   __m512i bzp0 = _mm512_setzero_si512(), bzp1 = _mm512_setzero_si512();
   if (col.zero_point) {
@@ -109,46 +109,56 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
   }
   const __m512 scale0 = _mm512_load_ps(col.scale), scale1 = _mm512_load_ps(col.scale + 16);
   const avx512::TileBias bias(last, col.m0, col.m1);
-  if (p.c_f32 && !col.zero_point && p.k <= kFloatCorrectionMaxK) {
-    // The correction in fp32, fused: acc and z_i * colsum_j are integers below 2^24, so cvt(acc) is exact and
-    // the fnmadd rounds the exact difference once, as converting the int32 difference does: the same bits as
-    // the integer path below, without its two vpmulld and two vpsubd per row (short-K convolutions spend a
-    // third of their time in this epilogue).
-    const __m512 fsum0 = _mm512_cvtepi32_ps(sum0), fsum1 = _mm512_cvtepi32_ps(sum1);
+  // Up to kFloatCorrectionMaxK the correction is done in fp32, fused: acc and z_i * colsum_j are integers below
+  // 2^24, so cvt(acc) is exact and the fnmadd rounds the exact difference once, as converting the int32
+  // difference does: the same bits as the integer path, without its two vpmulld and two vpsubd per row
+  // (short-K convolutions spend a third of their time in this epilogue).
+  const bool float_correction = p.c_f32 && !col.zero_point && p.k <= kFloatCorrectionMaxK;
+  const __m512 fsum0 = _mm512_cvtepi32_ps(sum0), fsum1 = _mm512_cvtepi32_ps(sum1);
+  // One loop per correction, chosen once per tile, so neither path tests the other's condition per row.
+  auto rows_out = [&]<bool kFloat>() {
     for (int64_t r = 0; r < rows; ++r) {
       const QgemmRow& row = row_params[r];
-      const __m512 zp = _mm512_set1_ps(static_cast<float>(row.zero_point)), rs = _mm512_set1_ps(row.scale);
-      const __m512 v0 = _mm512_fnmadd_ps(zp, fsum0, _mm512_cvtepi32_ps(_mm512_load_si512(tile + r * tile_ld)));
-      const __m512 v1 = _mm512_fnmadd_ps(zp, fsum1, _mm512_cvtepi32_ps(_mm512_load_si512(tile + r * tile_ld + 16)));
-      avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, _mm512_mul_ps(v0, _mm512_mul_ps(scale0, rs)),
-                       _mm512_mul_ps(v1, _mm512_mul_ps(scale1, rs)), col.m0, col.m1, p.beta, false, last, bias,
+      const __m512i acc0 = _mm512_load_si512(tile + r * tile_ld), acc1 = _mm512_load_si512(tile + r * tile_ld + 16);
+      __m512 x0, x1;  // the corrected sums, in fp32
+      if constexpr (kFloat) {
+        const __m512 zp = _mm512_set1_ps(static_cast<float>(row.zero_point));
+        x0 = _mm512_fnmadd_ps(zp, fsum0, _mm512_cvtepi32_ps(acc0));
+        x1 = _mm512_fnmadd_ps(zp, fsum1, _mm512_cvtepi32_ps(acc1));
+      } else {
+        const __m512i zp = _mm512_set1_epi32(row.zero_point);
+        __m512i v0 = _mm512_sub_epi32(acc0, _mm512_mullo_epi32(zp, sum0));
+        __m512i v1 = _mm512_sub_epi32(acc1, _mm512_mullo_epi32(zp, sum1));
+        if (col.zero_point) {
+          const __m512i rt = _mm512_set1_epi32(row.row_term);
+          v0 = _mm512_sub_epi32(v0, _mm512_mullo_epi32(bzp0, rt));
+          v1 = _mm512_sub_epi32(v1, _mm512_mullo_epi32(bzp1, rt));
+        }
+        if (p.c_s32) {
+          int32_t* out = p.c_s32 + (i0 + r) * p.ldc + j0;
+          _mm512_mask_storeu_epi32(out, col.m0, v0);
+          _mm512_mask_storeu_epi32(out + 16, col.m1, v1);
+          continue;
+        }
+        x0 = _mm512_cvtepi32_ps(v0);
+        x1 = _mm512_cvtepi32_ps(v1);
+      }
+      const __m512 rs = _mm512_set1_ps(row.scale);
+      const __m512 y0 = _mm512_mul_ps(x0, _mm512_mul_ps(scale0, rs)), y1 = _mm512_mul_ps(x1, _mm512_mul_ps(scale1, rs));
+      avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias,
                        last ? last->ResidualRow(static_cast<int>(r)) : nullptr);
     }
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    const QgemmRow& row = row_params[r];
-    const __m512i zp = _mm512_set1_epi32(row.zero_point);
-    __m512i v0 = _mm512_sub_epi32(_mm512_load_si512(tile + r * tile_ld), _mm512_mullo_epi32(zp, sum0));
-    __m512i v1 = _mm512_sub_epi32(_mm512_load_si512(tile + r * tile_ld + 16), _mm512_mullo_epi32(zp, sum1));
-    if (col.zero_point) {
-      const __m512i rt = _mm512_set1_epi32(row.row_term);
-      v0 = _mm512_sub_epi32(v0, _mm512_mullo_epi32(bzp0, rt));
-      v1 = _mm512_sub_epi32(v1, _mm512_mullo_epi32(bzp1, rt));
-    }
-    if (p.c_s32) {
-      int32_t* out = p.c_s32 + (i0 + r) * p.ldc + j0;
-      _mm512_mask_storeu_epi32(out, col.m0, v0);
-      _mm512_mask_storeu_epi32(out + 16, col.m1, v1);
-      continue;
-    }
-    const __m512 rs = _mm512_set1_ps(row.scale);
-    const __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(v0), _mm512_mul_ps(scale0, rs));
-    const __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(v1), _mm512_mul_ps(scale1, rs));
-    avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias,
-                     last ? last->ResidualRow(static_cast<int>(r)) : nullptr);
+  };
+  if (float_correction) {
+    rows_out.template operator()<true>();
+  } else {
+    rows_out.template operator()<false>();
   }
 }
+
+// Dword e of 128-bit lane L (position 4L + e) moved to position 4e + L: both the range reduction and the
+// saturating packs leave 4 x 4 results in that transposed order.
+inline __m512i LaneMajorOrder() { return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); }
 
 // lo, hi: the running min and max of row a[0:k], 16 lanes each. vminps/vmaxps return their second operand, the
 // running value, when the first is NaN, so NaN is skipped as std::min/max skip it, and -0.0 never replaces the
@@ -194,8 +204,7 @@ inline __m512 ReduceLanes16(const __m512 (&v)[16], Op op) {
   // Element e of lane L: row L + 4e.
   const __m512 z = op(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
                       _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  return _mm512_permutexvar_ps(order, z);
+  return _mm512_permutexvar_ps(LaneMajorOrder(), z);
 }
 
 }  // namespace
@@ -247,13 +256,12 @@ void QuantizeRowsU8Avx512(const float* a, int64_t lda, int64_t k, int64_t rows, 
       };
       // 64 values at a time through the saturating packs (s32 -> u16 -> u8, negatives to 0), which interleave
       // the four vectors by 128-bit lane; one dword permutation puts them back in order.
-      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
       int64_t t = 0;
       for (; t + 64 <= k; t += 64) {
         const __m512i ab = _mm512_packus_epi32(quantize(_mm512_loadu_ps(row + t)), quantize(_mm512_loadu_ps(row + t + 16)));
         const __m512i cd =
             _mm512_packus_epi32(quantize(_mm512_loadu_ps(row + t + 32)), quantize(_mm512_loadu_ps(row + t + 48)));
-        _mm512_storeu_si512(out + t, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd)));
+        _mm512_storeu_si512(out + t, _mm512_permutexvar_epi32(LaneMajorOrder(), _mm512_packus_epi16(ab, cd)));
       }
       for (; t + 16 <= k; t += 16) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out + t),

@@ -77,8 +77,19 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
     }
   }
   n_tiles = (n + nb - 1) / nb;
-  // int8: every column tile would quantize its rows of A again (a pass over A with a division per element,
-  // ~6% of BERT-base's int8 time at 5 tiles per row), so quantize all rows once, in parallel, and hand the tiles
+  // fn(args of batch b, b, rows [i0, i1) of its A) over every batch's rows of A, in parallel: the passes over A
+  // that are done once per product rather than once per column tile.
+  auto for_rows_of_a = [&](const std::function<void(const kernels::SgemmArgs&, int64_t, int64_t, int64_t)>& fn) {
+    Parallel(ctx, batches * m, RowGrain(k), [&](int64_t r0, int64_t r1) {
+      while (r0 < r1) {  // a chunk may span batches, whose A differ
+        const int64_t b = r0 / m, end = std::min(r1, (b + 1) * m);
+        fn(b == 0 ? first : args_of(b), b, r0 - b * m, end - b * m);
+        r0 = end;
+      }
+    });
+  };
+  // int8: every column tile would quantize its rows of A again (a pass over A with a scan and a multiplication
+  // per element, ~6% of BERT-base's int8 time at 5 tiles per row), so quantize all rows once, in parallel, and hand the tiles
   // the result. Indirect A (convolutions) is gathered per tile instead.
   // (The buffers are the calling thread's; the pool's threads reach them through `quantized`, never by name.)
   thread_local std::vector<uint8_t> a_q;
@@ -96,14 +107,8 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
     int32_t* const zero_point = a_zero_point.data();
     quantized.resize(static_cast<std::size_t>(batches));
     for (int64_t b = 0; b < batches; ++b) quantized[b] = {q + b * m * k, k, scale + b * m, zero_point + b * m};
-    Parallel(ctx, rows, RowGrain(k), [&](int64_t r0, int64_t r1) {
-      while (r0 < r1) {  // a chunk may span batches, whose A differ
-        const int64_t b = r0 / m, end = std::min(r1, (b + 1) * m);
-        const kernels::SgemmArgs args = b == 0 ? first : args_of(b);
-        kernels::SgemmQuantizeRows(args.a, args.lda, k, r0 - b * m, end - b * m, q + b * m * k, k, scale + b * m,
-                                   zero_point + b * m);
-        r0 = end;
-      }
+    for_rows_of_a([&](const kernels::SgemmArgs& args, int64_t b, int64_t i0, int64_t i1) {
+      kernels::SgemmQuantizeRows(args.a, args.lda, k, i0, i1, q + b * m * k, k, scale + b * m, zero_point + b * m);
     });
   }
   // fp32 A whose rows lie a multiple of 4 KB apart (K = 1024, 2048, 3072: BERT's FFN output projection) is
@@ -118,14 +123,9 @@ void ParallelGemm(const OpContext& ctx, int64_t batches, int64_t m, int64_t n,
     padded_ld = k + 16;
     a_padded.resize(static_cast<std::size_t>(batches * m * padded_ld));
     float* const dst = padded_a = a_padded.data();
-    Parallel(ctx, batches * m, RowGrain(k), [&](int64_t r0, int64_t r1) {
-      while (r0 < r1) {  // a chunk may span batches, whose A differ
-        const int64_t b = r0 / m, end = std::min(r1, (b + 1) * m);
-        const kernels::SgemmArgs args = b == 0 ? first : args_of(b);
-        for (int64_t r = r0; r < end; ++r) {
-          std::memcpy(dst + r * padded_ld, args.a + (r - b * m) * args.lda, static_cast<std::size_t>(k) * sizeof(float));
-        }
-        r0 = end;
+    for_rows_of_a([&](const kernels::SgemmArgs& args, int64_t b, int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        std::memcpy(dst + (b * m + i) * padded_ld, args.a + i * args.lda, static_cast<std::size_t>(k) * sizeof(float));
       }
     });
   }
