@@ -69,12 +69,8 @@ void Kernel(int64_t kp, const float* a, int64_t lda, const uint16_t* b, float* c
       acc1[r] = _mm512_fmadd_ps(ao, o1, acc1[r]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha);
-  const avx512::TileBias bias(last, m0, m1);
-  for (int r = 0; r < MR; ++r) {
-    avx512::StoreRow(c + r * ldc, _mm512_mul_ps(acc0[r], va), _mm512_mul_ps(acc1[r], va), m0, m1, beta, accumulate,
-                     last, bias, last ? last->ResidualRow(r) : nullptr);
-  }
+  avx512::StoreTile<MR>([&](int r, int h) { return h ? acc1[r] : acc0[r]; }, c, ldc, m0, m1, alpha, beta, accumulate,
+                        last);
 }
 
 using KernelFn = void (*)(int64_t, const float*, int64_t, const uint16_t*, float*, int64_t, __mmask16, __mmask16,

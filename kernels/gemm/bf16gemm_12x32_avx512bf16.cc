@@ -61,7 +61,7 @@ void Kernel(int64_t kp, const uint16_t* a, int64_t lda, const uint16_t* b, int64
       for (int t = 0; t < 2 * NP; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], av, bv[t]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 4
   for (int pn = 0; pn < NP; ++pn) {
     const __mmask16 p0 = pn == NP - 1 ? m0 : 0xffff, p1 = pn == NP - 1 ? m1 : 0xffff;
     GemmEpilogue panel_last;
@@ -69,12 +69,8 @@ void Kernel(int64_t kp, const uint16_t* a, int64_t lda, const uint16_t* b, int64
       panel_last = {last->bias ? last->bias + 32 * pn : nullptr, last->activation,
                     last->residual ? last->residual + 32 * pn : nullptr, last->ldr};
     }
-    const GemmEpilogue* pl = last ? &panel_last : nullptr;
-    const avx512::TileBias bias(pl, p0, p1);
-    for (int r = 0; r < MR; ++r) {
-      avx512::StoreRow(c + r * ldc + 32 * pn, _mm512_mul_ps(acc[r][2 * pn], va), _mm512_mul_ps(acc[r][2 * pn + 1], va),
-                       p0, p1, beta, accumulate, pl, bias, pl ? pl->ResidualRow(r) : nullptr);
-    }
+    avx512::StoreTile<MR>([&](int r, int h) { return acc[r][2 * pn + h]; }, c + 32 * pn, ldc, p0, p1, alpha, beta,
+                          accumulate, last ? &panel_last : nullptr);
   }
 }
 

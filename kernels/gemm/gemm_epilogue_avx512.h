@@ -89,4 +89,85 @@ inline void StoreRow(float* row, __m512 y0, __m512 y1, __mmask16 m0, __mmask16 m
   _mm512_mask_storeu_ps(row + 16, m1, y1);
 }
 
+// How a tile's accumulators become C, decided once per tile. kPlain (C = acc, or C += acc on a later K block)
+// and kFused (then + residual + bias, ReLU or none) are written straight from the accumulator registers by an
+// unrolled StoreRowFast; anything else (alpha, beta, GELU) goes through StoreRow. The kernels keep the two apart
+// because a store loop that is not unrolled takes the accumulator arrays' address, and GCC then keeps them in
+// memory: zeroed with rep stos, spilled and reloaded on every tile. With a short K (ResNet's 1x1 convolutions:
+// 64 K steps per tile) that cost 10% of the whole product.
+enum class TileStore { kPlain, kFused, kGeneral };
+
+inline TileStore ChooseTileStore(float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
+  if (alpha != 1.0f || (!accumulate && beta != 0.0f)) return TileStore::kGeneral;
+  if (!last) return TileStore::kPlain;
+  const bool simple = last->activation == SgemmActivation::kNone || last->activation == SgemmActivation::kRelu;
+  return simple ? TileStore::kFused : TileStore::kGeneral;
+}
+
+// What a kFused tile adds, loaded once per tile (zero and null for kPlain).
+struct FusedTile {
+  bool on = false, relu = false;
+  TileBias bias;
+  const float* residual = nullptr;
+  int64_t ldr = 0;
+  FusedTile(TileStore kind, const GemmEpilogue* last, __mmask16 m0, __mmask16 m1)
+      : bias(kind == TileStore::kFused ? last : nullptr, m0, m1) {
+    if (kind != TileStore::kFused) return;
+    on = true;
+    relu = last->activation == SgemmActivation::kRelu;
+    residual = last->residual;
+    ldr = last->ldr;
+  }
+};
+
+// Row r of a kPlain or kFused tile, in StoreRow's order of operations (so both give the same bits).
+[[gnu::always_inline]] inline void StoreRowFast(float* row, __m512 y0, __m512 y1, __mmask16 m0, __mmask16 m1,
+                                                bool accumulate, const FusedTile& f, int r) {
+  if (accumulate) {
+    y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, row));
+    y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, row + 16));
+  }
+  if (f.on) {
+    if (f.residual) {
+      y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, f.residual + r * f.ldr));
+      y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, f.residual + r * f.ldr + 16));
+    }
+    y0 = _mm512_add_ps(y0, f.bias.b0);
+    y1 = _mm512_add_ps(y1, f.bias.b1);
+    if (f.relu) {
+      y0 = _mm512_max_ps(y0, _mm512_setzero_ps());
+      y1 = _mm512_max_ps(y1, _mm512_setzero_ps());
+    }
+  }
+  _mm512_mask_storeu_ps(row, m0, y0);
+  _mm512_mask_storeu_ps(row + 16, m1, y1);
+}
+
+// C = alpha * acc + (accumulate ? C : beta * C) for a tile's MR rows of 32 columns, then, on the last K block
+// (`last` non-null), the residual, bias and activation. acc(r, h) returns row r's half h (columns [16h, 16h+16)).
+// Always inlined into the micro-kernel, where acc reads the K loop's accumulator registers: the kPlain and kFused
+// stores take them straight from there, and only the general path copies them to memory.
+template <int MR, typename Acc>
+[[gnu::always_inline]] inline void StoreTile(Acc acc, float* c, int64_t ldc, __mmask16 m0, __mmask16 m1,
+                                             float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
+  const TileStore kind = ChooseTileStore(alpha, beta, accumulate, last);
+  if (kind == TileStore::kGeneral) {
+    alignas(64) __m512 y0[MR], y1[MR];
+    const __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      y0[r] = _mm512_mul_ps(acc(r, 0), va);
+      y1[r] = _mm512_mul_ps(acc(r, 1), va);
+    }
+    const TileBias bias(last, m0, m1);
+    for (int r = 0; r < MR; ++r) {
+      StoreRow(c + r * ldc, y0[r], y1[r], m0, m1, beta, accumulate, last, bias, last ? last->ResidualRow(r) : nullptr);
+    }
+    return;
+  }
+  const FusedTile fused(kind, last, m0, m1);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) StoreRowFast(c + r * ldc, acc(r, 0), acc(r, 1), m0, m1, accumulate, fused, r);
+}
+
 }  // namespace coreserve::kernels::avx512
