@@ -53,6 +53,53 @@ void Kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
                         last);
 }
 
+// Strips of up to 4 rows over NP whole panels at once: 1-2 rows x 4 panels or 3-4 rows x 2 panels. One row and
+// one panel would leave 2 accumulation chains, too few to cover the FMA latency (M = 1 ran at ~45 GFLOP/s with
+// its B in L2), and one B stream. b: the first panel, the others b_stride apart.
+constexpr int kWideRows = 4;
+constexpr int64_t kWidePanels[kWideRows + 1] = {0, 4, 4, 2, 2};
+
+template <int MR, int NP>
+void WideKernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t b_stride, float* c, int64_t ldc,
+                float alpha, float beta, bool accumulate, const GemmEpilogue* last) {
+  GemmEpilogue panel_last[NP];
+#pragma GCC unroll 4
+  for (int pn = 0; pn < NP; ++pn) {
+    if (last) {
+      panel_last[pn] = {last->bias ? last->bias + 32 * pn : nullptr, last->activation,
+                        last->residual ? last->residual + 32 * pn : nullptr, last->ldr};
+    }
+    avx512::PrefetchTile(c + 32 * pn, ldc, MR, last ? &panel_last[pn] : nullptr);
+  }
+  __m512 acc[MR][2 * NP];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 bv[2 * NP];
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) bv[t] = _mm512_load_ps(b + (t / 2) * b_stride + k * kNr + (t % 2) * 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
+#pragma GCC unroll 8
+      for (int t = 0; t < 2 * NP; ++t) acc[r][t] = _mm512_fmadd_ps(av, bv[t], acc[r][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int pn = 0; pn < NP; ++pn) {
+    avx512::StoreTile<MR>([&](int r, int h) { return acc[r][2 * pn + h]; }, c + 32 * pn, ldc, 0xffff, 0xffff, alpha,
+                          beta, accumulate, last ? &panel_last[pn] : nullptr);
+  }
+}
+
+using WideKernelFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, float, float,
+                              bool, const GemmEpilogue*);
+constexpr WideKernelFn kWideKernels[kWideRows + 1] = {nullptr, WideKernel<1, 4>, WideKernel<2, 4>, WideKernel<3, 2>,
+                                                      WideKernel<4, 2>};
+
 // The same over indirect A (SgemmArgs::a_rows): the K block is taps [t0, t1) of `run` floats each, from float
 // `r0` of each run (the whole run when t1 > t0 + 1); rows[r * taps + t] is row r's run of tap t. B advances
 // through the block as one K range, since op(B)'s rows are in (tap, channel) order.
@@ -154,6 +201,22 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
                                              avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16), p.alpha,
                                              p.beta, accumulate, last);
     };
+    // One row strip across the columns: a strip of up to kWideRows rows (direct A) in groups of whole panels.
+    auto strip = [&](int64_t i0) {
+      const int64_t rows = std::min<int64_t>(12, m_end - i0);
+      int64_t j0 = n_begin;
+      if (rows <= kWideRows && !p.a_rows) {
+        const int64_t wide = kWidePanels[rows] * kNr;
+        for (; j0 + wide <= n_end; j0 += wide) {
+          const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
+          GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
+                                p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
+          kWideKernels[rows](kc, a_block + i0 * lda, lda, panel, k * kNr, p.c + i0 * p.ldc + j0, p.ldc, p.alpha,
+                             p.beta, accumulate, last_block && has_epilogue ? &epilogue : nullptr);
+        }
+      }
+      for (; j0 < n_end; j0 += kNr) tile(i0, j0);
+    };
     if (kc * (n_end - n_begin) <= kRowsFirstFloats) {
       // B's block is small enough for L2: sweep it with each row strip, so C is written (and the residual read)
       // a whole row strip at a time, in sequential lines, rather than in 32-column slivers across many rows —
@@ -168,13 +231,15 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
             for (int64_t t = 0; t < kc; t += 16) _mm_prefetch(reinterpret_cast<const char*>(row + t), _MM_HINT_T0);
           }
         }
-        for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) tile(i0, j0);
+        strip(i0);
       }
     } else {
-      // One B panel stays in L1 while the rows of A stream past it.
+      // One B panel stays in L1 while the rows of A stream past it; a last strip of few rows goes on its own.
+      const int64_t tail = (m_end - m_begin) % 12, whole_end = tail <= kWideRows ? m_end - tail : m_end;
       for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
-        for (int64_t i0 = m_begin; i0 < m_end; i0 += 12) tile(i0, j0);
+        for (int64_t i0 = m_begin; i0 < whole_end; i0 += 12) tile(i0, j0);
       }
+      if (whole_end < m_end) strip(whole_end);
     }
     k0 += kc;
   }

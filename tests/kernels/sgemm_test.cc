@@ -215,7 +215,7 @@ TEST(Sgemm, TransposesAlphaBetaStridesAndSplits) {
     for (bool tb : {false, true}) {
       for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 1.0f}, {-2.0f, 0.25f}}) {
         for (int64_t m : {1, 13, 50}) {
-          for (int64_t n : {1, 33, 100}) {
+          for (int64_t n : {1, 33, 100, 130}) {  // 130: strips of 1-2 rows over 4 whole panels at once
             const Problem pr({m, n, 300, ta, tb, alpha, beta, 3}, rng);
             for (const Impl& impl : Impls()) {
               if (!impl.supported) continue;
@@ -239,8 +239,10 @@ TEST(Sgemm, EpilogueBiasAndActivations) {
     for (bool bias : {false, true}) {
       for (bool residual : {false, true}) {
         for (float beta : {0.0f, 0.5f}) {
+          // {2, 130, 1025} and {16, 70, 300}: the AVX-512 kernel's multi-panel strips of few rows, with two K
+          // blocks and after 12 whole rows.
           for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 33, 300}, {50, 100, 1025},
-                                 {7, 70, 0}}) {
+                                 {7, 70, 0}, {2, 130, 1025}, {16, 70, 300}}) {
             const Problem pr({m, n, k, false, false, 1.0f, beta, 2, bias, act, residual}, rng);
             for (const Impl& impl : Impls()) {
               if (!impl.supported) continue;
