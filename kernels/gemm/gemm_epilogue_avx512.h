@@ -51,8 +51,10 @@ struct TileBias {
 
 // Requests the lines of a tile's MR rows of C (for writing) and of its residual, so they arrive while the
 // kernel computes: each row is a separate stream (stride ldc) that the hardware prefetchers do not follow, and
-// with a short K a C larger than the caches otherwise stalls every tile on its stores.
-inline void PrefetchTile(const float* c, int64_t ldc, int rows, const GemmEpilogue* last) {
+// with a short K a C larger than the caches otherwise stalls every tile on its stores. Always inlined: GCC 12
+// counts __builtin_prefetch as free of side effects, so an out-of-line PrefetchTile is found `const` and every
+// call to it is deleted as dead code (which is what happened to all of them until this was added).
+[[gnu::always_inline]] inline void PrefetchTile(const float* c, int64_t ldc, int rows, const GemmEpilogue* last) {
   for (int r = 0; r < rows; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_ET0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_ET0);

@@ -91,7 +91,8 @@ constexpr AccumulateFn kWide[kWideRows + 1] = {nullptr, Accumulate<1, 4>, Accumu
 
 // Requests a tile's rows of C (and of the residual) before its K loop, as the fp32 kernels do: a C larger than
 // the caches (512 x 3072 fp32 is 6 MB) otherwise stalls the epilogue's stores.
-void PrefetchRows(const float* c, int64_t ldc, int64_t rows, const float* residual, int64_t ldr) {
+[[gnu::always_inline]] inline void PrefetchRows(const float* c, int64_t ldc, int64_t rows, const float* residual,
+                                                int64_t ldr) {  // inlined, or GCC deletes it (see PrefetchTile)
   const GemmEpilogue residual_only{nullptr, SgemmActivation::kNone, residual, ldr};
   avx512::PrefetchTile(c, ldc, static_cast<int>(rows), residual ? &residual_only : nullptr);
 }
