@@ -125,8 +125,9 @@ bench: bench-kernels bench-models bench-serving bench-placement
 
 # Kernel benchmarks; the last one runs coreserve's GEMM next to oneDNN (the anchor) on the BERT-base and
 # ResNet-50 shapes, and compare_gemm.py turns its JSON into the ratio table ($(BUILD_DIR)/bench_gemm_onednn.md).
-# Three repetitions of every case in random order (the table takes each side's median): this host's speed drifts
-# by 10-20% over minutes, and back-to-back runs of one side would carry that drift into the ratio.
+# Each case times its two sides in 9 pairs of alternating ~20 ms slices and reports the median ratio within a
+# pair: this host's speed drifts by 10-20% over minutes, which a ratio of two separately timed runs would carry.
+# Three repetitions, cases in random order; the table takes the median of the three.
 bench-kernels: build
 	@$(BUILD_DIR)/bench/bench_vadd
 	@$(BUILD_DIR)/bench/bench_sgemm --benchmark_out=$(BUILD_DIR)/bench_sgemm.json --benchmark_out_format=json

@@ -18,20 +18,29 @@
 // Before a case is timed, both sides compute it once and their outputs must agree (relative RMS difference under
 // the precision's tolerance) or both are reported as errors: a misconfigured anchor never makes the table.
 //
-// Counters: GFLOPS (GOP/s for int8; 2 * M * N * K per call, wall time), peak_GFLOPS (this machine's measured peak
-// for the precision on T threads, bench/gemm_peak.h), of_peak = GFLOPS / peak_GFLOPS; on the oneDNN row also
-// rel_diff, the relative RMS difference of the two outputs. The label names the kernel each side ran.
+// The two sides of a case are timed as one benchmark, in alternating slices of about kSliceSeconds each (the
+// order within a pair of slices alternating too), and the case's ratio is the median over kPairs pairs of the
+// ratio within a pair. This host's speed drifts by 10-20% over minutes: two sides timed seconds or minutes apart
+// (one after the other, or in random order) carry that drift into their ratio; two slices tens of milliseconds
+// apart do not.
+//
+// Counters: coreserve_GFLOPS and onednn_GFLOPS (GOP/s for int8; 2 * M * N * K per call, wall time, over all of
+// the side's slices), ratio (median over pairs of coreserve's rate / oneDNN's), ratio_min and ratio_max (its
+// range), peak_GFLOPS (this machine's measured peak for the precision on T threads, bench/gemm_peak.h), rel_diff
+// (the relative RMS difference of the two outputs). The label: "coreserve <kernel> | oneDNN <implementation>".
 //
 // Without oneDNN at build time the benchmark still builds and runs coreserve alone, and says so on stderr, in
-// every oneDNN row (an error) and in the JSON context ("onednn": "ABSENT ...").
+// every row (onednn_GFLOPS absent, and the label) and in the JSON context ("onednn": "ABSENT ...").
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/gemm_peak.h"
@@ -109,6 +118,17 @@ std::vector<GemmShape> Shapes() {
   return shapes;
 }
 
+// coreserve's CPUs: 0 .. threads - 1 when this machine has them, otherwise none. As the server pins an
+// instance's threads to its cores, the pool's worker i stays on CPU i + 1 and the calling thread is kept to CPU 0
+// while coreserve's slices run (BenchPair). oneDNN's OpenMP threads run as OpenMP places them by default (they
+// are created before any pinning, so they do not inherit it).
+std::vector<int> PoolCpus(int threads) {
+  if (static_cast<int>(std::thread::hardware_concurrency()) < threads) return {};
+  std::vector<int> cpus(static_cast<std::size_t>(threads));
+  for (int i = 0; i < threads; ++i) cpus[static_cast<std::size_t>(i)] = i;
+  return cpus;
+}
+
 // ---- One case: both sides of one (shape, precision, threads).
 struct CaseKey {
   GemmPrecision precision;
@@ -119,7 +139,7 @@ struct CaseKey {
 
 class Case {
  public:
-  explicit Case(const CaseKey& key) : key_(key), pool_(key.threads) {
+  explicit Case(const CaseKey& key) : key_(key), pool_(key.threads, PoolCpus(key.threads)) {
     const int64_t m = key.m, n = key.n, k = key.k;
     std::mt19937 rng(static_cast<unsigned>(m * 131 + n * 7 + k));
     std::uniform_real_distribution<float> d(-1, 1);
@@ -209,8 +229,7 @@ class Case {
   double rel_diff_ = -1.0;
 };
 
-// The two sides of a case are registered next to each other, so one live case serves both (and the repeated
-// calls Google Benchmark makes while it sizes the iteration count).
+// One live case at a time (its buffers and packed weights), kept while repetitions of it run back to back.
 Case& GetCase(const CaseKey& key) {
   static std::unique_ptr<Case> current;
   if (!current || !(current->key() == key)) {
@@ -220,49 +239,95 @@ Case& GetCase(const CaseKey& key) {
   return *current;
 }
 
+constexpr double kSliceSeconds = 0.02;
+constexpr int kPairs = 9;
+// Untimed idle time before each slice. After a parallel region libgomp's idle threads spin (measured here: ~10 ms
+// of CPU after each oneDNN call on 2 threads) before they sleep, and coreserve's pool spins for tens of
+// microseconds: a slice started at once would share its cores with the other side's spinning threads.
+constexpr auto kGap = std::chrono::milliseconds(15);
+
+// Seconds taken by `calls` calls of fn, after the gap and one untimed call (which wakes the side's threads).
 template <typename Fn>
-void Timed(benchmark::State& state, const CaseKey& key, Fn&& fn) {
+double TimeCalls(Fn&& fn, int64_t calls) {
+  std::this_thread::sleep_for(kGap);
+  fn();
   const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) {
+  for (int64_t i = 0; i < calls; ++i) {
     fn();
     benchmark::ClobberMemory();
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double ops = 2.0 * static_cast<double>(key.m) * static_cast<double>(key.n) * static_cast<double>(key.k);
-  state.counters["GFLOPS"] =
-      benchmark::Counter(ops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-  const double peak = coreserve::bench::MeasuredPeak(key.precision, key.threads);
-  state.counters["peak_GFLOPS"] = peak / 1e9;
-  if (peak > 0 && seconds > 0) state.counters["of_peak"] = ops * static_cast<double>(state.iterations()) / seconds / peak;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void BenchCoreserve(benchmark::State& state, CaseKey key) {
+void BenchPair(benchmark::State& state, CaseKey key) {
   Case& c = GetCase(key);
   if (!c.mismatch().empty()) {
     state.SkipWithError(c.mismatch().c_str());
     return;
   }
-  state.SetLabel(kernels::SgemmKernelName(key.precision));
-  Timed(state, key, [&c] { c.RunCoreserve(); });
-}
-
-void BenchOnednn(benchmark::State& state, CaseKey key) {
-  Case& c = GetCase(key);
-  if (!c.onednn_error().empty()) {
-    state.SkipWithError(c.onednn_error().c_str());
-    return;
-  }
-  if (!c.mismatch().empty()) {
-    state.SkipWithError(c.mismatch().c_str());
-    return;
+  auto run_coreserve = [&c] { c.RunCoreserve(); };
+  const std::vector<int> caller_cpu = PoolCpus(key.threads).empty() ? std::vector<int>{} : std::vector<int>{0};
+  auto time_coreserve = [&](int64_t calls) {
+    const runtime::ScopedAffinity pin(caller_cpu);
+    return TimeCalls(run_coreserve, calls);
+  };
+  std::string label = std::string("coreserve ") + kernels::SgemmKernelName(key.precision);
+#if CORESERVE_HAVE_ONEDNN
+  coreserve::bench::OnednnMatmul* anchor = c.onednn();
+#else
+  void* anchor = nullptr;
+#endif
+  if (anchor == nullptr) {
+    label += " | oneDNN " + (c.onednn_error().empty() ? std::string("ABSENT") : c.onednn_error());
   }
 #if CORESERVE_HAVE_ONEDNN
-  coreserve::bench::OnednnMatmul& anchor = *c.onednn();
-  anchor.UseThreads();
-  state.SetLabel(anchor.implementation());
-  Timed(state, key, [&anchor] { anchor.Run(); });
-  state.counters["rel_diff"] = c.rel_diff();
+  auto run_onednn = [anchor] {
+    anchor->UseThreads();
+    anchor->Run();
+  };
+  if (anchor) label += " | oneDNN " + anchor->implementation();
 #endif
+  state.SetLabel(label);
+  // Calls per slice, from the slower side's fastest of 3 single (warm) calls.
+  auto fastest_call = [](auto&& fn) {
+    double best = TimeCalls(fn, 1);
+    for (int i = 0; i < 2; ++i) best = std::min(best, TimeCalls(fn, 1));
+    return best;
+  };
+  double one_call;
+  {
+    const runtime::ScopedAffinity pin(caller_cpu);
+    one_call = fastest_call(run_coreserve);
+  }
+#if CORESERVE_HAVE_ONEDNN
+  if (anchor) one_call = std::max(one_call, fastest_call(run_onednn));
+#endif
+  const int64_t calls = std::max<int64_t>(1, static_cast<int64_t>(kSliceSeconds / std::max(one_call, 1e-9)));
+  double coreserve_seconds = 0.0, onednn_seconds = 0.0;
+  std::vector<double> ratios;
+  for (auto _ : state) {
+    const bool coreserve_first = ratios.size() % 2 == 0;
+    double core = coreserve_first ? time_coreserve(calls) : 0.0, dnnl = 0.0;
+#if CORESERVE_HAVE_ONEDNN
+    if (anchor) dnnl = TimeCalls(run_onednn, calls);
+#endif
+    if (!coreserve_first) core = time_coreserve(calls);
+    coreserve_seconds += core;
+    onednn_seconds += dnnl;
+    if (dnnl > 0.0) ratios.push_back(dnnl / core);
+  }
+  const double ops = 2.0 * static_cast<double>(key.m) * static_cast<double>(key.n) * static_cast<double>(key.k) *
+                     static_cast<double>(calls) * static_cast<double>(state.iterations());
+  state.counters["coreserve_GFLOPS"] = ops / coreserve_seconds / 1e9;
+  state.counters["peak_GFLOPS"] = coreserve::bench::MeasuredPeak(key.precision, key.threads) / 1e9;
+  if (!ratios.empty()) {
+    std::sort(ratios.begin(), ratios.end());
+    state.counters["onednn_GFLOPS"] = ops / onednn_seconds / 1e9;
+    state.counters["ratio"] = ratios[ratios.size() / 2];
+    state.counters["ratio_min"] = ratios.front();
+    state.counters["ratio_max"] = ratios.back();
+    state.counters["rel_diff"] = c.rel_diff();
+  }
 }
 
 void ShoutIfNoAnchor() {
@@ -280,9 +345,7 @@ void ShoutIfNoAnchor() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // 0.2 s per benchmark unless the command line says otherwise (a later --benchmark_min_time wins).
-  std::string default_min_time = "--benchmark_min_time=0.2";
-  std::vector<char*> args{argv[0], default_min_time.data()};
+  std::vector<char*> args{argv[0]};
   for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
   int args_count = static_cast<int>(args.size());
   benchmark::Initialize(&args_count, args.data());
@@ -309,14 +372,10 @@ int main(int argc, char** argv) {
         const CaseKey key{p, shape.m, shape.n, shape.k, t};
         const std::string base = shape.name + "/" + PrecisionName(p) + "/" + std::to_string(shape.m) + "x" +
                                  std::to_string(shape.n) + "x" + std::to_string(shape.k) + "/t" + std::to_string(t);
-        benchmark::RegisterBenchmark((base + "/coreserve").c_str(),
-                                     [key](benchmark::State& state) { BenchCoreserve(state, key); })
+        benchmark::RegisterBenchmark((base + "/pair").c_str(), [key](benchmark::State& state) { BenchPair(state, key); })
+            ->Iterations(kPairs)
             ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
-        benchmark::RegisterBenchmark((base + "/onednn").c_str(),
-                                     [key](benchmark::State& state) { BenchOnednn(state, key); })
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+            ->Unit(benchmark::kMillisecond);
       }
     }
   }

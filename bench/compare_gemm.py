@@ -5,6 +5,10 @@ coreserve's throughput as a ratio to oneDNN's (> 1: coreserve is faster) and eac
 machine's peak for the precision on that many threads, measured in the same run (bench/gemm_peak.h). Then the
 geometric mean of the ratio per model, precision and thread count, and the kernels each side ran.
 
+The benchmark times both sides of a case in alternating slices (its `pair` rows): the ratio is the median of the
+ratios within a pair of slices, and the range column shows their spread. With --benchmark_repetitions, the
+medians over repetitions. (Older JSON with separate coreserve and onednn rows: the ratio of the two medians.)
+
 usage: compare_gemm.py build/bench_gemm_onednn.json [--markdown build/bench_gemm_onednn.md]
 
 Exit status 1 when a case's two outputs disagreed (the benchmark reports those as errors and they get no ratio);
@@ -19,7 +23,7 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 NAME = re.compile(r"^(?P<shape>[^/]+)/(?P<precision>fp32|bf16|int8)/(?P<m>\d+)x(?P<n>\d+)x(?P<k>\d+)"
-                  r"/t(?P<threads>\d+)/(?P<side>coreserve|onednn)(?:/.*)?$")
+                  r"/t(?P<threads>\d+)/(?P<side>coreserve|onednn|pair)(?:/.*)?$")
 SIDES = ("coreserve", "onednn")
 
 
@@ -36,7 +40,11 @@ def load(path):
             continue
         g = match.groupdict()
         key = (g["shape"], g["precision"], int(g["m"]), int(g["n"]), int(g["k"]), int(g["threads"]))
-        side = cases.setdefault(key, {}).setdefault(g["side"], {"gflops": [], "peak": 0.0, "label": "", "error": ""})
+        case = cases.setdefault(key, {})
+        if g["side"] == "pair":
+            add_pair(case, b)
+            continue
+        side = case.setdefault(g["side"], new_side())
         if b.get("error_occurred"):
             side["error"] = b.get("error_message", "error")
             continue
@@ -44,6 +52,32 @@ def load(path):
         side["peak"] = b.get("peak_GFLOPS", 0.0)
         side["label"] = b.get("label", "")
     return report.get("context", {}), cases
+
+
+def new_side():
+    return {"gflops": [], "peak": 0.0, "label": "", "error": ""}
+
+
+def add_pair(case, b):
+    """Both sides from one `pair` row: label "coreserve <kernel> | oneDNN <implementation or why absent>"."""
+    core, dnnl = case.setdefault("coreserve", new_side()), case.setdefault("onednn", new_side())
+    pairs = case.setdefault("pairs", {"ratio": [], "min": [], "max": []})
+    if b.get("error_occurred"):
+        core["error"] = dnnl["error"] = b.get("error_message", "error")
+        return
+    label = b.get("label", "")
+    core_label, _, dnnl_label = label.partition(" | oneDNN ")
+    core["label"] = core_label.removeprefix("coreserve ")
+    core["gflops"].append(b["coreserve_GFLOPS"])
+    core["peak"] = dnnl["peak"] = b.get("peak_GFLOPS", 0.0)
+    if "onednn_GFLOPS" not in b:
+        dnnl["error"] = dnnl_label or "no oneDNN result"
+        return
+    dnnl["label"] = dnnl_label
+    dnnl["gflops"].append(b["onednn_GFLOPS"])
+    pairs["ratio"].append(b["ratio"])
+    pairs["min"].append(b["ratio_min"])
+    pairs["max"].append(b["ratio_max"])
 
 
 def median(side):
@@ -88,17 +122,23 @@ def build_report(context, cases):
         lines.append(f"Measured peak, G(FL)OP/s by precision and threads: {peaks}.")
     lines.append("")
     lines.append("| shape | M | N | K | threads | precision | coreserve GFLOPS | oneDNN GFLOPS | coreserve/oneDNN | "
-                 "coreserve × peak | oneDNN × peak |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                 "range over pairs | coreserve × peak | oneDNN × peak |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = defaultdict(list)
     disagreements, failures = [], []
     kernels = defaultdict(set)
     for (shape, precision, m, n, k, threads), sides in cases.items():
         core, dnnl = sides.get("coreserve"), sides.get("onednn")
         core_gf, dnnl_gf = median(core), median(dnnl)
-        ratio = core_gf / dnnl_gf if core_gf and dnnl_gf else None
+        pairs = sides.get("pairs")
+        spread = "—"
+        if pairs and pairs["ratio"]:
+            ratio = float(np.median(pairs["ratio"]))
+            spread = f"{min(pairs['min']):.2f}–{max(pairs['max']):.2f}"
+        else:
+            ratio = core_gf / dnnl_gf if core_gf and dnnl_gf else None
         peak = (core or dnnl or {}).get("peak", 0.0) or (dnnl or {}).get("peak", 0.0)
-        cells = [fmt(core_gf), fmt(dnnl_gf), fmt(ratio, 2),
+        cells = [fmt(core_gf), fmt(dnnl_gf), fmt(ratio, 2), spread,
                  fmt(core_gf / peak if core_gf and peak else None, 2),
                  fmt(dnnl_gf / peak if dnnl_gf and peak else None, 2)]
         for side_name, side in (("coreserve", core), ("oneDNN", dnnl)):
