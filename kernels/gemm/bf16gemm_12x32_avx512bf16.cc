@@ -64,11 +64,7 @@ void Kernel(int64_t kp, const uint16_t* a, int64_t lda, const uint16_t* b, int64
 #pragma GCC unroll 4
   for (int pn = 0; pn < NP; ++pn) {
     const __mmask16 p0 = pn == NP - 1 ? m0 : 0xffff, p1 = pn == NP - 1 ? m1 : 0xffff;
-    GemmEpilogue panel_last;
-    if (last) {
-      panel_last = {last->bias ? last->bias + 32 * pn : nullptr, last->activation,
-                    last->residual ? last->residual + 32 * pn : nullptr, last->ldr};
-    }
+    const GemmEpilogue panel_last = last ? last->Shifted(32 * pn) : GemmEpilogue{};
     avx512::StoreTile<MR>([&](int r, int h) { return acc[r][2 * pn + h]; }, c + 32 * pn, ldc, p0, p1, alpha, beta,
                           accumulate, last ? &panel_last : nullptr);
   }

@@ -22,6 +22,10 @@ struct GemmEpilogue {
   int64_t ldr = 0;
   // Row r of the tile's residual, or null.
   const float* ResidualRow(int r) const { return residual ? residual + r * ldr : nullptr; }
+  // The same epilogue for the columns from `cols` on (the next panels of a multi-panel tile).
+  GemmEpilogue Shifted(int64_t cols) const {
+    return {bias ? bias + cols : nullptr, activation, residual ? residual + cols : nullptr, ldr};
+  }
 };
 
 inline __m512 Activate(__m512 y, SgemmActivation act) {

@@ -65,10 +65,7 @@ void WideKernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t
   GemmEpilogue panel_last[NP];
 #pragma GCC unroll 4
   for (int pn = 0; pn < NP; ++pn) {
-    if (last) {
-      panel_last[pn] = {last->bias ? last->bias + 32 * pn : nullptr, last->activation,
-                        last->residual ? last->residual + 32 * pn : nullptr, last->ldr};
-    }
+    if (last) panel_last[pn] = last->Shifted(32 * pn);
     avx512::PrefetchTile(c + 32 * pn, ldc, MR, last ? &panel_last[pn] : nullptr);
   }
   __m512 acc[MR][2 * NP];
