@@ -116,10 +116,8 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
   // (short-K convolutions spend a third of their time in this epilogue).
   const bool float_correction = p.c_f32 && !col.zero_point && p.k <= kFloatCorrectionMaxK;
   const __m512 fsum0 = _mm512_cvtepi32_ps(sum0), fsum1 = _mm512_cvtepi32_ps(sum1);
-  // One loop per correction and store, chosen once per tile, so no path tests another's condition per row.
-  const avx512::TileStore store = avx512::ChooseTileStore(1.0f, p.beta, false, last);
-  const avx512::FusedTile fused(store, last, col.m0, col.m1);
-  auto rows_out = [&]<bool kFloat, bool kFast>() {
+  // One loop per correction, chosen once per tile, so neither path tests the other's condition per row.
+  auto rows_out = [&]<bool kFloat>() {
     for (int64_t r = 0; r < rows; ++r) {
       const QgemmRow& row = row_params[r];
       const __m512i acc0 = _mm512_load_si512(tile + r * tile_ld), acc1 = _mm512_load_si512(tile + r * tile_ld + 16);
@@ -148,19 +146,14 @@ void Epilogue(const int32_t* tile, int64_t tile_ld, int64_t rows, const QgemmRow
       }
       const __m512 rs = _mm512_set1_ps(row.scale);
       const __m512 y0 = _mm512_mul_ps(x0, _mm512_mul_ps(scale0, rs)), y1 = _mm512_mul_ps(x1, _mm512_mul_ps(scale1, rs));
-      if constexpr (kFast) {
-        avx512::StoreRowFast(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, false, fused, static_cast<int>(r));
-      } else {
-        avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias,
-                         last ? last->ResidualRow(static_cast<int>(r)) : nullptr);
-      }
+      avx512::StoreRow(p.c_f32 + (i0 + r) * p.ldc + j0, y0, y1, col.m0, col.m1, p.beta, false, last, bias,
+                       last ? last->ResidualRow(static_cast<int>(r)) : nullptr);
     }
   };
-  const bool fast = store != avx512::TileStore::kGeneral;
   if (float_correction) {
-    fast ? rows_out.template operator()<true, true>() : rows_out.template operator()<true, false>();
+    rows_out.template operator()<true>();
   } else {
-    fast ? rows_out.template operator()<false, true>() : rows_out.template operator()<false, false>();
+    rows_out.template operator()<false>();
   }
 }
 
