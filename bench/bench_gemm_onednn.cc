@@ -37,6 +37,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -265,52 +266,45 @@ void BenchPair(benchmark::State& state, CaseKey key) {
     state.SkipWithError(c.mismatch().c_str());
     return;
   }
-  auto run_coreserve = [&c] { c.RunCoreserve(); };
+  // One timed slice of each side; time_onednn stays empty without the anchor.
   const std::vector<int> caller_cpu = PoolCpus(key.threads).empty() ? std::vector<int>{} : std::vector<int>{0};
   auto time_coreserve = [&](int64_t calls) {
     const runtime::ScopedAffinity pin(caller_cpu);
-    return TimeCalls(run_coreserve, calls);
+    return TimeCalls([&c] { c.RunCoreserve(); }, calls);
   };
-  std::string label = std::string("coreserve ") + kernels::SgemmKernelName(key.precision);
+  std::function<double(int64_t)> time_onednn;
+  std::string label = std::string("coreserve ") + kernels::SgemmKernelName(key.precision) + " | oneDNN ";
 #if CORESERVE_HAVE_ONEDNN
-  coreserve::bench::OnednnMatmul* anchor = c.onednn();
-#else
-  void* anchor = nullptr;
-#endif
-  if (anchor == nullptr) {
-    label += " | oneDNN " + (c.onednn_error().empty() ? std::string("ABSENT") : c.onednn_error());
+  if (coreserve::bench::OnednnMatmul* anchor = c.onednn()) {
+    time_onednn = [anchor](int64_t calls) {
+      return TimeCalls(
+          [anchor] {
+            anchor->UseThreads();
+            anchor->Run();
+          },
+          calls);
+    };
+    label += anchor->implementation();
   }
-#if CORESERVE_HAVE_ONEDNN
-  auto run_onednn = [anchor] {
-    anchor->UseThreads();
-    anchor->Run();
-  };
-  if (anchor) label += " | oneDNN " + anchor->implementation();
 #endif
+  if (!time_onednn) label += c.onednn_error().empty() ? std::string("ABSENT") : c.onednn_error();
   state.SetLabel(label);
   // Calls per slice, from the slower side's fastest of 3 single (warm) calls.
-  auto fastest_call = [](auto&& fn) {
-    double best = TimeCalls(fn, 1);
-    for (int i = 0; i < 2; ++i) best = std::min(best, TimeCalls(fn, 1));
+  auto fastest_call = [](auto&& time_slice) {
+    double best = time_slice(1);
+    for (int i = 0; i < 2; ++i) best = std::min(best, time_slice(1));
     return best;
   };
-  double one_call;
-  {
-    const runtime::ScopedAffinity pin(caller_cpu);
-    one_call = fastest_call(run_coreserve);
-  }
-#if CORESERVE_HAVE_ONEDNN
-  if (anchor) one_call = std::max(one_call, fastest_call(run_onednn));
-#endif
+  double one_call = fastest_call(time_coreserve);
+  if (time_onednn) one_call = std::max(one_call, fastest_call(time_onednn));
   const int64_t calls = std::max<int64_t>(1, static_cast<int64_t>(kSliceSeconds / std::max(one_call, 1e-9)));
   double coreserve_seconds = 0.0, onednn_seconds = 0.0;
   std::vector<double> ratios;
+  int64_t pair = 0;
   for (auto _ : state) {
-    const bool coreserve_first = ratios.size() % 2 == 0;
-    double core = coreserve_first ? time_coreserve(calls) : 0.0, dnnl = 0.0;
-#if CORESERVE_HAVE_ONEDNN
-    if (anchor) dnnl = TimeCalls(run_onednn, calls);
-#endif
+    const bool coreserve_first = pair++ % 2 == 0;
+    double core = coreserve_first ? time_coreserve(calls) : 0.0;
+    const double dnnl = time_onednn ? time_onednn(calls) : 0.0;
     if (!coreserve_first) core = time_coreserve(calls);
     coreserve_seconds += core;
     onednn_seconds += dnnl;

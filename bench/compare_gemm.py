@@ -7,7 +7,7 @@ geometric mean of the ratio per model, precision and thread count, and the kerne
 
 The benchmark times both sides of a case in alternating slices (its `pair` rows): the ratio is the median of the
 ratios within a pair of slices, and the range column shows their spread. With --benchmark_repetitions, the
-medians over repetitions. (Older JSON with separate coreserve and onednn rows: the ratio of the two medians.)
+medians over repetitions.
 
 usage: compare_gemm.py build/bench_gemm_onednn.json [--markdown build/bench_gemm_onednn.md]
 
@@ -23,14 +23,14 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 NAME = re.compile(r"^(?P<shape>[^/]+)/(?P<precision>fp32|bf16|int8)/(?P<m>\d+)x(?P<n>\d+)x(?P<k>\d+)"
-                  r"/t(?P<threads>\d+)/(?P<side>coreserve|onednn|pair)(?:/.*)?$")
-SIDES = ("coreserve", "onednn")
+                  r"/t(?P<threads>\d+)/pair(?:/.*)?$")
 
 
 def load(path):
     with open(path) as f:
         report = json.load(f)
-    # (shape, precision, m, n, k, threads) -> side -> {"gflops": [...], "peak": x, "label": s, "error": s}
+    # (shape, precision, m, n, k, threads) -> {"coreserve" / "onednn": {"gflops": [...], "peak": x, "label": s,
+    # "error": s}, "pairs": {"ratio": [...], "min": [...], "max": [...]}}, one list entry per repetition
     cases = OrderedDict()
     for b in report.get("benchmarks", []):
         if b.get("run_type", "iteration") != "iteration":
@@ -40,17 +40,7 @@ def load(path):
             continue
         g = match.groupdict()
         key = (g["shape"], g["precision"], int(g["m"]), int(g["n"]), int(g["k"]), int(g["threads"]))
-        case = cases.setdefault(key, {})
-        if g["side"] == "pair":
-            add_pair(case, b)
-            continue
-        side = case.setdefault(g["side"], new_side())
-        if b.get("error_occurred"):
-            side["error"] = b.get("error_message", "error")
-            continue
-        side["gflops"].append(b["GFLOPS"] / 1e9)
-        side["peak"] = b.get("peak_GFLOPS", 0.0)
-        side["label"] = b.get("label", "")
+        add_pair(cases.setdefault(key, {}), b)
     return report.get("context", {}), cases
 
 
@@ -130,13 +120,11 @@ def build_report(context, cases):
     for (shape, precision, m, n, k, threads), sides in cases.items():
         core, dnnl = sides.get("coreserve"), sides.get("onednn")
         core_gf, dnnl_gf = median(core), median(dnnl)
-        pairs = sides.get("pairs")
-        spread = "—"
-        if pairs and pairs["ratio"]:
+        pairs = sides["pairs"]
+        ratio, spread = None, "—"
+        if pairs["ratio"]:
             ratio = float(np.median(pairs["ratio"]))
             spread = f"{min(pairs['min']):.2f}–{max(pairs['max']):.2f}"
-        else:
-            ratio = core_gf / dnnl_gf if core_gf and dnnl_gf else None
         peak = (core or dnnl or {}).get("peak", 0.0) or (dnnl or {}).get("peak", 0.0)
         cells = [fmt(core_gf), fmt(dnnl_gf), fmt(ratio, 2), spread,
                  fmt(core_gf / peak if core_gf and peak else None, 2),

@@ -181,11 +181,16 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
     }
     const float* a_block = aliased ? a_copy.data() - m_begin * a_copy_ld : p.a + k0;
     const int64_t lda = aliased ? a_copy_ld : p.lda;
+    // This K block of the panel holding column j0, and the epilogue of the tile at (i0, j0).
+    auto panel_at = [&](int64_t j0) { return panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr; };
+    auto epilogue_at = [&](int64_t i0, int64_t j0) {
+      return GemmEpilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
+                          p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
+    };
     auto tile = [&](int64_t i0, int64_t j0) {
       const int64_t cols = std::min(kNr, n_end - j0), rows = std::min<int64_t>(12, m_end - i0);
-      const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
-      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
-                            p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
+      const float* panel = panel_at(j0);
+      const GemmEpilogue epilogue = epilogue_at(i0, j0);
       const GemmEpilogue* last = last_block && has_epilogue ? &epilogue : nullptr;
       const bool half = cols <= 16;
       if (p.a_rows) {
@@ -205,10 +210,8 @@ void sgemm_12x32_avx512(const SgemmArgs& p, int64_t m_begin, int64_t m_end, int6
       if (rows <= kWideRows && !p.a_rows) {
         const int64_t wide = kWidePanels[rows] * kNr;
         for (; j0 + wide <= n_end; j0 += wide) {
-          const float* panel = panels + ((j0 - n_begin) / kNr + first_panel) * k * kNr + k0 * kNr;
-          GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
-                                p.residual ? p.residual + i0 * p.ldr + j0 : nullptr, p.ldr};
-          kWideKernels[rows](kc, a_block + i0 * lda, lda, panel, k * kNr, p.c + i0 * p.ldc + j0, p.ldc, p.alpha,
+          const GemmEpilogue epilogue = epilogue_at(i0, j0);
+          kWideKernels[rows](kc, a_block + i0 * lda, lda, panel_at(j0), k * kNr, p.c + i0 * p.ldc + j0, p.ldc, p.alpha,
                              p.beta, accumulate, last_block && has_epilogue ? &epilogue : nullptr);
         }
       }
