@@ -45,7 +45,7 @@ inline __mmask16 ColumnMask(int64_t cols) {
 // The bias of a tile's two halves (zero without bias or before the last K block).
 struct TileBias {
   __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-  TileBias(const GemmEpilogue* last, __mmask16 m0, __mmask16 m1) {
+  [[gnu::always_inline]] TileBias(const GemmEpilogue* last, __mmask16 m0, __mmask16 m1) {
     if (last && last->bias) {
       b0 = _mm512_maskz_loadu_ps(m0, last->bias);
       b1 = _mm512_maskz_loadu_ps(m1, last->bias + 16);
@@ -110,13 +110,15 @@ inline TileStore ChooseTileStore(float alpha, float beta, bool accumulate, const
   return simple ? TileStore::kFused : TileStore::kGeneral;
 }
 
-// What a kFused tile adds, loaded once per tile (zero and null for kPlain).
+// What a kFused tile adds, loaded once per tile (zero and null for kPlain). Its constructors are always inlined:
+// GCC 12 called them out of line, and so spilled and reloaded every accumulator of every tile around the call
+// (fp32 K = 64: +3% once inlined, 12544 x 64 x 147: +8%).
 struct FusedTile {
   bool on = false, relu = false;
   TileBias bias;
   const float* residual = nullptr;
   int64_t ldr = 0;
-  FusedTile(TileStore kind, const GemmEpilogue* last, __mmask16 m0, __mmask16 m1)
+  [[gnu::always_inline]] FusedTile(TileStore kind, const GemmEpilogue* last, __mmask16 m0, __mmask16 m1)
       : bias(kind == TileStore::kFused ? last : nullptr, m0, m1) {
     if (kind != TileStore::kFused) return;
     on = true;
