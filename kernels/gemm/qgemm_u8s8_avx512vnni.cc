@@ -42,15 +42,15 @@ struct TileColumns {
   __mmask16 m0, m1;
 };
 
-// tile[0:MR][0:32 NP] = A[0:MR, 0:4 kq] * B[0:4 kq, NP panels] (a: MR u8 rows lda apart; b: NP panels b_stride
-// apart, each kq quad rows of 128 bytes); the epilogue reads the tile back from L1 (once per K loop,
-// negligible). The row loops are unrolled by pragma: left to -O3's own unrolling, GCC 12 keeps the accumulator
-// arrays in memory and stores all 24 on every K step (half speed); unrolled up front they are scalarized into
-// registers. NP > 1 serves strips of few rows (M = 1 is the latency case): one row and one panel would leave 2
-// accumulation chains, too few to cover vpdpbusd latency, and one B stream.
+// acc[r][t] = A[r, 0:4 kq] * B[0:4 kq, columns 16t..16t+15 of the NP panels] (a: MR u8 rows lda apart; b: NP
+// panels b_stride apart, each kq quad rows of 128 bytes). The row loops are unrolled by pragma and the function
+// is always inlined into its callers: left to -O3's own unrolling, GCC 12 keeps the accumulator arrays in memory
+// and stores all 24 on every K step (half speed); unrolled up front they are scalarized into registers. NP > 1
+// serves strips of few rows (M = 1 is the latency case): one row and one panel would leave 2 accumulation
+// chains, too few to cover vpdpbusd latency, and one B stream.
 template <int MR, int NP>
-void Accumulate(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b, int64_t b_stride, int32_t* tile) {
-  __m512i acc[MR][2 * NP];
+[[gnu::always_inline]] inline void AccumulateInto(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b,
+                                                  int64_t b_stride, __m512i (&acc)[MR][2 * NP]) {
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
@@ -69,10 +69,69 @@ void Accumulate(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b, int6
       for (int t = 0; t < 2 * NP; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], av, bv[t]);
     }
   }
+}
+
+// tile[0:MR][0:32 NP] = the exact sums, for Epilogue to read back from L1.
+template <int MR, int NP>
+void Accumulate(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b, int64_t b_stride, int32_t* tile) {
+  __m512i acc[MR][2 * NP];
+  AccumulateInto<MR, NP>(kq, a, lda, b, b_stride, acc);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
     for (int t = 0; t < 2 * NP; ++t) _mm512_store_si512(tile + r * NP * kNr + 16 * t, acc[r][t]);
+  }
+}
+
+// The common fp32 output, written from the accumulator registers (no tile in memory): fp32 zero-point
+// correction (K <= kFloatCorrectionMaxK), no B zero points, beta = 0, bias / residual / ReLU at most. Pointers are
+// at the tile's first row and column.
+struct DirectTile {
+  float* c;
+  int64_t ldc;
+  const int32_t* col_sum;       // sum_k of B's s8 values
+  const float* col_scale;       // s_j
+  const float* bias;            // or null
+  const float* residual;        // or null
+  int64_t ldr;
+  const float* row_scale;       // alpha * s_i
+  const float* row_zero_point;  // z_i, as floats
+  __mmask16 m0, m1;             // the columns of a single panel's halves (several panels are always whole)
+  bool relu;
+};
+
+// As Accumulate, then C = act(rs_i * (s_j * (acc - z_i * colsum_j)) + bias_j + residual) per element: 4 FMA-pipe
+// operations per 16 outputs (convert, correct, scale, scale and add the bias) where the general Epilogue needs 5
+// plus a store and a load of the tile. With a short K (ResNet's 1x1 convolutions: 16 K quads per tile) those
+// were ~20% of the product. The results differ from Epilogue's in rounding only (the reference's x * (s_i * s_j)
+// + bias is one more rounding); a product takes one path for all its tiles, so splits give the same bits.
+template <int MR, int NP>
+void AccumulateDirect(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b, int64_t b_stride,
+                      const DirectTile& tile) {
+  const DirectTile o = tile;  // a copy in registers: through the reference, every field is reloaded after each store
+  __m512i acc[MR][2 * NP];
+  AccumulateInto<MR, NP>(kq, a, lda, b, b_stride, acc);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) asm("" : "+v"(acc[r][t]));
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < 2 * NP; ++t) {
+    const int64_t j = 16 * t;
+    const __mmask16 m = NP > 1 ? __mmask16{0xffff} : (t ? o.m1 : o.m0);
+    const __m512 fsum = _mm512_cvtepi32_ps(_mm512_load_si512(o.col_sum + j));
+    const __m512 scale = _mm512_load_ps(o.col_scale + j);
+    const __m512 bias = o.bias ? _mm512_maskz_loadu_ps(m, o.bias + j) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 x =
+          _mm512_fnmadd_ps(_mm512_set1_ps(o.row_zero_point[r]), fsum, _mm512_cvtepi32_ps(acc[r][t]));
+      __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(x, scale), _mm512_set1_ps(o.row_scale[r]), bias);
+      if (o.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, o.residual + r * o.ldr + j));
+      if (o.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(o.c + r * o.ldc + j, m, y);
+    }
   }
 }
 
@@ -88,6 +147,23 @@ constexpr int64_t kWideRows = 4;
 constexpr int64_t kWidePanels[kWideRows + 1] = {0, 4, 4, 2, 2};
 constexpr AccumulateFn kWide[kWideRows + 1] = {nullptr, Accumulate<1, 4>, Accumulate<2, 4>, Accumulate<3, 2>,
                                                Accumulate<4, 2>};
+using AccumulateDirectFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, const DirectTile&);
+constexpr AccumulateDirectFn kAccumulateDirect[13] = {
+    nullptr,
+    AccumulateDirect<1, 1>,
+    AccumulateDirect<2, 1>,
+    AccumulateDirect<3, 1>,
+    AccumulateDirect<4, 1>,
+    AccumulateDirect<5, 1>,
+    AccumulateDirect<6, 1>,
+    AccumulateDirect<7, 1>,
+    AccumulateDirect<8, 1>,
+    AccumulateDirect<9, 1>,
+    AccumulateDirect<10, 1>,
+    AccumulateDirect<11, 1>,
+    AccumulateDirect<12, 1>};
+constexpr AccumulateDirectFn kWideDirect[kWideRows + 1] = {nullptr, AccumulateDirect<1, 4>, AccumulateDirect<2, 4>,
+                                                           AccumulateDirect<3, 2>, AccumulateDirect<4, 2>};
 
 // Requests a tile's rows of C (and of the residual) before its K loop, as the fp32 kernels do: a C larger than
 // the caches (512 x 3072 fp32 is 6 MB) otherwise stalls the epilogue's stores.
@@ -301,6 +377,12 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   // A quantized beforehand (every column tile of a product shares it) is read where it lies when its rows are
   // whole K quads: copying it into a_block cost ~2% of BERT's int8 GEMMs.
   const bool a_in_place = p.a_quantized != nullptr && k % 4 == 0 && !b_zero_points;
+  // The fp32 outputs AccumulateDirect finishes in registers; the rest go through Epilogue.
+  const bool direct = p.c_f32 != nullptr && !b_zero_points && k <= kFloatCorrectionMaxK && p.beta == 0.0f &&
+                      (p.activation == SgemmActivation::kNone || p.activation == SgemmActivation::kRelu);
+  thread_local std::vector<float> direct_scale, direct_zero_point;
+  direct_scale.resize(kMc);
+  direct_zero_point.resize(kMc);
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
     const uint8_t* a_rows = a_block.data();
@@ -328,41 +410,52 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
         row_params[r] = PrepareQuantizedRow(p, ib + r, kq * 4, b_zero_points, a_block.data() + r * ld, QuantizeRowU8Avx512);
       }
     }
-    // The epilogue of panel j0 for rows [i0, i0 + rows), from a tile with rows tile_ld apart.
-    auto finish = [&](const int32_t* tile, int64_t tile_ld, int64_t i0, int64_t rows, int64_t j0) {
-      const int64_t cols = std::min(kNr, n_end - j0);
-      const TileColumns col{packed.col_sum.data() + j0, b_zero_points ? packed.col_zero_point.data() + j0 : nullptr,
-                            packed.col_scale.data() + j0, avx512::ColumnMask(cols), avx512::ColumnMask(cols - 16)};
-      GemmEpilogue epilogue{p.bias ? p.bias + j0 : nullptr, p.activation,
-                            p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr, p.ldr};
-      Epilogue(tile, tile_ld, rows, row_params.data() + i0, col, p, ib + i0, j0, has_epilogue ? &epilogue : nullptr);
+    if (direct) {
+      for (int64_t r = 0; r < block_rows; ++r) {
+        direct_scale[r] = row_params[r].scale;
+        direct_zero_point[r] = static_cast<float>(row_params[r].zero_point);
+      }
+    }
+    // The tile of panels [j0, j0 + 32 panels) for rows [i0, i0 + rows) of the block: accumulated, then finished
+    // from the registers (direct) or through `tile` and Epilogue.
+    alignas(64) int32_t tile[12 * kNr];
+    auto run = [&](int64_t i0, int64_t rows, int64_t j0, int64_t panels) {
+      const uint8_t* a = a_rows + i0 * a_ld;
+      const int8_t* b = packed.int8.data() + (j0 / kNr) * panel_elements;
+      const float* residual = p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr;
+      if (p.c_f32 && panels == 1) PrefetchRows(p.c_f32 + (ib + i0) * p.ldc + j0, p.ldc, rows, residual, p.ldr);
+      const int64_t cols = std::min(panels * kNr, n_end - j0);
+      if (direct) {
+        const DirectTile o{p.c_f32 + (ib + i0) * p.ldc + j0, p.ldc, packed.col_sum.data() + j0,
+                           packed.col_scale.data() + j0, p.bias ? p.bias + j0 : nullptr, residual, p.ldr,
+                           direct_scale.data() + i0, direct_zero_point.data() + i0, avx512::ColumnMask(cols),
+                           avx512::ColumnMask(cols - 16), p.activation == SgemmActivation::kRelu};
+        (panels == 1 ? kAccumulateDirect : kWideDirect)[rows](kq, a, a_ld, b, panel_elements, o);
+        return;
+      }
+      (panels == 1 ? kAccumulate : kWide)[rows](kq, a, a_ld, b, panel_elements, tile);
+      for (int64_t pn = 0; pn < panels; ++pn) {
+        const int64_t jp = j0 + pn * kNr, pcols = std::min(kNr, n_end - jp);
+        const TileColumns col{packed.col_sum.data() + jp, b_zero_points ? packed.col_zero_point.data() + jp : nullptr,
+                              packed.col_scale.data() + jp, avx512::ColumnMask(pcols), avx512::ColumnMask(pcols - 16)};
+        GemmEpilogue epilogue{p.bias ? p.bias + jp : nullptr, p.activation,
+                              p.residual ? p.residual + (ib + i0) * p.ldr + jp : nullptr, p.ldr};
+        Epilogue(tile + pn * kNr, panels * kNr, rows, row_params.data() + i0, col, p, ib + i0, jp,
+                 has_epilogue ? &epilogue : nullptr);
+      }
     };
     // Full 12-row strips sweep one panel at a time (the panel's K x 32 bytes stay in L1/L2 across the strips);
     // a last strip of up to 4 rows sweeps several panels at once.
     const int64_t short_rows = block_rows % 12 <= kWideRows ? block_rows % 12 : 0;
     const int64_t strip_rows = block_rows - short_rows;
-    alignas(64) int32_t tile[12 * kNr];
     for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
-      const int8_t* panel = packed.int8.data() + (j0 / kNr) * panel_elements;
-      for (int64_t i0 = 0; i0 < strip_rows; i0 += 12) {
-        const int64_t rows = std::min<int64_t>(12, strip_rows - i0);
-        if (p.c_f32) PrefetchRows(p.c_f32 + (ib + i0) * p.ldc + j0, p.ldc, rows, p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr, p.ldr);
-        kAccumulate[rows](kq, a_rows + i0 * a_ld, a_ld, panel, panel_elements, tile);
-        finish(tile, kNr, i0, rows, j0);
-      }
+      for (int64_t i0 = 0; i0 < strip_rows; i0 += 12) run(i0, std::min<int64_t>(12, strip_rows - i0), j0, 1);
     }
     if (short_rows > 0) {
-      const uint8_t* a = a_rows + strip_rows * a_ld;
       const int64_t wide = kWidePanels[short_rows];
       int64_t j0 = n_begin;
-      for (; j0 + wide * kNr <= n_end; j0 += wide * kNr) {
-        kWide[short_rows](kq, a, a_ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
-        for (int64_t pn = 0; pn < wide; ++pn) finish(tile + pn * kNr, wide * kNr, strip_rows, short_rows, j0 + pn * kNr);
-      }
-      for (; j0 < n_end; j0 += kNr) {
-        kAccumulate[short_rows](kq, a, a_ld, packed.int8.data() + (j0 / kNr) * panel_elements, panel_elements, tile);
-        finish(tile, kNr, strip_rows, short_rows, j0);
-      }
+      for (; j0 + wide * kNr <= n_end; j0 += wide * kNr) run(strip_rows, short_rows, j0, wide);
+      for (; j0 < n_end; j0 += kNr) run(strip_rows, short_rows, j0, 1);
     }
   }
 }
