@@ -111,6 +111,9 @@ void AccumulateDirect(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b
   const DirectTile o = tile;  // a copy in registers: through the reference, every field is reloaded after each store
   __m512i acc[MR][2 * NP];
   AccumulateInto<MR, NP>(kq, a, lda, b, b_stride, acc);
+  // Each accumulator declared live in a register at the loop's exit. Without this GCC 12 lets the epilogue's
+  // register demand into the K loop: it copied every accumulator between registers and spilled half of them to
+  // the stack on every K step.
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
