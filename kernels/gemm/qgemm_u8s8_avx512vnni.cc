@@ -152,18 +152,9 @@ constexpr AccumulateFn kWide[kWideRows + 1] = {nullptr, Accumulate<1, 4>, Accumu
                                                Accumulate<4, 2>};
 using AccumulateDirectFn = void (*)(int64_t, const uint8_t*, int64_t, const int8_t*, int64_t, const DirectTile&);
 constexpr AccumulateDirectFn kAccumulateDirect[13] = {
-    nullptr,
-    AccumulateDirect<1, 1>,
-    AccumulateDirect<2, 1>,
-    AccumulateDirect<3, 1>,
-    AccumulateDirect<4, 1>,
-    AccumulateDirect<5, 1>,
-    AccumulateDirect<6, 1>,
-    AccumulateDirect<7, 1>,
-    AccumulateDirect<8, 1>,
-    AccumulateDirect<9, 1>,
-    AccumulateDirect<10, 1>,
-    AccumulateDirect<11, 1>,
+    nullptr,                 AccumulateDirect<1, 1>,  AccumulateDirect<2, 1>,  AccumulateDirect<3, 1>,
+    AccumulateDirect<4, 1>,  AccumulateDirect<5, 1>,  AccumulateDirect<6, 1>,  AccumulateDirect<7, 1>,
+    AccumulateDirect<8, 1>,  AccumulateDirect<9, 1>,  AccumulateDirect<10, 1>, AccumulateDirect<11, 1>,
     AccumulateDirect<12, 1>};
 constexpr AccumulateDirectFn kWideDirect[kWideRows + 1] = {nullptr, AccumulateDirect<1, 4>, AccumulateDirect<2, 4>,
                                                            AccumulateDirect<3, 2>, AccumulateDirect<4, 2>};
@@ -441,8 +432,8 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
         const int64_t jp = j0 + pn * kNr, pcols = std::min(kNr, n_end - jp);
         const TileColumns col{packed.col_sum.data() + jp, b_zero_points ? packed.col_zero_point.data() + jp : nullptr,
                               packed.col_scale.data() + jp, avx512::ColumnMask(pcols), avx512::ColumnMask(pcols - 16)};
-        GemmEpilogue epilogue{p.bias ? p.bias + jp : nullptr, p.activation,
-                              p.residual ? p.residual + (ib + i0) * p.ldr + jp : nullptr, p.ldr};
+        GemmEpilogue epilogue{p.bias ? p.bias + jp : nullptr, p.activation, residual ? residual + pn * kNr : nullptr,
+                              p.ldr};
         Epilogue(tile + pn * kNr, panels * kNr, rows, row_params.data() + i0, col, p, ib + i0, jp,
                  has_epilogue ? &epilogue : nullptr);
       }
