@@ -94,7 +94,7 @@ struct DirectTile {
   const float* bias;            // or null
   const float* residual;        // or null
   int64_t ldr;
-  const float* row_scale;       // alpha * s_i
+  const QgemmRow* rows;         // the rows' scales (alpha * s_i)
   const float* row_zero_point;  // z_i, as floats
   __mmask16 m0, m1;             // the columns of a single panel's halves (several panels are always whole)
   bool relu;
@@ -130,7 +130,7 @@ void AccumulateDirect(int64_t kq, const uint8_t* a, int64_t lda, const int8_t* b
     for (int r = 0; r < MR; ++r) {
       const __m512 x =
           _mm512_fnmadd_ps(_mm512_set1_ps(o.row_zero_point[r]), fsum, _mm512_cvtepi32_ps(acc[r][t]));
-      __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(x, scale), _mm512_set1_ps(o.row_scale[r]), bias);
+      __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(x, scale), _mm512_set1_ps(o.rows[r].scale), bias);
       if (o.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, o.residual + r * o.ldr + j));
       if (o.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(o.c + r * o.ldc + j, m, y);
@@ -374,8 +374,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
   // The fp32 outputs AccumulateDirect finishes in registers; the rest go through Epilogue.
   const bool direct = p.c_f32 != nullptr && !b_zero_points && k <= kFloatCorrectionMaxK && p.beta == 0.0f &&
                       (p.activation == SgemmActivation::kNone || p.activation == SgemmActivation::kRelu);
-  thread_local std::vector<float> direct_scale, direct_zero_point;
-  direct_scale.resize(kMc);
+  thread_local std::vector<float> direct_zero_point;  // row_params' zero points as floats, for AccumulateDirect
   direct_zero_point.resize(kMc);
   for (int64_t ib = m_begin; ib < m_end; ib += kMc) {
     const int64_t block_rows = std::min(kMc, m_end - ib);
@@ -405,10 +404,7 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
       }
     }
     if (direct) {
-      for (int64_t r = 0; r < block_rows; ++r) {
-        direct_scale[r] = row_params[r].scale;
-        direct_zero_point[r] = static_cast<float>(row_params[r].zero_point);
-      }
+      for (int64_t r = 0; r < block_rows; ++r) direct_zero_point[r] = static_cast<float>(row_params[r].zero_point);
     }
     // The tile of panels [j0, j0 + 32 panels) for rows [i0, i0 + rows) of the block: accumulated, then finished
     // from the registers (direct) or through `tile` and Epilogue.
@@ -418,11 +414,11 @@ void qgemm_u8s8_avx512vnni(const QgemmProblem& p, int64_t m_begin, int64_t m_end
       const int8_t* b = packed.int8.data() + (j0 / kNr) * panel_elements;
       const float* residual = p.residual ? p.residual + (ib + i0) * p.ldr + j0 : nullptr;
       if (p.c_f32 && panels == 1) PrefetchRows(p.c_f32 + (ib + i0) * p.ldc + j0, p.ldc, rows, residual, p.ldr);
-      const int64_t cols = std::min(panels * kNr, n_end - j0);
       if (direct) {
+        const int64_t cols = std::min(panels * kNr, n_end - j0);
         const DirectTile o{p.c_f32 + (ib + i0) * p.ldc + j0, p.ldc, packed.col_sum.data() + j0,
                            packed.col_scale.data() + j0, p.bias ? p.bias + j0 : nullptr, residual, p.ldr,
-                           direct_scale.data() + i0, direct_zero_point.data() + i0, avx512::ColumnMask(cols),
+                           row_params.data() + i0, direct_zero_point.data() + i0, avx512::ColumnMask(cols),
                            avx512::ColumnMask(cols - 16), p.activation == SgemmActivation::kRelu};
         (panels == 1 ? kAccumulateDirect : kWideDirect)[rows](kq, a, a_ld, b, panel_elements, o);
         return;
